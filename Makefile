@@ -1,0 +1,27 @@
+# The README's commands. A fresh machine needs Python 3.10+ and nothing else.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install lint bench
+
+demo: install  ## install, then train the Digit Recognizer recipe on the bundled sample
+	$(BIN)/kit run mnist --sample
+
+test: install  ## install, then run the test suite
+	$(BIN)/python -m pytest -q
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade -q pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+lint: install
+	$(BIN)/ruff check kit competitions tests benchmarks
+	$(BIN)/ruff format --check kit competitions tests benchmarks
+
+bench: install  ## the speed and accuracy tables in the README
+	$(BIN)/python benchmarks/mnist.py

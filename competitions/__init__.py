@@ -1,0 +1,1 @@
+"""One module per Kaggle competition; its file name is its CLI name."""

@@ -1,0 +1,21 @@
+"""kit: Kaggle image-classification recipes on fastai.
+
+From a notebook: `import kit; kit.run("mnist", sample=True)`. The heavy imports (torch, fastai)
+happen on first use, so `kit list` and `kit --help` stay quick.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "run": "kit.pipeline", "lr_find": "kit.pipeline", "write_sample": "kit.pipeline",
+    "Recipe": "kit.recipe", "override": "kit.recipe", "KitError": "kit.errors",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'kit' has no attribute {name!r}")

@@ -1,0 +1,99 @@
+"""Training data as uint8 tensors in memory, split and served in augmented batches."""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from fastai.data.core import DataLoaders
+from sklearn.model_selection import train_test_split
+
+from kit.augment import random_augment
+from kit.recipe import Recipe
+
+
+@dataclass
+class Data:
+    """A competition folder read into memory: what every recipe's `load` returns."""
+
+    x: torch.Tensor  # uint8 (N, C, H, W) training images
+    y: torch.Tensor  # int64 (N,) class indices
+    classes: list  # class labels as the submission writes them
+    names: list  # how a training item is named in plots and CSVs (file name, csv row)
+    test_x: torch.Tensor  # uint8 test images, in submission order
+    test_ids: list  # submission ids, in order
+    test_y: torch.Tensor | None = None  # known test labels (only the bundled samples have them)
+    skipped: int = 0  # unreadable training items left out
+
+
+def split(y: torch.Tensor, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified train/validation indices."""
+    idx = np.arange(len(y))
+    labels = y.numpy()
+    stratify = labels if np.bincount(labels).min() >= 2 else None
+    train, valid = train_test_split(idx, test_size=valid_pct, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(valid)
+
+
+class TensorLoader:
+    """Batches straight from uint8 tensors; augmentation and normalisation run on whole batches.
+
+    Implements what a fastai Learner asks of a data loader (`len`, iteration, `to`, `new`).
+    """
+
+    def __init__(self, x, y, bs, stats, shuffle=False, drop_last=False,
+                 augment: Callable | None = None, device="cpu", channels_last=False, seed=0):
+        self.x, self.y, self.bs, self.stats = x, y, bs, stats
+        mean, std = (torch.tensor(s, dtype=torch.float32).view(1, -1, 1, 1) * 255 for s in stats)
+        self.mean, self.std = mean, std
+        self.shuffle, self.drop_last, self.augment = shuffle, drop_last, augment
+        self.device, self.channels_last = torch.device(device), channels_last
+        self.gen = torch.Generator().manual_seed(seed)
+        self.n = len(x)
+
+    def __len__(self):
+        return self.n // self.bs if self.drop_last else math.ceil(self.n / self.bs)
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=self.gen) if self.shuffle else torch.arange(self.n)
+        for i in range(len(self)):
+            idx = order[i * self.bs:(i + 1) * self.bs]
+            xb = self.x[idx].to(self.device, non_blocking=True).float()
+            if self.augment is not None:
+                xb = self.augment(xb.div_(255), self.gen).mul_(255)
+            xb = (xb - self.mean.to(xb.device)) / self.std.to(xb.device)
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yield xb, self.y[idx].to(self.device, non_blocking=True)
+
+    def to(self, device):
+        self.device = torch.device(device)
+        return self
+
+    def new(self, shuffle=False, drop_last=False, augment=None, **_):
+        """A copy in a fixed order with `augment` (a view function, for TTA) applied, or none."""
+        fixed = (lambda xb, gen: augment(xb)) if augment is not None else None
+        return TensorLoader(self.x, self.y, self.bs, self.stats, shuffle, drop_last, fixed,
+                            self.device, self.channels_last)
+
+
+def dataloaders(data: Data, r: Recipe, stats, device) -> tuple[DataLoaders, np.ndarray]:
+    """fastai DataLoaders over the seeded split, and the validation indices."""
+    train, valid = split(data.y, r.valid_pct, r.seed)
+
+    def augment(xb, gen):
+        return random_augment(xb, r, gen)
+
+    common = dict(bs=r.bs, stats=stats, device=device, channels_last=r.channels_last)
+    train_dl = TensorLoader(data.x[train], data.y[train], shuffle=True, drop_last=len(train) > r.bs,
+                            augment=augment, seed=r.seed, **common)
+    valid_dl = TensorLoader(data.x[valid], data.y[valid], **common)
+    return DataLoaders(train_dl, valid_dl, device=device), valid
+
+
+def test_loader(data: Data, like: TensorLoader) -> TensorLoader:
+    """The test images, in submission order, served like `like`."""
+    y = data.test_y if data.test_y is not None else torch.zeros(len(data.test_x), dtype=torch.long)
+    return TensorLoader(data.test_x, y, like.bs, like.stats, device=like.device,
+                        channels_last=like.channels_last)

@@ -1,0 +1,86 @@
+"""Interpretation plots from validation predictions: plain arrays in, PNGs and CSVs out."""
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import confusion_matrix
+
+from kit.train import save_figure
+
+
+def confusion(y: np.ndarray, probs: np.ndarray, classes: list) -> np.ndarray:
+    return confusion_matrix(y, probs.argmax(1), labels=range(len(classes)))
+
+
+def most_confused(cm: np.ndarray, classes: list) -> pd.DataFrame:
+    """Every (actual, predicted) pair that was confused, most frequent first."""
+    rows = [(classes[a], classes[p], int(cm[a, p]))
+            for a in range(len(classes)) for p in range(len(classes)) if a != p and cm[a, p]]
+    df = pd.DataFrame(rows, columns=["actual", "predicted", "count"])
+    return df.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def plot_confusion(cm: np.ndarray, classes: list, path: Path, show: bool) -> None:
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(classes),) * 2)
+    ax.imshow(cm, cmap="Blues")
+    for (a, p), count in np.ndenumerate(cm):
+        ax.text(p, a, str(count), ha="center", va="center",
+                color="white" if count > cm.max() / 2 else "black")
+    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes,
+           yticklabels=classes, xlabel="predicted", ylabel="actual", title="confusion matrix")
+    save_figure(fig, path, show)
+
+
+def plot_images(rows: list, path: Path, show: bool, title: str = "") -> None:
+    """A grid of captioned uint8 (C, H, W) images: `rows` is a list of [(image, caption), ...]."""
+    cols = max([1, *map(len, rows)])
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.5 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax_row, row in zip(axes, rows):
+        for ax, (image, caption) in zip(ax_row, row):
+            pixels = image.permute(1, 2, 0).numpy()
+            ax.imshow(pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray")
+            ax.set_title(caption, fontsize=8)
+    fig.suptitle(title)
+    save_figure(fig, path, show)
+
+
+def top_losses(y: np.ndarray, probs: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` items with the highest cross-entropy loss."""
+    loss = -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))
+    return np.argsort(-loss, kind="stable")[:k]
+
+
+def by_class(y: np.ndarray, probs: np.ndarray, c: int, k: int) -> dict:
+    """For actual class `c`: the most confidently right, most confidently wrong, most uncertain."""
+    pred, conf = probs.argmax(1), probs.max(1)
+    top2 = np.sort(probs, 1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]  # small margin: the model could not decide
+    ours = np.flatnonzero(y == c)
+    right, wrong = ours[pred[ours] == c], ours[pred[ours] != c]
+    return {
+        "most confidently right": right[np.argsort(-conf[right], kind="stable")][:k],
+        "most confidently wrong": wrong[np.argsort(-conf[wrong], kind="stable")][:k],
+        "most uncertain": ours[np.argsort(margin[ours], kind="stable")][:k],
+    }
+
+
+def interpret(run_dir: Path, images: torch.Tensor, names: list, y: np.ndarray, probs: np.ndarray,
+              classes: list, show: bool = False, k: int = 4) -> None:
+    """Write every interpretation artefact for one set of validation predictions."""
+    cm = confusion(y, probs, classes)
+    plot_confusion(cm, classes, run_dir / "confusion_matrix.png", show)
+    most_confused(cm, classes).to_csv(run_dir / "most_confused.csv", index=False)
+    worst = top_losses(y, probs, 3 * k)
+    cells = [(images[i], f"{names[i]}\nactual {classes[y[i]]}, predicted "
+                         f"{classes[probs[i].argmax()]} ({probs[i].max():.2f})") for i in worst]
+    rows = [cells[i:i + k] for i in range(0, len(cells), k)] or [[]]
+    plot_images(rows, run_dir / "top_losses.png", show, "top losses (validation)")
+    for c, label in enumerate(classes):
+        rows = [[(images[i], f"{kind}\n{names[i]}  p({label})={probs[i, c]:.2f}") for i in idx]
+                for kind, idx in by_class(y, probs, c, k).items()]
+        plot_images(rows, run_dir / f"class_{label}.png", show, f"actual class {label}")

@@ -1,0 +1,71 @@
+"""Networks by name: the kit's own small nets, or any timm model; and their layer groups."""
+
+import difflib
+
+import torch
+from torch import nn
+
+from kit.errors import KitError
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class DigitNet(nn.Module):
+    """A VGG-style CNN for 28x28 digits: three conv stages (28, 14, 7 px) with batch norm."""
+
+    def __init__(self, in_chans: int = 1, num_classes: int = 10, width: int = 32, dropout=0.25):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            conv_bn(in_chans, w), conv_bn(w, w), nn.MaxPool2d(2),
+            conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),
+            conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.LazyLinear(num_classes))
+        self.head(self.body(torch.zeros(1, in_chans, 28, 28)))  # size the head for 28 px
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+KIT_NETS = {"digitnet": DigitNet}
+
+
+def arch_names() -> list[str]:
+    import timm
+
+    return sorted(KIT_NETS) + timm.list_models()
+
+
+def check_arch(arch: str) -> None:
+    """A KitError listing close matches when `arch` names no network."""
+    names = arch_names()
+    if arch not in names:
+        close = difflib.get_close_matches(arch, names, n=5, cutoff=0.5)
+        hint = f"close matches: {', '.join(close)}" if close else "see `timm.list_models()`"
+        raise KitError(f"unknown architecture {arch!r}; {hint}")
+
+
+def create_model(arch: str, num_classes: int, in_chans: int = 3) -> nn.Module:
+    """A network with a new `num_classes` head and random weights (see kit.weights for pretrained)."""
+    check_arch(arch)
+    if arch in KIT_NETS:
+        return KIT_NETS[arch](in_chans=in_chans, num_classes=num_classes)
+    import timm
+
+    return timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+
+
+def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
+    """Three parameter groups for discriminative learning rates: early body, late body, head."""
+    head = list(model.get_classifier().parameters())
+    head_ids = {id(p) for p in head}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    half = len(body) // 2
+    return [body[:half], body[half:], head]

@@ -1,0 +1,75 @@
+"""Where data is found and where runs and submissions go, on a laptop or in a Kaggle notebook."""
+
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from kit.errors import KitError
+
+
+def in_kaggle_notebook() -> bool:
+    return "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+
+
+def data_candidates(slug: str, data: str | Path | None = None) -> list[Path]:
+    """The folders searched for a competition's data, first found wins (DESIGN.md)."""
+    if data is not None:
+        return [Path(data)]
+    found = []
+    if os.environ.get("KIT_DATA"):
+        found.append(Path(os.environ["KIT_DATA"]) / slug)
+    found += [Path("/kaggle/input/competitions") / slug, Path("/kaggle/input") / slug]
+    found.append(Path("data") / slug)
+    return found
+
+
+def data_dir(name: str, slug: str, data: str | Path | None = None) -> Path:
+    """The competition folder; a KitError naming the fetch command when there is none."""
+    candidates = data_candidates(slug, data)
+    for path in candidates:
+        if path.is_dir():
+            return path
+    where = str(candidates[0]) if data is not None else ", ".join(str(p) for p in candidates)
+    raise KitError(
+        f"no data for {name} at {where}; fetch it with `kaggle competitions download -c {slug}` "
+        f"and unzip it into data/{slug}, or try the bundled sample with `kit run {name} --sample`"
+    )
+
+
+def output_root(out: str | Path | None = None) -> Path:
+    """Where runs/ and submissions/ live: --out, /kaggle/working in a notebook, else here."""
+    if out is not None:
+        return Path(out)
+    return Path("/kaggle/working") if in_kaggle_notebook() else Path.cwd()
+
+
+def new_run_dir(root: Path, name: str, arch: str) -> tuple[str, Path]:
+    """Reserve a fresh run id and create its (still partial) folder; never reuses an id."""
+    runs = root / "runs" / name
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        run_id = f"{stamp}-{arch}" + (f"-{n}" if n > 1 else "")
+        taken = (runs / run_id).exists() or (root / "submissions" / name / f"{run_id}.csv").exists()
+        if taken:
+            continue
+        try:
+            (runs / f".{run_id}.partial").mkdir()
+        except FileExistsError:
+            continue
+        return run_id, runs / f".{run_id}.partial"
+    raise KitError(f"could not find a free run id under {runs}; remove old runs")
+
+
+def finish_run_dir(partial: Path, run_id: str) -> Path:
+    """Give a complete run its real name; only complete runs carry one."""
+    final = partial.parent / run_id
+    if final.exists():
+        raise KitError(f"run folder {final} appeared while training; nothing was overwritten")
+    partial.rename(final)
+    return final
+
+
+def discard_run_dir(partial: Path) -> None:
+    shutil.rmtree(partial, ignore_errors=True)

@@ -1,0 +1,207 @@
+"""`kit run` as a short list of named steps, callable from the CLI or a notebook."""
+
+import dataclasses
+import json
+import platform
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.torch_core import set_seed
+from fastcore.imports import IN_NOTEBOOK
+from sklearn.metrics import roc_auc_score
+
+from kit.augment import tta_views
+from kit.data import Data, dataloaders, test_loader
+from kit.errors import KitError
+from kit.interpret import interpret
+from kit.models import create_model
+from kit.paths import (data_dir, discard_run_dir, finish_run_dir, in_kaggle_notebook, new_run_dir,
+                       output_root)
+from kit.recipe import Recipe, load_competition, override
+from kit.submission import check_submission, read_sample, write_new
+from kit.train import (find_lr, fine_tune_sgdr, make_learner, predict, resolve_device,
+                       resolve_precision)
+
+
+def score(metric: str, y: np.ndarray, probs: np.ndarray) -> float:
+    if metric == "auc":
+        return float(roc_auc_score(y, probs[:, 1]))
+    return float((probs.argmax(1) == y).mean())
+
+
+def write_sample(name: str, dest: str | Path) -> Path:
+    """Write the recipe's bundled sample, in the competition's layout, into a new folder."""
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise KitError(f"{dest} is not empty; give a new folder for the sample")
+    partial = dest.parent / f".{dest.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        load_competition(name).write_sample(partial)
+        if dest.exists():
+            dest.rmdir()
+        partial.rename(dest)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return dest
+
+
+def prepare(name, data=None, sample=False, out=None, device="auto", **overrides):
+    """Resolve the recipe, the folders and the device, and read the data: everything that can
+    fail on bad input happens here, before any output is created."""
+    comp = load_competition(name)
+    r = override(comp.RECIPE, **overrides)
+    root = output_root(out)
+    if sample:
+        folder = root / "data" / f"{name}-sample"
+        if not folder.exists():
+            write_sample(name, folder)
+    else:
+        folder = data_dir(name, r.slug, data)
+    dev = resolve_device(device)
+    return comp, r, root, folder, comp.load(folder, r), dev
+
+
+def norm_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[list, list]:
+    """The pretrained network's normalisation if it has one, else the training data's own."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if cfg and "mean" in cfg and len(cfg["mean"]) == x.shape[1]:
+        return list(cfg["mean"]), list(cfg["std"])
+    sample = x[:: max(1, len(x) // 5000)].float() / 255
+    return sample.mean((0, 2, 3)).tolist(), sample.std((0, 2, 3)).clamp(min=1e-3).tolist()
+
+
+def build_learner(r: Recipe, data: Data, device: torch.device, path: Path):
+    """Model, data loaders and Learner for one run, seeded."""
+    set_seed(r.seed, reproducible=True)
+    model = create_model(r.arch, len(data.classes), in_chans=data.x.shape[1])
+    dls, valid_idx = dataloaders(data, r, norm_stats(model, data.x), device)
+    learn = make_learner(model, dls, r, path, resolve_precision(r.precision, device))
+    return learn, valid_idx
+
+
+def lr_find(name: str, data=None, sample=False, out=None, device="auto", show=None,
+            **overrides) -> float:
+    """Run only the learning-rate finder (body frozen when the recipe trains a head first)."""
+    _, r, root, _, d, dev = prepare(name, data, sample, out, device, **overrides)
+    folder = root / "runs" / name / "lr-find"
+    folder.mkdir(parents=True, exist_ok=True)
+    learn, _ = build_learner(r, d, dev, folder)
+    learn.create_opt()
+    if r.head_cycles:
+        learn.freeze()
+    png = folder / f"{datetime.now():%Y%m%d-%H%M%S}-{r.arch}.png"
+    suggestion = find_lr(learn, png, IN_NOTEBOOK if show is None else show)
+    print(f"suggested learning rate {suggestion:.2e}; plot: {png}")
+    return suggestion
+
+
+def run(name: str, data=None, sample=False, out=None, device="auto", show=None,
+        **overrides) -> dict:
+    """Train `name`'s recipe and write its run folder and a checked submission.
+
+    Keyword arguments override recipe fields (`arch=`, `cycles=`, `lr=`...). Returns the metrics
+    and the paths written.
+    """
+    comp, r, root, folder, d, dev = prepare(name, data, sample, out, device, **overrides)
+    show = IN_NOTEBOOK if show is None else show
+    sample_df = read_sample(folder)
+    if sample_df is None:
+        print("warning: no sample_submission.csv; ids and order come from the test folder")
+    run_id, partial = new_run_dir(root, name, r.arch)
+    print(f"run {run_id}: {len(d.x)} training images, {len(d.test_x)} test images, on {dev}")
+    try:
+        metrics = train_and_predict(comp, r, d, dev, partial, sample_df, show)
+        final = finish_run_dir(partial, run_id)
+    except BaseException:
+        discard_run_dir(partial)
+        raise
+    submission = write_new((final / "submission.csv").read_text(),
+                           root / "submissions" / name / f"{run_id}.csv")
+    if in_kaggle_notebook():
+        shutil.copyfile(submission, root / "submission.csv")
+    report(r, metrics, final, submission)
+    return {**metrics, "run_dir": str(final), "submission": str(submission)}
+
+
+def train_and_predict(comp, r: Recipe, d: Data, dev, run_dir: Path, sample_df, show) -> dict:
+    """Every step that writes into the (still partial) run folder; returns the metrics."""
+    write_json(run_dir / "recipe.json", dataclasses.asdict(r))
+    write_json(run_dir / "versions.json", versions(dev))
+    learn, valid_idx = build_learner(r, d, dev, run_dir)
+    rates, history = fine_tune_sgdr(learn, r, run_dir, show)
+    pd.DataFrame(history).to_csv(run_dir / "history.csv", index_label="epoch")
+
+    views = tta_views(r) if r.tta else [None]
+    valid_dl, test_dl = learn.dls.valid, test_loader(d, learn.dls.valid)
+    preds = {"valid": predict(learn, valid_dl), "test": predict(learn, test_dl)}
+    if r.tta:
+        preds |= {"valid_tta": predict(learn, valid_dl, views),
+                  "test_tta": predict(learn, test_dl, views)}
+    y_valid = d.y[valid_idx].numpy()
+    scores = {f"{k}_{r.metric}": score(r.metric, y_valid, v)
+              for k, v in preds.items() if k.startswith("valid")}
+    chosen = "tta" if r.tta and scores[f"valid_tta_{r.metric}"] >= scores[f"valid_{r.metric}"] else ""
+    test_probs = preds["test_tta" if chosen else "test"]
+    if d.test_y is not None:
+        scores[f"test_{r.metric}"] = score(r.metric, d.test_y.numpy(), test_probs)
+
+    names = [d.names[i] for i in valid_idx]
+    write_probs(run_dir / "valid_preds.csv", "item", names, d.classes, preds, "valid", y_valid)
+    write_probs(run_dir / "test_preds.csv", "id", d.test_ids, d.classes, preds, "test")
+    interpret(run_dir, d.x[valid_idx], names, y_valid,
+              preds["valid_tta" if chosen else "valid"], d.classes, show)
+
+    sub = comp.submission(d.test_ids, test_probs, d.classes)
+    check_submission(sub, sample_df, d.test_ids, d.classes if r.metric == "accuracy" else None)
+    write_new(sub.to_csv(index=False), run_dir / "submission.csv")
+    metrics = {**scores, **rates, "epochs": len(history), "submitted": chosen or "plain",
+               "skipped_train_images": d.skipped}
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def write_probs(path: Path, key: str, ids: list, classes: list, preds: dict, split: str,
+                y: np.ndarray | None = None) -> None:
+    """Per-item class probabilities, plain and with TTA, as CSV."""
+    df = pd.DataFrame({key: ids})
+    if y is not None:
+        df["label"] = [classes[i] for i in y]
+    for kind, probs in preds.items():
+        if kind.startswith(split):
+            suffix = "_tta" if kind.endswith("tta") else ""
+            for c, label in enumerate(classes):
+                df[f"p_{label}{suffix}"] = probs[:, c]
+    df.to_csv(path, index=False)
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def versions(device: torch.device) -> dict:
+    import fastai
+    import sklearn
+    import timm
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "fastai": fastai.__version__, "timm": timm.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
+            "platform": platform.platform(), "device": str(device),
+            "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
+
+
+def report(r: Recipe, metrics: dict, run_dir: Path, submission: Path) -> None:
+    m = r.metric
+    line = f"valid {m} {metrics[f'valid_{m}']:.4f}"
+    if r.tta:
+        line += f"  with TTA {metrics[f'valid_tta_{m}']:.4f}"
+    if f"test_{m}" in metrics:
+        line += f"  test {m} {metrics[f'test_{m}']:.4f} (held-out sample labels)"
+    print(line)
+    print(f"run folder: {run_dir}\nsubmission: {submission}")

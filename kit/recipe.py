@@ -1,0 +1,116 @@
+"""The recipe: one competition's settings as plain data, and how to find a recipe by name."""
+
+import dataclasses
+import difflib
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from types import ModuleType
+
+from kit.errors import KitError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything a run needs to know; a competition sets only what differs from the house method."""
+
+    name: str  # the CLI name: competitions/<name>.py
+    slug: str  # the Kaggle competition slug
+    description: str = ""
+    metric: str = "accuracy"  # accuracy | auc; what the validation score and best checkpoint use
+    # model
+    arch: str = "resnet18"  # a kit network (kit/models.py) or any timm model name
+    pretrained: bool = True
+    size: int = 224  # pixels; images are resized (and cached) to size x size
+    # data
+    valid_pct: float = 0.2  # stratified, seeded validation split
+    bs: int = 64
+    # augmentation, applied to whole batches as tensors
+    rotate: float = 10.0  # max degrees either way
+    shift: float = 0.0  # max translation, as a fraction of the image side
+    zoom: float = 1.1  # scale drawn from [1/zoom, zoom]
+    flip: bool = True  # horizontal flips
+    lighting: float = 0.2  # max brightness and contrast change
+    pad_mode: str = "reflection"  # how augmentation fills the border: reflection | zeros | border
+    # the house schedule: SGDR on the head (body frozen), unfreeze, SGDR on everything
+    lr: float = 0.0  # max learning rate; 0 takes the learning-rate finder's suggestion
+    head_cycles: int = 1  # SGDR cycles with the body frozen (0 skips the stage)
+    head_cycle_len: int = 1  # epochs in the first head cycle
+    cycles: int = 3  # SGDR cycles with everything trainable
+    cycle_len: int = 1  # epochs in the first cycle
+    cycle_mult: int = 2  # each cycle is this many times longer than the last
+    lr_mult: float = 100.0  # discriminative rates: the first layer group learns lr/lr_mult
+    wd: float = 0.01
+    patience: int = 0  # early stopping after this many epochs without improvement (0: off)
+    tta: bool = True  # also predict with test-time augmentation and report both scores
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto is bf16/fp16 on CUDA, fp32 on CPU
+    channels_last: bool = True
+    seed: int = 42
+
+
+METRICS = ("accuracy", "auc")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PAD_MODES = ("reflection", "zeros", "border")
+
+
+def recipe_fields() -> list[dataclasses.Field]:
+    """The fields a user may override (all but the recipe's identity)."""
+    return [f for f in dataclasses.fields(Recipe) if f.name not in ("name", "slug", "description")]
+
+
+def override(recipe: Recipe, **changes) -> Recipe:
+    """A copy of `recipe` with `changes` applied (None means keep), checked."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    known = {f.name for f in recipe_fields()}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], known, n=1)
+        raise KitError(
+            f"unknown recipe field {unknown[0]!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else f"; the fields are {', '.join(sorted(known))}")
+        )
+    return check(dataclasses.replace(recipe, **changes))
+
+
+def check(r: Recipe) -> Recipe:
+    """Raise KitError naming the first field whose value cannot work."""
+    rules = [
+        (r.metric in METRICS, "metric", f"one of {', '.join(METRICS)}"),
+        (r.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
+        (r.pad_mode in PAD_MODES, "pad_mode", f"one of {', '.join(PAD_MODES)}"),
+        (r.size >= 8, "size", "at least 8 pixels"),
+        (0 < r.valid_pct < 1, "valid_pct", "between 0 and 1, e.g. 0.2"),
+        (r.bs >= 1, "bs", "at least 1"),
+        (r.lr >= 0, "lr", "positive, or 0 for the finder's suggestion"),
+        (r.head_cycles >= 0 and r.cycles >= 0, "cycles", "0 or more"),
+        (r.head_cycles + r.cycles >= 1, "cycles", "at least one cycle in all"),
+        (r.cycle_len >= 1 and r.head_cycle_len >= 1, "cycle_len", "at least 1 epoch"),
+        (r.cycle_mult >= 1, "cycle_mult", "at least 1"),
+        (r.lr_mult >= 1, "lr_mult", "at least 1"),
+        (r.zoom >= 1, "zoom", "at least 1 (1 means no zoom)"),
+        (0 <= r.shift < 1 and 0 <= r.lighting < 1, "shift/lighting", "between 0 and 1"),
+        (r.patience >= 0, "patience", "0 (off) or more epochs"),
+    ]
+    for ok, field, want in rules:
+        if not ok:
+            value = getattr(r, field, None) if "/" not in field else None
+            got = f" (got {value!r})" if value is not None else ""
+            raise KitError(f"--{field.split('/')[0].replace('_', '-')} must be {want}{got}")
+    return r
+
+
+def recipe_names() -> list[str]:
+    """Every recipe in competitions/, by file name."""
+    import competitions
+
+    return sorted(m.name for m in pkgutil.iter_modules(competitions.__path__) if not m.ispkg)
+
+
+def load_competition(name: str) -> ModuleType:
+    """The module competitions/<name>.py; a KitError naming the choices if there is none."""
+    names = recipe_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise KitError(f"unknown recipe {name!r}; {hint}the recipes are: {', '.join(names)}")
+    return importlib.import_module(f"competitions.{name}")

@@ -1,0 +1,21 @@
+"""Shared fixtures: small real Kaggle folders built in tmp_path."""
+
+import shutil
+
+import pytest
+
+from competitions import mnist
+
+
+@pytest.fixture(scope="session")
+def mnist_sample(tmp_path_factory):
+    """The bundled Digit Recognizer sample (scikit-learn's real digits), written once."""
+    folder = tmp_path_factory.mktemp("digit-recognizer")
+    mnist.write_sample(folder)
+    return folder
+
+
+@pytest.fixture
+def mnist_copy(mnist_sample, tmp_path):
+    """A private copy of the sample that a test may spoil."""
+    return shutil.copytree(mnist_sample, tmp_path / "digit-recognizer")
