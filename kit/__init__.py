@@ -5,12 +5,24 @@ happen on first use, so `kit list` and `kit --help` stay quick.
 """
 
 import importlib
+import warnings
+
+# Deprecation notices that fastai's own imports raise with current torch and pandas: not the user's.
+warnings.filterwarnings(
+    "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
+)
+warnings.filterwarnings("ignore", message=r"The 'mode\.chained_assignment' option is deprecated")
+warnings.filterwarnings("ignore", message=r"numpy\.core is deprecated", category=DeprecationWarning)
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "run": "kit.pipeline", "lr_find": "kit.pipeline", "write_sample": "kit.pipeline",
-    "Recipe": "kit.recipe", "override": "kit.recipe", "KitError": "kit.errors",
+    "run": "kit.pipeline",
+    "lr_find": "kit.pipeline",
+    "write_sample": "kit.pipeline",
+    "Recipe": "kit.recipe",
+    "override": "kit.recipe",
+    "KitError": "kit.errors",
 }
 __all__ = list(_EXPORTS)
 

@@ -14,15 +14,20 @@ def affine(x: torch.Tensor, angle, scale, dx, dy, flip, pad_mode: str) -> torch.
     Every argument after `x` is a tensor of shape (N,) or a float shared by the batch.
     """
     n = x.shape[0]
-    full = [torch.as_tensor(v, dtype=torch.float32, device=x.device).expand(n)
-            for v in (angle, scale, dx, dy, flip)]
+    full = [
+        torch.as_tensor(v, dtype=torch.float32, device=x.device).expand(n)
+        for v in (angle, scale, dx, dy, flip)
+    ]
     angle, scale, dx, dy, flip = full
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     mirror = 1 - 2 * flip  # -1 mirrors the x axis
-    theta = torch.stack([
-        torch.stack([cos * mirror, -sin, 2 * dx], 1),
-        torch.stack([sin * mirror, cos, 2 * dy], 1),
-    ], 1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * mirror, -sin, 2 * dx], 1),
+            torch.stack([sin * mirror, cos, 2 * dy], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=pad_mode, align_corners=False)
 

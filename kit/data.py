@@ -42,8 +42,19 @@ class TensorLoader:
     Implements what a fastai Learner asks of a data loader (`len`, iteration, `to`, `new`).
     """
 
-    def __init__(self, x, y, bs, stats, shuffle=False, drop_last=False,
-                 augment: Callable | None = None, device="cpu", channels_last=False, seed=0):
+    def __init__(
+        self,
+        x,
+        y,
+        bs,
+        stats,
+        shuffle=False,
+        drop_last=False,
+        augment: Callable | None = None,
+        device="cpu",
+        channels_last=False,
+        seed=0,
+    ):
         self.x, self.y, self.bs, self.stats = x, y, bs, stats
         mean, std = (torch.tensor(s, dtype=torch.float32).view(1, -1, 1, 1) * 255 for s in stats)
         self.mean, self.std = mean, std
@@ -58,7 +69,7 @@ class TensorLoader:
     def __iter__(self):
         order = torch.randperm(self.n, generator=self.gen) if self.shuffle else torch.arange(self.n)
         for i in range(len(self)):
-            idx = order[i * self.bs:(i + 1) * self.bs]
+            idx = order[i * self.bs : (i + 1) * self.bs]
             xb = self.x[idx].to(self.device, non_blocking=True).float()
             if self.augment is not None:
                 xb = self.augment(xb.div_(255), self.gen).mul_(255)
@@ -74,8 +85,17 @@ class TensorLoader:
     def new(self, shuffle=False, drop_last=False, augment=None, **_):
         """A copy in a fixed order with `augment` (a view function, for TTA) applied, or none."""
         fixed = (lambda xb, gen: augment(xb)) if augment is not None else None
-        return TensorLoader(self.x, self.y, self.bs, self.stats, shuffle, drop_last, fixed,
-                            self.device, self.channels_last)
+        return TensorLoader(
+            self.x,
+            self.y,
+            self.bs,
+            self.stats,
+            shuffle,
+            drop_last,
+            fixed,
+            self.device,
+            self.channels_last,
+        )
 
 
 def dataloaders(data: Data, r: Recipe, stats, device) -> tuple[DataLoaders, np.ndarray]:
@@ -86,8 +106,15 @@ def dataloaders(data: Data, r: Recipe, stats, device) -> tuple[DataLoaders, np.n
         return random_augment(xb, r, gen)
 
     common = dict(bs=r.bs, stats=stats, device=device, channels_last=r.channels_last)
-    train_dl = TensorLoader(data.x[train], data.y[train], shuffle=True, drop_last=len(train) > r.bs,
-                            augment=augment, seed=r.seed, **common)
+    train_dl = TensorLoader(
+        data.x[train],
+        data.y[train],
+        shuffle=True,
+        drop_last=len(train) > r.bs,
+        augment=augment,
+        seed=r.seed,
+        **common,
+    )
     valid_dl = TensorLoader(data.x[valid], data.y[valid], **common)
     return DataLoaders(train_dl, valid_dl, device=device), valid
 
@@ -95,5 +122,6 @@ def dataloaders(data: Data, r: Recipe, stats, device) -> tuple[DataLoaders, np.n
 def test_loader(data: Data, like: TensorLoader) -> TensorLoader:
     """The test images, in submission order, served like `like`."""
     y = data.test_y if data.test_y is not None else torch.zeros(len(data.test_x), dtype=torch.long)
-    return TensorLoader(data.test_x, y, like.bs, like.stats, device=like.device,
-                        channels_last=like.channels_last)
+    return TensorLoader(
+        data.test_x, y, like.bs, like.stats, device=like.device, channels_last=like.channels_last
+    )

@@ -17,8 +17,12 @@ def confusion(y: np.ndarray, probs: np.ndarray, classes: list) -> np.ndarray:
 
 def most_confused(cm: np.ndarray, classes: list) -> pd.DataFrame:
     """Every (actual, predicted) pair that was confused, most frequent first."""
-    rows = [(classes[a], classes[p], int(cm[a, p]))
-            for a in range(len(classes)) for p in range(len(classes)) if a != p and cm[a, p]]
+    rows = [
+        (classes[a], classes[p], int(cm[a, p]))
+        for a in range(len(classes))
+        for p in range(len(classes))
+        if a != p and cm[a, p]
+    ]
     df = pd.DataFrame(rows, columns=["actual", "predicted", "count"])
     return df.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
 
@@ -27,10 +31,23 @@ def plot_confusion(cm: np.ndarray, classes: list, path: Path, show: bool) -> Non
     fig, ax = plt.subplots(figsize=(1 + 0.6 * len(classes),) * 2)
     ax.imshow(cm, cmap="Blues")
     for (a, p), count in np.ndenumerate(cm):
-        ax.text(p, a, str(count), ha="center", va="center",
-                color="white" if count > cm.max() / 2 else "black")
-    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes,
-           yticklabels=classes, xlabel="predicted", ylabel="actual", title="confusion matrix")
+        ax.text(
+            p,
+            a,
+            str(count),
+            ha="center",
+            va="center",
+            color="white" if count > cm.max() / 2 else "black",
+        )
+    ax.set(
+        xticks=range(len(classes)),
+        yticks=range(len(classes)),
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="actual",
+        title="confusion matrix",
+    )
     save_figure(fig, path, show)
 
 
@@ -69,18 +86,34 @@ def by_class(y: np.ndarray, probs: np.ndarray, c: int, k: int) -> dict:
     }
 
 
-def interpret(run_dir: Path, images: torch.Tensor, names: list, y: np.ndarray, probs: np.ndarray,
-              classes: list, show: bool = False, k: int = 4) -> None:
+def interpret(
+    run_dir: Path,
+    images: torch.Tensor,
+    names: list,
+    y: np.ndarray,
+    probs: np.ndarray,
+    classes: list,
+    show: bool = False,
+    k: int = 4,
+) -> None:
     """Write every interpretation artefact for one set of validation predictions."""
     cm = confusion(y, probs, classes)
     plot_confusion(cm, classes, run_dir / "confusion_matrix.png", show)
     most_confused(cm, classes).to_csv(run_dir / "most_confused.csv", index=False)
     worst = top_losses(y, probs, 3 * k)
-    cells = [(images[i], f"{names[i]}\nactual {classes[y[i]]}, predicted "
-                         f"{classes[probs[i].argmax()]} ({probs[i].max():.2f})") for i in worst]
-    rows = [cells[i:i + k] for i in range(0, len(cells), k)] or [[]]
+    cells = [
+        (
+            images[i],
+            f"{names[i]}\nactual {classes[y[i]]}, predicted "
+            f"{classes[probs[i].argmax()]} ({probs[i].max():.2f})",
+        )
+        for i in worst
+    ]
+    rows = [cells[i : i + k] for i in range(0, len(cells), k)] or [[]]
     plot_images(rows, run_dir / "top_losses.png", show, "top losses (validation)")
     for c, label in enumerate(classes):
-        rows = [[(images[i], f"{kind}\n{names[i]}  p({label})={probs[i, c]:.2f}") for i in idx]
-                for kind, idx in by_class(y, probs, c, k).items()]
+        rows = [
+            [(images[i], f"{kind}\n{names[i]}  p({label})={probs[i, c]:.2f}") for i in idx]
+            for kind, idx in by_class(y, probs, c, k).items()
+        ]
         plot_images(rows, run_dir / f"class_{label}.png", show, f"actual class {label}")

@@ -9,8 +9,11 @@ from kit.errors import KitError
 
 
 def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
 
 
 class DigitNet(nn.Module):
@@ -20,9 +23,14 @@ class DigitNet(nn.Module):
         super().__init__()
         w = width
         self.body = nn.Sequential(
-            conv_bn(in_chans, w), conv_bn(w, w), nn.MaxPool2d(2),
-            conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),
-            conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
+            conv_bn(in_chans, w),
+            conv_bn(w, w),
+            nn.MaxPool2d(2),
+            conv_bn(w, 2 * w),
+            conv_bn(2 * w, 2 * w),
+            nn.MaxPool2d(2),
+            conv_bn(2 * w, 4 * w),
+            nn.MaxPool2d(2),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.LazyLinear(num_classes))
         self.head(self.body(torch.zeros(1, in_chans, 28, 28)))  # size the head for 28 px
@@ -53,7 +61,7 @@ def check_arch(arch: str) -> None:
 
 
 def create_model(arch: str, num_classes: int, in_chans: int = 3) -> nn.Module:
-    """A network with a new `num_classes` head and random weights (see kit.weights for pretrained)."""
+    """A network with a new `num_classes` head and random weights."""
     check_arch(arch)
     if arch in KIT_NETS:
         return KIT_NETS[arch](in_chans=in_chans, num_classes=num_classes)

@@ -19,12 +19,24 @@ from kit.data import Data, dataloaders, test_loader
 from kit.errors import KitError
 from kit.interpret import interpret
 from kit.models import create_model
-from kit.paths import (data_dir, discard_run_dir, finish_run_dir, in_kaggle_notebook, new_run_dir,
-                       output_root)
+from kit.paths import (
+    data_dir,
+    discard_run_dir,
+    finish_run_dir,
+    in_kaggle_notebook,
+    new_run_dir,
+    output_root,
+)
 from kit.recipe import Recipe, load_competition, override
 from kit.submission import check_submission, read_sample, write_new
-from kit.train import (find_lr, fine_tune_sgdr, make_learner, predict, resolve_device,
-                       resolve_precision)
+from kit.train import (
+    find_lr,
+    fine_tune_sgdr,
+    make_learner,
+    predict,
+    resolve_device,
+    resolve_precision,
+)
 
 
 def score(metric: str, y: np.ndarray, probs: np.ndarray) -> float:
@@ -55,7 +67,8 @@ def prepare(name, data=None, sample=False, out=None, device="auto", **overrides)
     """Resolve the recipe, the folders and the device, and read the data: everything that can
     fail on bad input happens here, before any output is created."""
     comp = load_competition(name)
-    r = override(comp.RECIPE, **overrides)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    r = override(comp.RECIPE, **(getattr(comp, "SAMPLE", {}) if sample else {}) | given)
     root = output_root(out)
     if sample:
         folder = root / "data" / f"{name}-sample"
@@ -85,8 +98,9 @@ def build_learner(r: Recipe, data: Data, device: torch.device, path: Path):
     return learn, valid_idx
 
 
-def lr_find(name: str, data=None, sample=False, out=None, device="auto", show=None,
-            **overrides) -> float:
+def lr_find(
+    name: str, data=None, sample=False, out=None, device="auto", show=None, **overrides
+) -> float:
     """Run only the learning-rate finder (body frozen when the recipe trains a head first)."""
     _, r, root, _, d, dev = prepare(name, data, sample, out, device, **overrides)
     folder = root / "runs" / name / "lr-find"
@@ -101,8 +115,9 @@ def lr_find(name: str, data=None, sample=False, out=None, device="auto", show=No
     return suggestion
 
 
-def run(name: str, data=None, sample=False, out=None, device="auto", show=None,
-        **overrides) -> dict:
+def run(
+    name: str, data=None, sample=False, out=None, device="auto", show=None, **overrides
+) -> dict:
     """Train `name`'s recipe and write its run folder and a checked submission.
 
     Keyword arguments override recipe fields (`arch=`, `cycles=`, `lr=`...). Returns the metrics
@@ -121,8 +136,9 @@ def run(name: str, data=None, sample=False, out=None, device="auto", show=None,
     except BaseException:
         discard_run_dir(partial)
         raise
-    submission = write_new((final / "submission.csv").read_text(),
-                           root / "submissions" / name / f"{run_id}.csv")
+    submission = write_new(
+        (final / "submission.csv").read_text(), root / "submissions" / name / f"{run_id}.csv"
+    )
     if in_kaggle_notebook():
         shutil.copyfile(submission, root / "submission.csv")
     report(r, metrics, final, submission)
@@ -141,12 +157,19 @@ def train_and_predict(comp, r: Recipe, d: Data, dev, run_dir: Path, sample_df, s
     valid_dl, test_dl = learn.dls.valid, test_loader(d, learn.dls.valid)
     preds = {"valid": predict(learn, valid_dl), "test": predict(learn, test_dl)}
     if r.tta:
-        preds |= {"valid_tta": predict(learn, valid_dl, views),
-                  "test_tta": predict(learn, test_dl, views)}
+        preds |= {
+            "valid_tta": predict(learn, valid_dl, views),
+            "test_tta": predict(learn, test_dl, views),
+        }
     y_valid = d.y[valid_idx].numpy()
-    scores = {f"{k}_{r.metric}": score(r.metric, y_valid, v)
-              for k, v in preds.items() if k.startswith("valid")}
-    chosen = "tta" if r.tta and scores[f"valid_tta_{r.metric}"] >= scores[f"valid_{r.metric}"] else ""
+    scores = {
+        f"{k}_{r.metric}": score(r.metric, y_valid, v)
+        for k, v in preds.items()
+        if k.startswith("valid")
+    }
+    chosen = (
+        "tta" if r.tta and scores[f"valid_tta_{r.metric}"] >= scores[f"valid_{r.metric}"] else ""
+    )
     test_probs = preds["test_tta" if chosen else "test"]
     if d.test_y is not None:
         scores[f"test_{r.metric}"] = score(r.metric, d.test_y.numpy(), test_probs)
@@ -154,20 +177,39 @@ def train_and_predict(comp, r: Recipe, d: Data, dev, run_dir: Path, sample_df, s
     names = [d.names[i] for i in valid_idx]
     write_probs(run_dir / "valid_preds.csv", "item", names, d.classes, preds, "valid", y_valid)
     write_probs(run_dir / "test_preds.csv", "id", d.test_ids, d.classes, preds, "test")
-    interpret(run_dir, d.x[valid_idx], names, y_valid,
-              preds["valid_tta" if chosen else "valid"], d.classes, show)
+    interpret(
+        run_dir,
+        d.x[valid_idx],
+        names,
+        y_valid,
+        preds["valid_tta" if chosen else "valid"],
+        d.classes,
+        show,
+    )
 
     sub = comp.submission(d.test_ids, test_probs, d.classes)
     check_submission(sub, sample_df, d.test_ids, d.classes if r.metric == "accuracy" else None)
     write_new(sub.to_csv(index=False), run_dir / "submission.csv")
-    metrics = {**scores, **rates, "epochs": len(history), "submitted": chosen or "plain",
-               "skipped_train_images": d.skipped}
+    metrics = {
+        **scores,
+        **rates,
+        "epochs": len(history),
+        "submitted": chosen or "plain",
+        "skipped_train_images": d.skipped,
+    }
     write_json(run_dir / "metrics.json", metrics)
     return metrics
 
 
-def write_probs(path: Path, key: str, ids: list, classes: list, preds: dict, split: str,
-                y: np.ndarray | None = None) -> None:
+def write_probs(
+    path: Path,
+    key: str,
+    ids: list,
+    classes: list,
+    preds: dict,
+    split: str,
+    y: np.ndarray | None = None,
+) -> None:
     """Per-item class probabilities, plain and with TTA, as CSV."""
     df = pd.DataFrame({key: ids})
     if y is not None:
@@ -189,11 +231,18 @@ def versions(device: torch.device) -> dict:
     import sklearn
     import timm
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "fastai": fastai.__version__, "timm": timm.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
-            "platform": platform.platform(), "device": str(device),
-            "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "fastai": fastai.__version__,
+        "timm": timm.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+    }
 
 
 def report(r: Recipe, metrics: dict, run_dir: Path, submission: Path) -> None:

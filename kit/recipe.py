@@ -12,7 +12,7 @@ from kit.errors import KitError
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything a run needs to know; a competition sets only what differs from the house method."""
+    """All a run needs to know; a competition sets only what differs from the house method."""
 
     name: str  # the CLI name: competitions/<name>.py
     slug: str  # the Kaggle competition slug
@@ -67,7 +67,11 @@ def override(recipe: Recipe, **changes) -> Recipe:
         hint = difflib.get_close_matches(unknown[0], known, n=1)
         raise KitError(
             f"unknown recipe field {unknown[0]!r}"
-            + (f"; did you mean {hint[0]!r}?" if hint else f"; the fields are {', '.join(sorted(known))}")
+            + (
+                f"; did you mean {hint[0]!r}?"
+                if hint
+                else f"; the fields are {', '.join(sorted(known))}"
+            )
         )
     return check(dataclasses.replace(recipe, **changes))
 

@@ -9,21 +9,28 @@ import pandas as pd
 from kit.errors import KitError
 
 
-def check_submission(df: pd.DataFrame, sample: pd.DataFrame | None, ids: list,
-                     labels: list | None = None) -> None:
+def check_submission(
+    df: pd.DataFrame, sample: pd.DataFrame | None, ids: list, labels: list | None = None
+) -> None:
     """Raise KitError unless `df` has the sample's columns, ids, order and row count, and
     values that are known `labels` (label submissions) or probabilities in [0, 1]."""
     expected_cols = list(sample.columns) if sample is not None else list(df.columns)
     if list(df.columns) != expected_cols:
         raise KitError(f"submission columns {list(df.columns)} differ from {expected_cols}")
-    expected_ids = sample.iloc[:, 0].astype(str).tolist() if sample is not None else list(map(str, ids))
+    expected_ids = (
+        sample.iloc[:, 0].astype(str).tolist() if sample is not None else list(map(str, ids))
+    )
     if len(df) != len(expected_ids):
-        raise KitError(f"submission has {len(df)} rows; sample_submission.csv has {len(expected_ids)}")
+        raise KitError(
+            f"submission has {len(df)} rows; sample_submission.csv has {len(expected_ids)}"
+        )
     got_ids = df.iloc[:, 0].astype(str).tolist()
     if got_ids != expected_ids:
         first = next(i for i, (a, b) in enumerate(zip(got_ids, expected_ids)) if a != b)
-        raise KitError(f"submission id {got_ids[first]!r} at row {first + 1} should be "
-                       f"{expected_ids[first]!r}: ids must match sample_submission.csv in order")
+        raise KitError(
+            f"submission id {got_ids[first]!r} at row {first + 1} should be "
+            f"{expected_ids[first]!r}: ids must match sample_submission.csv in order"
+        )
     for col in df.columns[1:]:
         values = df[col]
         if values.isna().any():
@@ -31,11 +38,16 @@ def check_submission(df: pd.DataFrame, sample: pd.DataFrame | None, ids: list,
         if labels is not None:
             bad = sorted(set(values) - set(labels), key=str)
             if bad:
-                raise KitError(f"submission column {col!r} has values {bad[:5]} outside the classes")
+                raise KitError(
+                    f"submission column {col!r} has values {bad[:5]} outside the classes"
+                )
         elif not pd.api.types.is_float_dtype(values) or not values.between(0, 1).all():
             raise KitError(f"submission column {col!r} must hold probabilities in [0, 1]")
-        if sample is not None and pd.api.types.is_integer_dtype(sample[col]) \
-                and not pd.api.types.is_integer_dtype(values):
+        if (
+            sample is not None
+            and pd.api.types.is_integer_dtype(sample[col])
+            and not pd.api.types.is_integer_dtype(values)
+        ):
             raise KitError(f"submission column {col!r} must hold integers, as the sample does")
 
 

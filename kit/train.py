@@ -61,7 +61,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         if precision == "auto":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return precision
-    if precision == "bf16" and device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if (
+        precision == "bf16"
+        and device.type == "cpu"
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    ):
         return "bf16"
     return "fp32"  # fp16 autocast is slower than fp32 on CPUs; bf16 without hardware support too
 
@@ -72,8 +76,17 @@ def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
     cbs = {"bf16": [Autocast(dls.device.type)], "fp16": [MixedPrecision()], "fp32": []}[precision]
     if r.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=[metric],
-                    splitter=layer_groups, wd=r.wd, path=path, model_dir=".", cbs=cbs)
+    learn = Learner(
+        dls,
+        model,
+        loss_func=CrossEntropyLossFlat(),
+        metrics=[metric],
+        splitter=layer_groups,
+        wd=r.wd,
+        path=path,
+        model_dir=".",
+        cbs=cbs,
+    )
     if not (sys.stdout.isatty() or IN_NOTEBOOK):
         print_epochs(learn)
     return learn
@@ -85,7 +98,9 @@ def print_epochs(learn: Learner) -> None:
 
     def log(values):
         names = learn.recorder.metric_names
-        parts = [f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, values)]
+        parts = [
+            f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, values)
+        ]
         print("  ".join(parts), flush=True)
 
     learn.logger = log

@@ -1,0 +1,110 @@
+"""`kit run mnist` end to end on the bundled sample of real handwritten digits."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import kit
+from kit import pipeline
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The README's demo: `kit run mnist --sample` with the recipe's defaults, as a user runs it."""
+    out = tmp_path_factory.mktemp("demo")
+    done = subprocess.run(
+        [sys.executable, "-m", "kit.cli", "run", "mnist", "--sample", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    return out, done.stdout
+
+
+def test_demo_reaches_98_percent_on_held_out_digits(demo_run):
+    out, stdout = demo_run
+    (run_dir,) = (out / "runs" / "mnist").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.98
+    assert re.search(
+        r"valid accuracy [01]\.\d{4}  with TTA [01]\.\d{4}  test accuracy [01]\.\d{4}", stdout
+    )
+
+
+def test_demo_logs_one_plain_line_per_epoch(demo_run):
+    out, stdout = demo_run
+    (run_dir,) = (out / "runs" / "mnist").iterdir()
+    epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]
+    assert epochs == 15  # the sample's 4 SGDR cycles: 1 + 2 + 4 + 8
+    assert len(re.findall(r"^epoch \d+  train_loss", stdout, re.M)) == epochs
+    assert "\r" not in stdout
+
+
+def test_demo_writes_the_run_folder(demo_run):
+    out, _ = demo_run
+    (run_dir,) = (out / "runs" / "mnist").iterdir()
+    expected = {
+        "model.pth",
+        "lr_find.png",
+        "history.csv",
+        "recipe.json",
+        "versions.json",
+        "metrics.json",
+        "valid_preds.csv",
+        "test_preds.csv",
+        "confusion_matrix.png",
+        "most_confused.csv",
+        "top_losses.png",
+        "submission.csv",
+        *(f"class_{d}.png" for d in range(10)),
+    }
+    assert expected <= {p.name for p in run_dir.iterdir()}
+    assert json.loads((run_dir / "recipe.json").read_text())["cycles"] == 4
+    assert "fastai" in json.loads((run_dir / "versions.json").read_text())
+    preds = pd.read_csv(run_dir / "test_preds.csv")
+    assert list(preds.columns[:3]) == ["id", "p_0", "p_1"] and "p_9_tta" in preds.columns
+
+
+def test_demo_submission_is_what_kaggle_expects(demo_run):
+    out, _ = demo_run
+    (sub_path,) = (out / "submissions" / "mnist").iterdir()
+    sub = pd.read_csv(sub_path)
+    sample = pd.read_csv(out / "data" / "mnist-sample" / "sample_submission.csv")
+    assert list(sub.columns) == ["ImageId", "Label"]
+    assert sub["ImageId"].tolist() == sample["ImageId"].tolist() == list(range(1, 361))
+    assert sub["Label"].between(0, 9).all()
+    solution = pd.read_csv(out / "data" / "mnist-sample" / "solution.csv")
+    assert (sub["Label"] == solution["Label"]).mean() >= 0.98
+
+
+def test_notebook_api_runs_twice_without_overwriting(mnist_sample, tmp_path):
+    first = kit.run("mnist", data=mnist_sample, out=tmp_path, cycles=1, tta=False, show=False)
+    second = kit.run("mnist", data=mnist_sample, out=tmp_path, cycles=1, tta=False, show=False)
+    assert first["run_dir"] != second["run_dir"]
+    assert len(list((tmp_path / "submissions" / "mnist").iterdir())) == 2
+    assert first["epochs"] == 1 and "valid_tta_accuracy" not in first
+    assert 0 <= first["valid_accuracy"] <= 1
+
+
+def test_lr_find_saves_the_plot_and_returns_the_suggestion(mnist_sample, tmp_path, capsys):
+    suggestion = kit.lr_find("mnist", data=mnist_sample, out=tmp_path, show=False)
+    assert 1e-6 < suggestion < 1
+    (png,) = (tmp_path / "runs" / "mnist" / "lr-find").glob("*.png")
+    assert png.stat().st_size > 10_000
+    assert f"suggested learning rate {suggestion:.2e}" in capsys.readouterr().out
+
+
+def test_a_failed_run_leaves_nothing_behind(mnist_sample, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipeline, "interpret", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        kit.run("mnist", data=mnist_sample, out=tmp_path, cycles=1, show=False)
+    assert list((tmp_path / "runs" / "mnist").iterdir()) == []
+    assert not (tmp_path / "submissions").exists()

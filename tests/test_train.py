@@ -1,0 +1,99 @@
+"""The shared training pieces on the real sample digits: SGDR, augmentation, TTA, layer groups."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from competitions import mnist
+from kit.augment import affine, random_augment, tta_views
+from kit.data import dataloaders, split
+from kit.models import create_model, layer_groups
+from kit.recipe import override
+from kit.train import fit_sgdr, make_learner, predict
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_sample):
+    return mnist.load(mnist_sample, mnist.RECIPE)
+
+
+def learner(digits, tmp_path, **changes):
+    r = override(mnist.RECIPE, **changes)
+    torch.manual_seed(0)
+    model = create_model(r.arch, 10, in_chans=1)
+    dls, _ = dataloaders(digits, r, ([0.1], [0.3]), torch.device("cpu"))
+    return make_learner(model, dls, r, tmp_path, "fp32"), r
+
+
+@pytest.mark.parametrize("n_cycles, cycle_len, cycle_mult, epochs", [(3, 1, 1, 3), (2, 1, 2, 3)])
+def test_sgdr_restarts_at_every_cycle(digits, tmp_path, n_cycles, cycle_len, cycle_mult, epochs):
+    learn, r = learner(digits, tmp_path, bs=64)
+    learn.create_opt()
+    history = fit_sgdr(learn, n_cycles, cycle_len, cycle_mult, 3e-3)
+    assert len(history) == epochs
+    lrs = np.array(learn.recorder.lrs)
+    per_epoch = len(learn.dls.train)
+    starts = np.cumsum([0] + [cycle_len * cycle_mult**i * per_epoch for i in range(n_cycles)])
+    for start, end in zip(starts[:-1], starts[1:]):
+        assert lrs[start] == pytest.approx(3e-3, rel=0.05)  # a restart at the top
+        assert lrs[end - 1] < 3e-4  # annealed near zero by the cycle's end
+    assert history[-1]["accuracy"] > 0.5  # and it learned something
+
+
+def test_discriminative_rates_span_the_three_groups(digits, tmp_path):
+    learn, _ = learner(digits, tmp_path, bs=512)
+    learn.create_opt()
+    fit_sgdr(learn, 1, 1, 1, slice(1e-4, 1e-2))
+    tops = [h["lr"] for h in learn.opt.hypers]
+    assert len(layer_groups(learn.model)) == 3 and len(tops) == 3
+
+
+def test_split_is_stratified_and_seeded(digits):
+    train, valid = split(digits.y, 0.1, seed=3)
+    again, _ = split(digits.y, 0.1, seed=3)
+    assert np.array_equal(train, again) and not set(train) & set(valid)
+    share = np.bincount(digits.y[valid].numpy(), minlength=10) / len(valid)
+    assert np.allclose(share, 0.1, atol=0.03)
+
+
+def test_affine_identity_and_mirror(digits):
+    x = digits.x[:8].float() / 255
+    assert torch.allclose(affine(x, 0.0, 1.0, 0.0, 0.0, 0.0, "zeros"), x, atol=1e-5)
+    assert torch.allclose(affine(x, 0.0, 1.0, 0.0, 0.0, 1.0, "zeros"), x.flip(-1), atol=1e-5)
+    quarter = affine(x, math.pi / 2, 1.0, 0.0, 0.0, 0.0, "zeros")
+    assert torch.allclose(quarter, x.rot90(1, (2, 3)), atol=1e-4) or torch.allclose(
+        quarter, x.rot90(-1, (2, 3)), atol=1e-4
+    )
+
+
+def test_augmentation_changes_images_but_keeps_range(digits):
+    x = digits.x[:64].float() / 255
+    out = random_augment(x, mnist.RECIPE, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and not torch.allclose(out, x)
+    assert 0 <= out.min() and out.max() <= 1
+
+
+def test_tta_views_follow_the_recipe():
+    assert len(tta_views(mnist.RECIPE)) == 1 + 1 + 2 + 4  # no mirror for digits
+    assert len(tta_views(override(mnist.RECIPE, flip=True, shift=0.0))) == 1 + 1 + 1 + 2
+
+
+def test_predict_averages_views_into_probabilities(digits, tmp_path):
+    learn, r = learner(digits, tmp_path)
+    probs = predict(learn, learn.dls.valid, tta_views(r))
+    assert probs.shape == (learn.dls.valid.n, 10)
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no bf16 on this CPU")
+def test_bf16_autocast_trains_on_cpu(digits, tmp_path):
+    r = override(mnist.RECIPE, bs=64)
+    model = create_model(r.arch, 10, in_chans=1)
+    dls, _ = dataloaders(digits, r, ([0.1], [0.3]), torch.device("cpu"))
+    learn = make_learner(model, dls, r, tmp_path, "bf16")
+    learn.create_opt()
+    history = fit_sgdr(learn, 1, 2, 1, 3e-3)
+    assert history[-1]["accuracy"] > 0.5
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters())  # weights stay fp32
