@@ -21,6 +21,7 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
     where.add_argument("--sample", action="store_true", help="use the bundled sample data")
     p.add_argument("--out", metavar="DIR", help="where runs/ and submissions/ go (default: here)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
+    p.add_argument("--weights", metavar="FILE", help="pretrained checkpoint (default: searched)")
     group = p.add_argument_group("recipe fields (each overrides the recipe's value)")
     for f in recipe_fields():
         flag = "--" + f.name.replace("_", "-")
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def overrides(args: argparse.Namespace) -> dict:
-    keys = ["data", "sample", "out", "device"] + [f.name for f in recipe_fields()]
+    keys = ["data", "sample", "out", "device", "weights"] + [f.name for f in recipe_fields()]
     return {k: getattr(args, k) for k in keys}
 
 

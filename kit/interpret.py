@@ -6,13 +6,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import confusion_matrix
+from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from kit.train import save_figure
 
 
-def confusion(y: np.ndarray, probs: np.ndarray, classes: list) -> np.ndarray:
-    return confusion_matrix(y, probs.argmax(1), labels=range(len(classes)))
+def plot_roc(y: np.ndarray, p1: np.ndarray, path: Path, show: bool) -> float:
+    """The ROC curve of a binary task; returns the threshold that maximises tpr - fpr."""
+    fpr, tpr, thresholds = roc_curve(y, p1)
+    best = int(np.argmax(tpr - fpr))
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(fpr, tpr, label=f"AUC {roc_auc_score(y, p1):.4f}")
+    ax.plot([0, 1], [0, 1], ls=":", c="grey")
+    threshold = float(min(thresholds[best], 1.0))
+    ax.plot(fpr[best], tpr[best], "o", label=f"threshold {threshold:.3f}")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (validation)")
+    ax.legend(loc="lower right")
+    save_figure(fig, path, show)
+    return threshold
 
 
 def most_confused(cm: np.ndarray, classes: list) -> pd.DataFrame:
@@ -27,7 +38,7 @@ def most_confused(cm: np.ndarray, classes: list) -> pd.DataFrame:
     return df.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def plot_confusion(cm: np.ndarray, classes: list, path: Path, show: bool) -> None:
+def plot_confusion(cm: np.ndarray, classes: list, path: Path, show: bool, title: str) -> None:
     fig, ax = plt.subplots(figsize=(1 + 0.6 * len(classes),) * 2)
     ax.imshow(cm, cmap="Blues")
     for (a, p), count in np.ndenumerate(cm):
@@ -46,7 +57,7 @@ def plot_confusion(cm: np.ndarray, classes: list, path: Path, show: bool) -> Non
         yticklabels=classes,
         xlabel="predicted",
         ylabel="actual",
-        title="confusion matrix",
+        title=title,
     )
     save_figure(fig, path, show)
 
@@ -97,8 +108,13 @@ def interpret(
     k: int = 4,
 ) -> None:
     """Write every interpretation artefact for one set of validation predictions."""
-    cm = confusion(y, probs, classes)
-    plot_confusion(cm, classes, run_dir / "confusion_matrix.png", show)
+    pred = probs.argmax(1)
+    title = "confusion matrix"
+    if len(classes) == 2 and len(set(y)) == 2:
+        threshold = plot_roc(y, probs[:, 1], run_dir / "roc.png", show)
+        pred, title = (probs[:, 1] >= threshold).astype(int), f"confusion at p >= {threshold:.3f}"
+    cm = confusion_matrix(y, pred, labels=range(len(classes)))
+    plot_confusion(cm, classes, run_dir / "confusion_matrix.png", show, title)
     most_confused(cm, classes).to_csv(run_dir / "most_confused.csv", index=False)
     worst = top_losses(y, probs, 3 * k)
     cells = [

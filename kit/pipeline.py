@@ -4,8 +4,10 @@ import dataclasses
 import json
 import platform
 import shutil
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -18,7 +20,7 @@ from kit.augment import tta_views
 from kit.data import Data, dataloaders, test_loader
 from kit.errors import KitError
 from kit.interpret import interpret
-from kit.models import create_model
+from kit.models import check_arch, create_model
 from kit.paths import (
     data_dir,
     discard_run_dir,
@@ -37,6 +39,7 @@ from kit.train import (
     resolve_device,
     resolve_precision,
 )
+from kit.weights import pretrained_model, resolve_weights
 
 
 def score(metric: str, y: np.ndarray, probs: np.ndarray) -> float:
@@ -63,12 +66,28 @@ def write_sample(name: str, dest: str | Path) -> Path:
     return dest
 
 
-def prepare(name, data=None, sample=False, out=None, device="auto", **overrides):
-    """Resolve the recipe, the folders and the device, and read the data: everything that can
+@dataclass
+class Job:
+    """Everything resolved before training starts."""
+
+    comp: ModuleType  # the competitions/<name>.py module
+    recipe: Recipe
+    root: Path  # where runs/ and submissions/ go
+    folder: Path  # the competition data
+    data: Data
+    device: torch.device
+    weights: Path | None  # the checkpoint for a pretrained recipe (None: timm's download)
+
+
+def prepare(name, data=None, sample=False, out=None, device="auto", weights=None, **overrides):
+    """Resolve the recipe, folders, device and weights, and read the data: everything that can
     fail on bad input happens here, before any output is created."""
     comp = load_competition(name)
     given = {k: v for k, v in overrides.items() if v is not None}
     r = override(comp.RECIPE, **(getattr(comp, "SAMPLE", {}) if sample else {}) | given)
+    check_arch(r.arch)
+    weights = resolve_weights(r.arch, weights) if r.pretrained else None
+    dev = resolve_device(device)
     root = output_root(out)
     if sample:
         folder = root / "data" / f"{name}-sample"
@@ -76,8 +95,7 @@ def prepare(name, data=None, sample=False, out=None, device="auto", **overrides)
             write_sample(name, folder)
     else:
         folder = data_dir(name, r.slug, data)
-    dev = resolve_device(device)
-    return comp, r, root, folder, comp.load(folder, r), dev
+    return Job(comp, r, root, folder, comp.load(folder, r), dev, weights)
 
 
 def norm_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[list, list]:
@@ -89,23 +107,29 @@ def norm_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[list, list]:
     return sample.mean((0, 2, 3)).tolist(), sample.std((0, 2, 3)).clamp(min=1e-3).tolist()
 
 
-def build_learner(r: Recipe, data: Data, device: torch.device, path: Path):
+def build_learner(job: Job, path: Path):
     """Model, data loaders and Learner for one run, seeded."""
+    r, data = job.recipe, job.data
     set_seed(r.seed, reproducible=True)
-    model = create_model(r.arch, len(data.classes), in_chans=data.x.shape[1])
-    dls, valid_idx = dataloaders(data, r, norm_stats(model, data.x), device)
-    learn = make_learner(model, dls, r, path, resolve_precision(r.precision, device))
+    n, chans = len(data.classes), data.x.shape[1]
+    if r.pretrained:
+        model = pretrained_model(r.arch, n, chans, job.weights)
+    else:
+        model = create_model(r.arch, n, chans)
+    dls, valid_idx = dataloaders(data, r, norm_stats(model, data.x), job.device)
+    learn = make_learner(model, dls, r, path, resolve_precision(r.precision, job.device))
     return learn, valid_idx
 
 
-def lr_find(
-    name: str, data=None, sample=False, out=None, device="auto", show=None, **overrides
-) -> float:
-    """Run only the learning-rate finder (body frozen when the recipe trains a head first)."""
-    _, r, root, _, d, dev = prepare(name, data, sample, out, device, **overrides)
-    folder = root / "runs" / name / "lr-find"
+def lr_find(name: str, show=None, **options) -> float:
+    """Run only the learning-rate finder (body frozen when the recipe trains a head first).
+
+    Takes `run`'s options."""
+    job = prepare(name, **options)
+    r = job.recipe
+    folder = job.root / "runs" / name / "lr-find"
     folder.mkdir(parents=True, exist_ok=True)
-    learn, _ = build_learner(r, d, dev, folder)
+    learn, _ = build_learner(job, folder)
     learn.create_opt()
     if r.head_cycles:
         learn.freeze()
@@ -115,23 +139,23 @@ def lr_find(
     return suggestion
 
 
-def run(
-    name: str, data=None, sample=False, out=None, device="auto", show=None, **overrides
-) -> dict:
+def run(name: str, show=None, **options) -> dict:
     """Train `name`'s recipe and write its run folder and a checked submission.
 
-    Keyword arguments override recipe fields (`arch=`, `cycles=`, `lr=`...). Returns the metrics
-    and the paths written.
+    Options: `data=PATH`, `sample=True`, `out=DIR`, `device=`, `weights=FILE`, and any recipe
+    field (`arch=`, `cycles=`, `lr=`...). Returns the metrics and the paths written.
     """
-    comp, r, root, folder, d, dev = prepare(name, data, sample, out, device, **overrides)
+    job = prepare(name, **options)
+    r, d, root = job.recipe, job.data, job.root
     show = IN_NOTEBOOK if show is None else show
-    sample_df = read_sample(folder)
+    sample_df = read_sample(job.folder)
     if sample_df is None:
         print("warning: no sample_submission.csv; ids and order come from the test folder")
     run_id, partial = new_run_dir(root, name, r.arch)
-    print(f"run {run_id}: {len(d.x)} training images, {len(d.test_x)} test images, on {dev}")
+    print(f"run {run_id}: {len(d.x)} training images, {len(d.test_x)} test images, "
+          f"on {job.device}")  # fmt: skip
     try:
-        metrics = train_and_predict(comp, r, d, dev, partial, sample_df, show)
+        metrics = train_and_predict(job, partial, sample_df, show)
         final = finish_run_dir(partial, run_id)
     except BaseException:
         discard_run_dir(partial)
@@ -145,11 +169,12 @@ def run(
     return {**metrics, "run_dir": str(final), "submission": str(submission)}
 
 
-def train_and_predict(comp, r: Recipe, d: Data, dev, run_dir: Path, sample_df, show) -> dict:
+def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
     """Every step that writes into the (still partial) run folder; returns the metrics."""
+    r, d = job.recipe, job.data
     write_json(run_dir / "recipe.json", dataclasses.asdict(r))
-    write_json(run_dir / "versions.json", versions(dev))
-    learn, valid_idx = build_learner(r, d, dev, run_dir)
+    write_json(run_dir / "versions.json", versions(job.device))
+    learn, valid_idx = build_learner(job, run_dir)
     rates, history = fine_tune_sgdr(learn, r, run_dir, show)
     pd.DataFrame(history).to_csv(run_dir / "history.csv", index_label="epoch")
 
@@ -187,7 +212,7 @@ def train_and_predict(comp, r: Recipe, d: Data, dev, run_dir: Path, sample_df, s
         show,
     )
 
-    sub = comp.submission(d.test_ids, test_probs, d.classes)
+    sub = job.comp.submission(d.test_ids, test_probs, d.classes)
     check_submission(sub, sample_df, d.test_ids, d.classes if r.metric == "accuracy" else None)
     write_new(sub.to_csv(index=False), run_dir / "submission.csv")
     metrics = {
@@ -196,6 +221,7 @@ def train_and_predict(comp, r: Recipe, d: Data, dev, run_dir: Path, sample_df, s
         "epochs": len(history),
         "submitted": chosen or "plain",
         "skipped_train_images": d.skipped,
+        "weights": str(job.weights) if job.weights else None,
     }
     write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -148,7 +148,8 @@ def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show: bool = False)
     Returns the learning rates used and one row of metrics per epoch.
     """
     monitor = monitor_name(learn)
-    cbs = [SaveModelCallback(monitor=monitor, comp=np.greater, fname="model", reset_on_fit=False)]
+    # on a tie the later, more annealed epoch wins
+    cbs = [SaveModelCallback(monitor, comp=np.greater_equal, fname="model", reset_on_fit=False)]
     if r.patience:
         cbs.append(EarlyStoppingCallback(monitor=monitor, comp=np.greater, patience=r.patience))
     learn.create_opt()

@@ -1,8 +1,11 @@
 """Shared fixtures: small real Kaggle folders built in tmp_path."""
 
+import os
 import shutil
 
 import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # the suite never touches the network
 
 from competitions import mnist
 
@@ -19,3 +22,9 @@ def mnist_sample(tmp_path_factory):
 def mnist_copy(mnist_sample, tmp_path):
     """A private copy of the sample that a test may spoil."""
     return shutil.copytree(mnist_sample, tmp_path / "digit-recognizer")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def photo_cache(tmp_path_factory):
+    """Resized photos go to a temporary cache, not the user's ~/.cache/kit."""
+    os.environ["KIT_CACHE"] = str(tmp_path_factory.mktemp("kit-cache"))

@@ -1,0 +1,159 @@
+"""Invasive Species Monitoring: is invasive hydrangea in the photo? Transfer learning; ROC AUC."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kit.archives import unpack
+from kit.data import Data
+from kit.errors import KitError
+from kit.images import cache_dir, load_photos
+from kit.recipe import Recipe
+
+RECIPE = Recipe(
+    name="invasive",
+    slug="invasive-species-monitoring",
+    description="Invasive Species Monitoring: hydrangea in 1154x866 photos, ROC AUC",
+    metric="auc",
+    arch="tf_efficientnet_lite0",  # ImageNet weights ship in a pip package: works offline
+    size=224,
+    bs=32,
+    rotate=10,  # photos taken from the side: small tilts,
+    zoom=1.1,  # a little closer or further, as the seed's max_zoom=1.1,
+    flip=True,  # mirrored left-right, never upside down,
+    lighting=0.2,  # and in every light
+    head_cycles=3,  # the seed's fit(lr, 3, cycle_len=1) on the new head
+)
+
+# The bundled sample's photos are small: 128 px keeps the whole recipe to minutes on 2 CPU cores.
+SAMPLE = dict(size=128)
+
+CLASSES = [0, 1]
+SOURCES = {  # real photos that installed wheels ship: (package, path inside it, label)
+    "flower": ("sklearn", "datasets/images/flower.jpg", 1),
+    "temple": ("sklearn", "datasets/images/china.jpg", 0),
+    "hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg", 0),
+}
+
+
+def photo_files(folder: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise KitError(f"the {what} folder {folder} is missing; unpack Kaggle's {what}.7z there")
+    files = sorted(folder.glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
+    if not files:
+        raise KitError(f"the {what} folder {folder} has no .jpg photos")
+    return files
+
+
+def read_labels(folder: Path) -> pd.DataFrame:
+    path = folder / "train_labels.csv"
+    if not path.is_file():
+        raise KitError(f"{path} is missing; it holds the columns name,invasive")
+    labels = pd.read_csv(path, dtype={"name": str})
+    if list(labels.columns[:2]) != ["name", "invasive"]:
+        raise KitError(f"{path.name} must have the columns name,invasive")
+    dup = labels["name"][labels["name"].duplicated()]
+    if len(dup):
+        raise KitError(f"{path.name} names photo {dup.iloc[0]} more than once")
+    bad = labels[~labels["invasive"].isin(CLASSES)]
+    if len(bad):
+        raise KitError(f"{path.name} labels {bad['name'].iloc[0]} as {bad['invasive'].iloc[0]!r}; "
+                       "labels must be 0 or 1")  # fmt: skip
+    missing = [n for n in labels["name"] if not (folder / "train" / f"{n}.jpg").is_file()]
+    if missing:
+        raise KitError(f"{path.name} names {len(missing)} photos missing from train/, "
+                       f"e.g. {missing[0]}.jpg")  # fmt: skip
+    return labels
+
+
+def test_names(folder: Path) -> list[str]:
+    """sample_submission.csv's order when it exists, else the test folder's numeric order."""
+    files = photo_files(folder / "test", "test")
+    sample = folder / "sample_submission.csv"
+    if sample.is_file():
+        names = pd.read_csv(sample, dtype={"name": str})["name"].tolist()
+        missing = [n for n in names if not (folder / "test" / f"{n}.jpg").is_file()]
+        if missing:
+            raise KitError(f"sample_submission.csv names {len(missing)} photos missing from "
+                           f"test/, e.g. {missing[0]}.jpg")  # fmt: skip
+        return names
+    return [f.stem for f in files]
+
+
+def load(folder: Path, r: Recipe) -> Data:
+    """train/ and test/ photos through the resized cache; corrupt training photos are skipped."""
+    if not (folder / "train").is_dir():
+        unpack(folder)
+    labels = read_labels(folder)
+    test_ids = test_names(folder)
+    cache = cache_dir(folder, r.size)
+    train_files = [folder / "train" / f"{n}.jpg" for n in labels["name"]]
+    x, bad = load_photos(train_files, cache / "train", r.size, "train")
+    if bad:
+        print(f"warning: skipped {len(bad)} unreadable training photos, e.g. {bad[0].name}")
+    keep = [f not in set(bad) for f in train_files]
+    test_x, bad_test = load_photos([folder / "test" / f"{n}.jpg" for n in test_ids],
+                                   cache / "test", r.size, "test")  # fmt: skip
+    if bad_test:
+        raise KitError(f"test photo {bad_test[0]} cannot be read, and every test photo must be "
+                       "predicted; download the test set again")  # fmt: skip
+    solution = folder / "solution.csv"  # only the bundled sample ships its test labels
+    test_y = None
+    if solution.is_file():
+        truth = pd.read_csv(solution, dtype={"name": str}).set_index("name")["invasive"]
+        test_y = torch.tensor(truth.loc[test_ids].to_numpy())
+    kept = labels[keep]
+    return Data(x=x, y=torch.tensor(kept["invasive"].to_numpy(dtype=np.int64)), classes=CLASSES,
+                names=[f"{n}.jpg" for n in kept["name"]], test_x=test_x,
+                test_ids=test_ids, test_y=test_y, skipped=len(bad))  # fmt: skip
+
+
+def submission(ids: list, probs: np.ndarray, classes: list) -> pd.DataFrame:
+    """The probability of class 1 (ROC AUC is scored on ranks, never on hard labels)."""
+    return pd.DataFrame({"name": [int(i) if str(i).isdigit() else i for i in ids],
+                         "invasive": probs[:, 1].astype(np.float64)})  # fmt: skip
+
+
+def source_photo(name: str):
+    import importlib
+
+    from PIL import Image
+
+    package, path, label = SOURCES[name]
+    root = Path(importlib.import_module(package).__file__).parent
+    return Image.open(root / path).convert("RGB"), label
+
+
+def write_sample(dest: Path, n_train: int = 120, n_test: int = 48, seed: int = 0) -> None:
+    """Invasive-style photos cut from real photos: flower crops are 1, temple and portrait 0.
+
+    Each is a random 4:3 crop at a random scale, maybe mirrored, lightened or darkened, saved as
+    a 400x300 JPEG; test labels go to solution.csv.
+    """
+    from PIL import ImageEnhance
+
+    rng = np.random.default_rng(seed)
+    photos = {name: source_photo(name) for name in SOURCES}
+    rows = {"train": [], "test": []}
+    for split, n in (("train", n_train), ("test", n_test)):
+        (dest / split).mkdir()
+        for i in range(1, n + 1):
+            name = "flower" if rng.random() < 0.6 else rng.choice(["temple", "hopper"])
+            image, label = photos[name]
+            w, h = image.size
+            cw = int(min(w, h * 4 / 3) * rng.uniform(0.35, 0.9))
+            ch = int(cw * 3 / 4)
+            left, top = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+            crop = image.crop((left, top, left + cw, top + ch)).resize((400, 300))
+            if rng.random() < 0.5:
+                crop = crop.transpose(0)  # mirror left-right
+            crop = ImageEnhance.Brightness(crop).enhance(rng.uniform(0.7, 1.3))
+            crop.save(dest / split / f"{i}.jpg", quality=90)
+            rows[split].append((i, label))
+    pd.DataFrame(rows["train"], columns=["name", "invasive"]).to_csv(dest / "train_labels.csv",
+                                                                     index=False)  # fmt: skip
+    test = pd.DataFrame(rows["test"], columns=["name", "invasive"])
+    test.to_csv(dest / "solution.csv", index=False)
+    test.assign(invasive=0.5).to_csv(dest / "sample_submission.csv", index=False)
