@@ -69,6 +69,8 @@ def plot_images(rows: list, path: Path, show: bool, title: str = "") -> None:
     for ax in axes.flat:
         ax.axis("off")
     for ax_row, row in zip(axes, rows):
+        if not row:
+            ax_row[0].text(0, 0.5, "(none)", fontsize=9)
         for ax, (image, caption) in zip(ax_row, row):
             pixels = image.permute(1, 2, 0).numpy()
             ax.imshow(pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray")

@@ -112,7 +112,10 @@ def monitor_name(learn: Learner) -> str:
 
 def find_lr(learn: Learner, png: Path, show: bool = False) -> float:
     """fastai's learning-rate finder: save the loss-vs-rate plot, return the valley suggestion."""
-    suggestion = learn.lr_find(suggest_funcs=(valley,), show_plot=True).valley
+    try:
+        suggestion = learn.lr_find(suggest_funcs=(valley,), show_plot=True).valley
+    except IndexError:  # the loss rose at once (a well-trained head): too few points to judge
+        suggestion = learn.lr_find(suggest_funcs=(valley,), show_plot=True, stop_div=False).valley
     fig = plt.gcf()
     fig.axes[0].set_title(f"learning-rate finder: suggestion {suggestion:.2e}")
     save_figure(fig, png, show)

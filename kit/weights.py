@@ -106,7 +106,9 @@ def load_weights(model: nn.Module, path: Path) -> None:
     else:
         their_items = list(theirs.items())
         if len(their_items) < len(own):
-            raise KitError(f"{path} has {len(their_items)} tensors; the network needs {len(own)}")
+            raise KitError(
+                f"{path} does not fit this network: {len(their_items)} tensors, it needs {len(own)}"
+            )
         for (k, v), (tk, tv) in zip(own, their_items):
             if v.shape != tv.shape:
                 raise KitError(f"{path} does not fit this network: {tk} {tuple(tv.shape)} "

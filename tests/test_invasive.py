@@ -2,9 +2,9 @@
 
 import json
 import shutil
-from dataclasses import replace
 import subprocess
 import sys
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -155,8 +155,9 @@ def test_missing_sample_submission_takes_ids_from_the_test_folder(photos_copy, c
 
 
 def test_kaggle_archives_are_unpacked_once(photos_copy, tmp_path, monkeypatch):
-    import py7zr
     import zipfile
+
+    import py7zr
 
     monkeypatch.setenv("KIT_CACHE", str(tmp_path / "cache"))
     packed = tmp_path / "packed"
