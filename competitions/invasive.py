@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image, ImageEnhance
 
 from kit.archives import unpack
 from kit.data import Data
@@ -31,10 +32,10 @@ RECIPE = Recipe(
 SAMPLE = dict(size=128)
 
 CLASSES = [0, 1]
-SOURCES = {  # real photos that installed wheels ship: (package, path inside it, label)
-    "flower": ("sklearn", "datasets/images/flower.jpg", 1),
-    "temple": ("sklearn", "datasets/images/china.jpg", 0),
-    "hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg", 0),
+SOURCES = {  # real photos that installed wheels ship: (package, path inside it)
+    "flower": ("sklearn", "datasets/images/flower.jpg"),
+    "temple": ("sklearn", "datasets/images/china.jpg"),
+    "hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
 }
 
 
@@ -116,44 +117,50 @@ def submission(ids: list, probs: np.ndarray, classes: list) -> pd.DataFrame:
                          "invasive": probs[:, 1].astype(np.float64)})  # fmt: skip
 
 
-def source_photo(name: str):
+def source_photo(name: str) -> Image.Image:
     import importlib
 
-    from PIL import Image
-
-    package, path, label = SOURCES[name]
+    package, path = SOURCES[name]
     root = Path(importlib.import_module(package).__file__).parent
-    return Image.open(root / path).convert("RGB"), label
+    return Image.open(root / path).convert("RGB")
+
+
+BLOOM = (170, 80, 450, 370)  # where the dahlia is in scikit-learn's flower.jpg
+
+
+def sample_photo(photos: dict, invasive: bool, rng) -> Image.Image:
+    """A 400x300 photo: a random 4:3 crop of a source photo at a random scale. An invasive one
+    is either a crop of the flower photo or a background with the bloom pasted in small."""
+    source = "flower" if invasive and rng.random() < 0.5 else rng.choice(["temple", "hopper"])
+    image = photos[source]
+    w, h = image.size
+    cw = int(min(w, h * 4 / 3) * rng.uniform(0.35, 0.9))
+    ch = int(cw * 3 / 4)
+    left, top = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+    crop = image.crop((left, top, left + cw, top + ch)).resize((400, 300))
+    if invasive and source != "flower":
+        side = int(rng.uniform(0.2, 0.5) * 300)
+        bloom = photos["flower"].crop(BLOOM).resize((side, side))
+        crop.paste(bloom, (int(rng.integers(0, 400 - side)), int(rng.integers(0, 300 - side))))
+    if rng.random() < 0.5:
+        crop = crop.transpose(0)  # mirror left-right
+    return ImageEnhance.Brightness(crop).enhance(rng.uniform(0.7, 1.3))
 
 
 def write_sample(dest: Path, n_train: int = 120, n_test: int = 48, seed: int = 0) -> None:
-    """Invasive-style photos cut from real photos: flower crops are 1, temple and portrait 0.
-
-    Each is a random 4:3 crop at a random scale, maybe mirrored, lightened or darkened, saved as
-    a 400x300 JPEG; test labels go to solution.csv.
-    """
-    from PIL import ImageEnhance
-
+    """Invasive-style photos cut from real photos that installed wheels ship, labels 1 where
+    the flower is in the photo (whole, or small in a temple or portrait scene), else 0;
+    test labels go to solution.csv."""
     rng = np.random.default_rng(seed)
     photos = {name: source_photo(name) for name in SOURCES}
-    rows = {"train": [], "test": []}
     for split, n in (("train", n_train), ("test", n_test)):
         (dest / split).mkdir()
-        for i in range(1, n + 1):
-            name = "flower" if rng.random() < 0.6 else rng.choice(["temple", "hopper"])
-            image, label = photos[name]
-            w, h = image.size
-            cw = int(min(w, h * 4 / 3) * rng.uniform(0.35, 0.9))
-            ch = int(cw * 3 / 4)
-            left, top = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
-            crop = image.crop((left, top, left + cw, top + ch)).resize((400, 300))
-            if rng.random() < 0.5:
-                crop = crop.transpose(0)  # mirror left-right
-            crop = ImageEnhance.Brightness(crop).enhance(rng.uniform(0.7, 1.3))
-            crop.save(dest / split / f"{i}.jpg", quality=90)
-            rows[split].append((i, label))
-    pd.DataFrame(rows["train"], columns=["name", "invasive"]).to_csv(dest / "train_labels.csv",
-                                                                     index=False)  # fmt: skip
-    test = pd.DataFrame(rows["test"], columns=["name", "invasive"])
-    test.to_csv(dest / "solution.csv", index=False)
-    test.assign(invasive=0.5).to_csv(dest / "sample_submission.csv", index=False)
+        labels = (rng.random(n) < 0.6).astype(int)  # invasive the larger class, as on Kaggle
+        for i, label in enumerate(labels, 1):
+            sample_photo(photos, bool(label), rng).save(dest / split / f"{i}.jpg", quality=90)
+        df = pd.DataFrame({"name": range(1, n + 1), "invasive": labels})
+        if split == "train":
+            df.to_csv(dest / "train_labels.csv", index=False)
+        else:
+            df.to_csv(dest / "solution.csv", index=False)
+            df.assign(invasive=0.5).to_csv(dest / "sample_submission.csv", index=False)

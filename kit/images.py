@@ -46,14 +46,20 @@ def resize_one(job: tuple[Path, Path, int]) -> bool:
     return True
 
 
+def cached_name(photo: Path) -> str:
+    """The cache entry's name: a photo replaced by another (new size or time) gets a new one."""
+    stat = photo.stat()
+    return f"{photo.name}.{stat.st_size}-{stat.st_mtime_ns}.npy"
+
+
 def resize_all(files: list[Path], dest: Path, size: int, what: str) -> set[Path]:
     """Fill `dest` with resized copies of the photos not already there; returns unreadable ones."""
     dest.mkdir(parents=True, exist_ok=True)
-    todo = [f for f in files if not (dest / f"{f.name}.npy").exists()]
+    todo = [f for f in files if not (dest / cached_name(f)).exists()]
     if not todo:
         return set()
     start, bad = time.perf_counter(), set()
-    jobs = [(f, dest / f"{f.name}.npy", size) for f in todo]
+    jobs = [(f, dest / cached_name(f), size) for f in todo]
     workers = min(len(todo), os.cpu_count() or 1)
     with ProcessPoolExecutor(workers) as pool:
         results = pool.map(resize_one, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
@@ -79,6 +85,6 @@ def load_photos(files: list[Path], cache: Path, size: int, what: str):
     """(uint8 tensor (N, 3, size, size), list of files that could not be read)."""
     bad = resize_all(files, cache, size, what)
     good = [f for f in files if f not in bad]
-    x = np.stack([np.load(cache / f"{f.name}.npy") for f in good]) if good else \
+    x = np.stack([np.load(cache / cached_name(f)) for f in good]) if good else \
         np.zeros((0, size, size, 3), np.uint8)  # fmt: skip
     return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), sorted(bad)

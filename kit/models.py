@@ -60,20 +60,37 @@ def check_arch(arch: str) -> None:
         raise KitError(f"unknown architecture {arch!r}; {hint}")
 
 
-def create_model(arch: str, num_classes: int, in_chans: int = 3) -> nn.Module:
-    """A network with a new `num_classes` head and random weights."""
+def create_model(arch: str, num_classes: int, in_chans: int = 3, pretrained=False) -> nn.Module:
+    """A network with a new `num_classes` head. A timm network gets fastai's head, as
+    `vision_learner` builds it (concat pooling, batch norm, dropout, two linear layers);
+    `pretrained=True` asks timm to download its weights (see kit.weights for offline)."""
     check_arch(arch)
     if arch in KIT_NETS:
+        if pretrained:
+            raise KitError(f"{arch} has no published weights; pass --weights FILE of your own "
+                           "checkpoint, or use --no-pretrained")  # fmt: skip
         return KIT_NETS[arch](in_chans=in_chans, num_classes=num_classes)
-    import timm
+    from fastai.vision.learner import create_timm_model
 
-    return timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    model, _ = create_timm_model(arch, num_classes, pretrained=pretrained, n_in=in_chans)
+    return model
+
+
+def timm_body(model: nn.Module) -> nn.Module | None:
+    """The timm network inside a model from `create_model`, if there is one."""
+    if isinstance(model, nn.Sequential) and hasattr(model[0], "model"):
+        return model[0].model
+    return None
+
+
+def head(model: nn.Module) -> nn.Module:
+    return model[1] if timm_body(model) is not None else model.get_classifier()
 
 
 def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
     """Three parameter groups for discriminative learning rates: early body, late body, head."""
-    head = list(model.get_classifier().parameters())
-    head_ids = {id(p) for p in head}
+    head_params = list(head(model).parameters())
+    head_ids = {id(p) for p in head_params}
     body = [p for p in model.parameters() if id(p) not in head_ids]
     half = len(body) // 2
-    return [body[:half], body[half:], head]
+    return [body[:half], body[half:], head_params]

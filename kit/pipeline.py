@@ -20,7 +20,7 @@ from kit.augment import tta_views
 from kit.data import Data, dataloaders, test_loader
 from kit.errors import KitError
 from kit.interpret import interpret
-from kit.models import check_arch, create_model
+from kit.models import check_arch, create_model, timm_body
 from kit.paths import (
     data_dir,
     discard_run_dir,
@@ -100,7 +100,7 @@ def prepare(name, data=None, sample=False, out=None, device="auto", weights=None
 
 def norm_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[list, list]:
     """The pretrained network's normalisation if it has one, else the training data's own."""
-    cfg = getattr(model, "pretrained_cfg", None)
+    cfg = getattr(timm_body(model), "pretrained_cfg", None)
     if cfg and "mean" in cfg and len(cfg["mean"]) == x.shape[1]:
         return list(cfg["mean"]), list(cfg["std"])
     sample = x[:: max(1, len(x) // 5000)].float() / 255

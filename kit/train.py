@@ -145,6 +145,19 @@ def fit_sgdr(learn: Learner, n_cycles: int, cycle_len: int, cycle_mult: int, lr,
     return [dict(zip(names, map(float, values))) for values in learn.recorder.values]
 
 
+def unfrozen_rates(r: Recipe, found: float, head_lr: float | None) -> tuple[float, float]:
+    """(last group's rate, first group's rate) once everything trains.
+
+    From scratch, or with a pinned rate: `found` and `found / lr_mult`. After a head stage the
+    head keeps half its rate (fastai's `fine_tune` rule) and the finder, run again on the
+    unfrozen network, sets the first group's rate, at least `lr_mult` times below the head's.
+    """
+    if r.lr or head_lr is None:
+        return found, found / r.lr_mult
+    top = head_lr / 2
+    return top, min(max(found, top / r.lr_mult), top)
+
+
 def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show: bool = False):
     """The house schedule, keeping the best checkpoint (run_dir/model.pth).
 
@@ -164,8 +177,9 @@ def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show: bool = False)
         history += [{"stage": "head", **e} for e in epochs]
     learn.unfreeze()
     if r.cycles:
-        rates["lr"] = r.lr or find_lr(learn, run_dir / "lr_find.png", show)
-        lr = slice(rates["lr"] / r.lr_mult, rates["lr"]) if r.lr_mult > 1 else rates["lr"]
+        found = r.lr or find_lr(learn, run_dir / "lr_find.png", show)
+        rates["lr"], rates["lr_low"] = unfrozen_rates(r, found, rates.get("head_lr"))
+        lr = slice(rates["lr_low"], rates["lr"]) if rates["lr_low"] < rates["lr"] else rates["lr"]
         epochs = fit_sgdr(learn, r.cycles, r.cycle_len, r.cycle_mult, lr, cbs)
         history += [{"stage": "all", **e} for e in epochs]
     return rates, history

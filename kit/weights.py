@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from kit.errors import KitError
-from kit.models import create_model
+from kit.models import create_model, timm_body
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 # ImageNet checkpoints that pip packages ship, by timm name: (module, function returning the path)
@@ -94,7 +94,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
     network (other key names, same tensors in the same order) loads by position, every shape
     checked.
     """
-    head = {id(p) for p in model.get_classifier().parameters()}
+    model = timm_body(model) or model  # a timm network inside fastai's body-and-head
+    head = {id(p) for p in model.get_classifier().parameters()}  # timm's own head, if any
     names = {id(p): n for n, p in model.named_parameters()}
     head_keys = {names[i] for i in head}
     own = [(k, v) for k, v in model.state_dict().items()
@@ -138,16 +139,16 @@ def resolve_weights(arch: str, weights=None) -> Path | None:
 
 def pretrained_model(arch: str, num_classes: int, in_chans: int, path: Path | None) -> nn.Module:
     """`arch` with ImageNet weights in its body and a new head; never silently random."""
-    if path is not None:
-        model = create_model(arch, num_classes, in_chans)
-        load_weights(model, path)
-        return model
-    import timm
-
-    try:
-        return timm.create_model(arch, pretrained=True, num_classes=num_classes, in_chans=in_chans)
-    except Exception as e:  # offline, or no published weights: say what to do instead
-        raise KitError(
-            f"could not download pretrained weights for {arch} ({type(e).__name__}); pass "
-            f"--weights FILE, put {arch}.safetensors in $KIT_WEIGHTS, or use --no-pretrained"
-        ) from None
+    if path is None:
+        try:
+            return create_model(arch, num_classes, in_chans, pretrained=True)
+        except KitError:
+            raise
+        except Exception as e:  # offline, or no published weights: say what to do instead
+            raise KitError(
+                f"could not download pretrained weights for {arch} ({type(e).__name__}); pass "
+                f"--weights FILE, put {arch}.safetensors in $KIT_WEIGHTS, or use --no-pretrained"
+            ) from None
+    model = create_model(arch, num_classes, in_chans)
+    load_weights(model, path)
+    return model

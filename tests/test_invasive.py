@@ -6,14 +6,16 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
+import timm
 import torch
 
 import kit
 from competitions import invasive
 from kit.cli import main
-from kit.models import create_model
+from kit.models import create_model, timm_body
 from kit.weights import find_weights, load_weights
 
 
@@ -42,12 +44,28 @@ def test_packaged_imagenet_weights_load_by_position_into_timm():
     path = find_weights("tf_efficientnet_lite0")
     assert path is not None and path.name.startswith("efficientnet-lite0")
     model = create_model("tf_efficientnet_lite0", 2, 3)
-    before = model.conv_stem.weight.clone()
-    load_weights(model, path)
+    body = timm_body(model)
+    before = body.conv_stem.weight.clone()
+    load_weights(body, path)
     theirs = torch.load(path, map_location="cpu", weights_only=True)
-    assert torch.equal(model.conv_stem.weight, theirs["_conv_stem.weight"])
-    assert not torch.equal(model.conv_stem.weight, before)
-    assert model.get_classifier().out_features == 2  # a new head, untouched
+    assert torch.equal(body.conv_stem.weight, theirs["_conv_stem.weight"])
+    assert torch.equal(body.bn2.running_var, theirs["_bn1.running_var"])  # the last body tensor
+    assert not torch.equal(body.conv_stem.weight, before)
+
+
+def test_the_ported_weights_recognise_imagenet_classes():
+    """With its ImageNet classifier, the ported network names the sample photos' subjects."""
+    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000).eval()
+    theirs = torch.load(find_weights("tf_efficientnet_lite0"), map_location="cpu",
+                        weights_only=True)  # fmt: skip
+    own = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    tensors = [v for k, v in theirs.items() if not k.endswith("num_batches_tracked")]
+    model.load_state_dict(dict(zip(own, tensors)), strict=False)
+    for name, imagenet_class in [("flower", 985), ("hopper", 652)]:  # daisy, military uniform
+        photo = invasive.source_photo(name).resize((224, 224))
+        x = (torch.tensor(np.asarray(photo)).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
+        with torch.no_grad():
+            assert model(x).argmax().item() == imagenet_class
 
 
 def test_a_checkpoint_of_another_network_is_refused(tmp_path):
@@ -174,3 +192,13 @@ def test_kaggle_archives_are_unpacked_once(photos_copy, tmp_path, monkeypatch):
     data = invasive.load(packed, replace(invasive.RECIPE, size=32))
     assert len(data.x) == 120 and len(data.test_ids) == 48
     assert (packed / "train" / "1.jpg").is_file()
+
+
+def test_a_replaced_photo_is_resized_again(photos_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path / "cache"))
+    r = replace(invasive.RECIPE, size=32)
+    before = invasive.load(photos_copy, r)
+    shutil.copy(photos_copy / "train" / "2.jpg", photos_copy / "train" / "1.jpg")
+    after = invasive.load(photos_copy, r)
+    assert not torch.equal(before.x[0], after.x[0])
+    assert torch.equal(after.x[0], after.x[1])
