@@ -25,3 +25,4 @@ lint: install
 
 bench: install  ## the speed and accuracy tables in the README
 	$(BIN)/python benchmarks/mnist.py
+	$(BIN)/python benchmarks/invasive.py

@@ -29,8 +29,7 @@ from torch.nn import functional as F
 
 from competitions import mnist
 from kit.augment import random_augment
-from kit.pipeline import build_learner, norm_stats
-from kit.recipe import override
+from kit.pipeline import build_learner, norm_stats, prepare
 from kit.train import resolve_precision
 
 
@@ -154,8 +153,8 @@ class TrainTimer(Callback):
 
 def kit_loop_speed(folder: Path) -> float:
     """Training images/s of one epoch of the kit's fastai loop with the recipe's defaults."""
-    r = override(mnist.RECIPE, valid_pct=0.01)
-    learn, _ = build_learner(r, mnist.load(folder, r), torch.device("cpu"), folder)
+    job = prepare("mnist", data=folder, device="cpu", valid_pct=0.01)
+    learn, _ = build_learner(job, folder)
     timer = TrainTimer()
     with learn.no_logging():
         learn.fit(1, 1e-3, cbs=[timer])

@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from kit.errors import KitError
-from kit.recipe import recipe_fields
+from kit.recipe import field_help, recipe_fields
 
 
 class Parser(argparse.ArgumentParser):
@@ -23,12 +23,14 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     p.add_argument("--weights", metavar="FILE", help="pretrained checkpoint (default: searched)")
     group = p.add_argument_group("recipe fields (each overrides the recipe's value)")
+    docs = field_help()
     for f in recipe_fields():
-        flag = "--" + f.name.replace("_", "-")
+        flag, text = "--" + f.name.replace("_", "-"), docs.get(f.name, "").replace("%", "%%")
         if f.type is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction)
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
         else:
-            group.add_argument(flag, dest=f.name, type=f.type, metavar=f.type.__name__.upper())
+            metavar = f.type.__name__.upper()
+            group.add_argument(flag, dest=f.name, type=f.type, metavar=metavar, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:

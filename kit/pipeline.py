@@ -178,39 +178,23 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
     rates, history = fine_tune_sgdr(learn, r, run_dir, show)
     pd.DataFrame(history).to_csv(run_dir / "history.csv", index_label="epoch")
 
-    views = tta_views(r) if r.tta else [None]
-    valid_dl, test_dl = learn.dls.valid, test_loader(d, learn.dls.valid)
-    preds = {"valid": predict(learn, valid_dl), "test": predict(learn, test_dl)}
-    if r.tta:
-        preds |= {
-            "valid_tta": predict(learn, valid_dl, views),
-            "test_tta": predict(learn, test_dl, views),
-        }
+    preds = predictions(learn, d, r)
     y_valid = d.y[valid_idx].numpy()
     scores = {
         f"{k}_{r.metric}": score(r.metric, y_valid, v)
         for k, v in preds.items()
         if k.startswith("valid")
     }
-    chosen = (
-        "tta" if r.tta and scores[f"valid_tta_{r.metric}"] >= scores[f"valid_{r.metric}"] else ""
-    )
-    test_probs = preds["test_tta" if chosen else "test"]
+    m = r.metric  # submit what scored better on validation, TTA when tied
+    suffix = "_tta" if r.tta and scores[f"valid_tta_{m}"] >= scores[f"valid_{m}"] else ""
+    test_probs = preds[f"test{suffix}"]
     if d.test_y is not None:
         scores[f"test_{r.metric}"] = score(r.metric, d.test_y.numpy(), test_probs)
 
     names = [d.names[i] for i in valid_idx]
     write_probs(run_dir / "valid_preds.csv", "item", names, d.classes, preds, "valid", y_valid)
     write_probs(run_dir / "test_preds.csv", "id", d.test_ids, d.classes, preds, "test")
-    interpret(
-        run_dir,
-        d.x[valid_idx],
-        names,
-        y_valid,
-        preds["valid_tta" if chosen else "valid"],
-        d.classes,
-        show,
-    )
+    interpret(run_dir, d.x[valid_idx], names, y_valid, preds[f"valid{suffix}"], d.classes, show)
 
     sub = job.comp.submission(d.test_ids, test_probs, d.classes)
     check_submission(sub, sample_df, d.test_ids, d.classes if r.metric == "accuracy" else None)
@@ -219,12 +203,21 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
         **scores,
         **rates,
         "epochs": len(history),
-        "submitted": chosen or "plain",
+        "submitted": "tta" if suffix else "plain",
         "skipped_train_images": d.skipped,
         "weights": str(job.weights) if job.weights else None,
     }
     write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def predictions(learn, d: Data, r: Recipe) -> dict:
+    """Validation and test probabilities, plain and, if the recipe asks, with TTA."""
+    loaders = {"valid": learn.dls.valid, "test": test_loader(d, learn.dls.valid)}
+    preds = {split: predict(learn, dl) for split, dl in loaders.items()}
+    if r.tta:
+        preds |= {f"{split}_tta": predict(learn, dl, tta_views(r)) for split, dl in loaders.items()}
+    return preds
 
 
 def write_probs(

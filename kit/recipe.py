@@ -3,7 +3,9 @@
 import dataclasses
 import difflib
 import importlib
+import inspect
 import pkgutil
+import re
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -16,15 +18,15 @@ class Recipe:
 
     name: str  # the CLI name: competitions/<name>.py
     slug: str  # the Kaggle competition slug
-    description: str = ""
+    description: str = ""  # one line for `kit list`
     metric: str = "accuracy"  # accuracy | auc; what the validation score and best checkpoint use
     # model
     arch: str = "resnet18"  # a kit network (kit/models.py) or any timm model name
-    pretrained: bool = True
+    pretrained: bool = True  # start from ImageNet weights (found offline first, see --weights)
     size: int = 224  # pixels; images are resized (and cached) to size x size
     # data
     valid_pct: float = 0.2  # stratified, seeded validation split
-    bs: int = 64
+    bs: int = 64  # images per batch
     # augmentation, applied to whole batches as tensors
     rotate: float = 10.0  # max degrees either way
     shift: float = 0.0  # max translation, as a fraction of the image side
@@ -35,22 +37,28 @@ class Recipe:
     # the house schedule: SGDR on the head (body frozen), unfreeze, SGDR on everything
     lr: float = 0.0  # max learning rate; 0 takes the learning-rate finder's suggestion
     head_cycles: int = 1  # SGDR cycles with the body frozen (0 skips the stage)
-    head_cycle_len: int = 1  # epochs in the first head cycle
+    head_cycle_len: int = 1  # epochs in each head cycle (the head's cycles do not grow)
     cycles: int = 3  # SGDR cycles with everything trainable
     cycle_len: int = 1  # epochs in the first cycle
     cycle_mult: int = 2  # each cycle is this many times longer than the last
     lr_mult: float = 100.0  # discriminative rates: the first layer group learns lr/lr_mult
-    wd: float = 0.01
+    wd: float = 0.01  # decoupled weight decay (AdamW)
     patience: int = 0  # early stopping after this many epochs without improvement (0: off)
     tta: bool = True  # also predict with test-time augmentation and report both scores
     precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto is bf16/fp16 on CUDA, fp32 on CPU
-    channels_last: bool = True
-    seed: int = 42
+    channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and GPU
+    seed: int = 42  # seeds the split, the new weights and the batch order
 
 
 METRICS = ("accuracy", "auc")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PAD_MODES = ("reflection", "zeros", "border")
+
+
+def field_help() -> dict[str, str]:
+    """Each field's comment in the Recipe class above: the help text of its CLI flag."""
+    source = inspect.getsource(Recipe)
+    return dict(re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, re.M))
 
 
 def recipe_fields() -> list[dataclasses.Field]:

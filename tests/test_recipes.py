@@ -1,0 +1,43 @@
+"""The contract every recipe keeps, checked for each file in competitions/."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from kit.pipeline import write_sample
+from kit.recipe import check, field_help, load_competition, recipe_fields, recipe_names
+from kit.submission import check_submission, read_sample
+
+NAMES = recipe_names()
+
+
+def test_every_recipe_field_has_help():
+    assert set(field_help()) >= {f.name for f in recipe_fields()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recipe_is_valid_and_named_after_its_file(name):
+    comp = load_competition(name)
+    assert comp.RECIPE.name == name and comp.RECIPE.description
+    check(comp.RECIPE)
+    check(dataclasses.replace(comp.RECIPE, **getattr(comp, "SAMPLE", {})))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sample_loads_into_tensors_and_makes_a_valid_submission(name, tmp_path):
+    comp = load_competition(name)
+    r = dataclasses.replace(comp.RECIPE, **getattr(comp, "SAMPLE", {}))
+    folder = write_sample(name, tmp_path / name)
+    d = comp.load(folder, r)
+    assert d.x.dtype == torch.uint8 and d.x.shape[2:] == (r.size, r.size)
+    assert d.test_x.shape[1:] == d.x.shape[1:] and len(d.test_x) == len(d.test_ids)
+    assert len(d.y) == len(d.x) == len(d.names)
+    assert set(d.y.tolist()) == set(range(len(d.classes)))
+    assert d.test_y is not None and len(d.test_y) == len(d.test_ids)
+    probs = np.full((len(d.test_ids), len(d.classes)), 1 / len(d.classes))
+    probs[:, 0] += 0.01  # a definite argmax
+    sub = comp.submission(d.test_ids, probs / probs.sum(1, keepdims=True), d.classes)
+    labels = d.classes if r.metric == "accuracy" else None
+    check_submission(sub, read_sample(folder), d.test_ids, labels)
