@@ -7,21 +7,36 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # the suite never touches the network
 
-from competitions import mnist
+from competitions import invasive, mnist
+
+
+def written_sample(tmp_path_factory, comp):
+    folder = tmp_path_factory.mktemp(comp.RECIPE.slug)
+    comp.write_sample(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def mnist_sample(tmp_path_factory):
     """The bundled Digit Recognizer sample (scikit-learn's real digits), written once."""
-    folder = tmp_path_factory.mktemp("digit-recognizer")
-    mnist.write_sample(folder)
-    return folder
+    return written_sample(tmp_path_factory, mnist)
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory):
+    """The bundled Invasive Species sample (cut from real photos), written once."""
+    return written_sample(tmp_path_factory, invasive)
 
 
 @pytest.fixture
 def mnist_copy(mnist_sample, tmp_path):
     """A private copy of the sample that a test may spoil."""
     return shutil.copytree(mnist_sample, tmp_path / "digit-recognizer")
+
+
+@pytest.fixture
+def photos_copy(photos, tmp_path):
+    return shutil.copytree(photos, tmp_path / "invasive-species-monitoring")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -19,18 +19,6 @@ from kit.models import create_model, timm_body
 from kit.weights import find_weights, load_weights
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("invasive-species-monitoring")
-    invasive.write_sample(folder)
-    return folder
-
-
-@pytest.fixture
-def photos_copy(photos, tmp_path):
-    return shutil.copytree(photos, tmp_path / "invasive-species-monitoring")
-
-
 def test_sample_layout(photos):
     labels = pd.read_csv(photos / "train_labels.csv")
     sample = pd.read_csv(photos / "sample_submission.csv")
