@@ -3,7 +3,15 @@
 import zipfile
 from pathlib import Path
 
+import py7zr
+
 from kit.errors import KitError
+
+
+def extract(archive: Path, folder: Path) -> None:
+    opener = zipfile.ZipFile if archive.suffix == ".zip" else py7zr.SevenZipFile
+    with opener(archive) as z:
+        z.extractall(folder)
 
 
 def unpack(folder: Path) -> None:
@@ -15,18 +23,11 @@ def unpack(folder: Path) -> None:
         for archive in todo:
             print(f"unpacking {archive.name}")
             try:
-                if archive.suffix == ".zip":
-                    with zipfile.ZipFile(archive) as z:
-                        z.extractall(folder)
-                else:
-                    import py7zr
-
-                    with py7zr.SevenZipFile(archive) as z:
-                        z.extractall(folder)
+                extract(archive, folder)
             except PermissionError:
                 raise KitError(f"cannot unpack {archive} in a read-only folder; unpack it into "
                                "a writable folder and pass that with --data") from None  # fmt: skip
-            except (zipfile.BadZipFile, OSError, ValueError) as e:
+            except (zipfile.BadZipFile, py7zr.Bad7zFile, OSError, ValueError) as e:
                 raise KitError(f"{archive} is damaged ({e}); download it again") from None
             seen.add(archive.name)
             done.write_text("\n".join(sorted(seen)))

@@ -190,3 +190,10 @@ def test_a_replaced_photo_is_resized_again(photos_copy, tmp_path, monkeypatch):
     after = invasive.load(photos_copy, r)
     assert not torch.equal(before.x[0], after.x[0])
     assert torch.equal(after.x[0], after.x[1])
+
+
+@pytest.mark.parametrize("archive", ["invasive-species-monitoring.zip", "train.7z"])
+def test_a_damaged_archive_is_one_clear_error(archive, tmp_path):
+    (tmp_path / archive).write_bytes(b"not an archive at all")
+    with pytest.raises(kit.KitError, match=f"{archive} is damaged"):
+        invasive.load(tmp_path, invasive.RECIPE)
