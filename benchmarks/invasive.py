@@ -182,11 +182,12 @@ def main() -> None:
     print(f"| `kit run invasive --sample` | {kit['test_auc']:.4f} | {kit['seconds']:.0f} s |")
 
     files = synthetic_photos(args.work / "full-size", args.photos)
+    entries = {f: args.work / "cache-224" / cached_name(f) for f in files}
     start = time.perf_counter()
-    resize_all(files, args.work / "cache-224", 224, "synthetic")
+    resize_all(entries, 224, "synthetic")
     build = len(files) / (time.perf_counter() - start)
-    x = torch.from_numpy(np.stack([np.load(args.work / "cache-224" / cached_name(f))
-                                   for f in files])).permute(0, 3, 1, 2).contiguous()  # fmt: skip
+    x = torch.from_numpy(np.stack([np.load(e) for e in entries.values()]))
+    x = x.permute(0, 3, 1, 2).contiguous()
     full, cached = decode_full(files, 224, 32), cached_pipeline(x, 32)
     print("\n| data pipeline at 224 px, batch 32, 2 cores | images/s |\n|---|---|")
     print(f"| decode full-size 1154x866 JPEGs per item, resize | {full:.0f} |")

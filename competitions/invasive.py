@@ -1,5 +1,6 @@
 """Invasive Species Monitoring: is invasive hydrangea in the photo? Transfer learning; ROC AUC."""
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,14 @@ def photo_files(folder: Path, what: str) -> list[Path]:
     return files
 
 
+def check_photos_exist(folder: Path, split: str, names: list, csv: str) -> None:
+    """A KitError naming the first of `names` that has no photo in `folder/split`."""
+    missing = [n for n in names if not (folder / split / f"{n}.jpg").is_file()]
+    if missing:
+        raise KitError(f"{csv} names {len(missing)} photos missing from {split}/, "
+                       f"e.g. {missing[0]}.jpg")  # fmt: skip
+
+
 def read_labels(folder: Path) -> pd.DataFrame:
     path = folder / "train_labels.csv"
     if not path.is_file():
@@ -62,10 +71,7 @@ def read_labels(folder: Path) -> pd.DataFrame:
     if len(bad):
         raise KitError(f"{path.name} labels {bad['name'].iloc[0]} as {bad['invasive'].iloc[0]!r}; "
                        "labels must be 0 or 1")  # fmt: skip
-    missing = [n for n in labels["name"] if not (folder / "train" / f"{n}.jpg").is_file()]
-    if missing:
-        raise KitError(f"{path.name} names {len(missing)} photos missing from train/, "
-                       f"e.g. {missing[0]}.jpg")  # fmt: skip
+    check_photos_exist(folder, "train", labels["name"], path.name)
     return labels
 
 
@@ -75,10 +81,7 @@ def test_names(folder: Path) -> list[str]:
     sample = folder / "sample_submission.csv"
     if sample.is_file():
         names = pd.read_csv(sample, dtype={"name": str})["name"].tolist()
-        missing = [n for n in names if not (folder / "test" / f"{n}.jpg").is_file()]
-        if missing:
-            raise KitError(f"sample_submission.csv names {len(missing)} photos missing from "
-                           f"test/, e.g. {missing[0]}.jpg")  # fmt: skip
+        check_photos_exist(folder, "test", names, sample.name)
         return names
     return [f.stem for f in files]
 
@@ -94,7 +97,8 @@ def load(folder: Path, r: Recipe) -> Data:
     x, bad = load_photos(train_files, cache / "train", r.size, "train")
     if bad:
         print(f"warning: skipped {len(bad)} unreadable training photos, e.g. {bad[0].name}")
-    keep = [f not in set(bad) for f in train_files]
+    unreadable = set(bad)
+    keep = [f not in unreadable for f in train_files]
     test_x, bad_test = load_photos([folder / "test" / f"{n}.jpg" for n in test_ids],
                                    cache / "test", r.size, "test")  # fmt: skip
     if bad_test:
@@ -118,8 +122,6 @@ def submission(ids: list, probs: np.ndarray, classes: list) -> pd.DataFrame:
 
 
 def source_photo(name: str) -> Image.Image:
-    import importlib
-
     package, path = SOURCES[name]
     root = Path(importlib.import_module(package).__file__).parent
     return Image.open(root / path).convert("RGB")

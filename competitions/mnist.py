@@ -62,7 +62,7 @@ def pixels(df: pd.DataFrame, path: Path, size: int) -> torch.Tensor:
             f"on row {row + 2}; pixels must be numbers 0-255"
         )
     values = df.to_numpy()
-    if np.isnan(values).any() if values.dtype.kind == "f" else False:
+    if values.dtype.kind == "f" and np.isnan(values).any():
         row, col = np.argwhere(np.isnan(values))[0]
         raise KitError(
             f"{path.name} is missing a value on row {row + 2} ({df.columns[col]}); "

@@ -52,14 +52,15 @@ def cached_name(photo: Path) -> str:
     return f"{photo.name}.{stat.st_size}-{stat.st_mtime_ns}.npy"
 
 
-def resize_all(files: list[Path], dest: Path, size: int, what: str) -> set[Path]:
-    """Fill `dest` with resized copies of the photos not already there; returns unreadable ones."""
-    dest.mkdir(parents=True, exist_ok=True)
-    todo = [f for f in files if not (dest / cached_name(f)).exists()]
+def resize_all(entries: dict[Path, Path], size: int, what: str) -> set[Path]:
+    """Write the resized copy of each photo (key) to its cache entry (value) unless it is
+    already there; returns the photos that could not be read."""
+    todo = {f: entry for f, entry in entries.items() if not entry.exists()}
     if not todo:
         return set()
+    next(iter(todo.values())).parent.mkdir(parents=True, exist_ok=True)
     start, bad = time.perf_counter(), set()
-    jobs = [(f, dest / cached_name(f), size) for f in todo]
+    jobs = [(f, entry, size) for f, entry in todo.items()]
     workers = min(len(todo), os.cpu_count() or 1)
     with ProcessPoolExecutor(workers) as pool:
         results = pool.map(resize_one, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
@@ -67,7 +68,7 @@ def resize_all(files: list[Path], dest: Path, size: int, what: str) -> set[Path]
             if not ok:
                 bad.add(f)
     print(f"resized {len(todo) - len(bad)} {what} photos to {size} px in "
-          f"{time.perf_counter() - start:.0f} s (cache: {dest})")  # fmt: skip
+          f"{time.perf_counter() - start:.0f} s (cache: {jobs[0][1].parent})")  # fmt: skip
     return bad
 
 
@@ -83,8 +84,9 @@ def progress(items, total: int, what: str):
 
 def load_photos(files: list[Path], cache: Path, size: int, what: str):
     """(uint8 tensor (N, 3, size, size), list of files that could not be read)."""
-    bad = resize_all(files, cache, size, what)
+    entries = {f: cache / cached_name(f) for f in files}
+    bad = resize_all(entries, size, what)
     good = [f for f in files if f not in bad]
-    x = np.stack([np.load(cache / cached_name(f)) for f in good]) if good else \
+    x = np.stack([np.load(entries[f]) for f in good]) if good else \
         np.zeros((0, size, size, 3), np.uint8)  # fmt: skip
     return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), sorted(bad)
