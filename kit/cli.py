@@ -43,6 +43,49 @@ def build_parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="write a recipe's bundled sample data into a folder")
     sample.add_argument("name", help="recipe name (see `kit list`)")
     sample.add_argument("dir", help="a new or empty folder")
+
+    download = sub.add_parser("download", help="fetch and unpack a competition's data from Kaggle")
+    download.add_argument("name", help="recipe name (see `kit list`)")
+    download.add_argument("--data", metavar="PATH", help="where to put it (default: data/<slug>)")
+    submit = sub.add_parser("submit", help="check, upload and score a submission on Kaggle")
+    submit.add_argument("name", help="recipe name (see `kit list`)")
+    submit.add_argument("file", nargs="?", help="the CSV (default: the newest for NAME)")
+    submit.add_argument("-m", "--message", help="the submission's description (default: run id "
+                        "and validation score)")  # fmt: skip
+    submit.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="return after the upload instead of waiting for the score",
+    )
+    submit.add_argument(
+        "--timeout",
+        type=float,
+        default=600,
+        metavar="S",
+        help="longest wait for the score, in seconds (default 600)",
+    )
+    submit.add_argument(
+        "--data",
+        metavar="PATH",
+        help="the competition folder whose "
+        "sample_submission.csv the file is checked against (default: the run's)",
+    )
+    submit.add_argument("--out", metavar="DIR", help="where runs/ and submissions/ are")
+    listing = sub.add_parser("submissions", help="the competition's submissions on Kaggle")
+    listing.add_argument("name", help="recipe name (see `kit list`)")
+    runs = sub.add_parser("runs", help="the local runs with their validation and public scores")
+    runs.add_argument("name", help="recipe name (see `kit list`)")
+    runs.add_argument("--out", metavar="DIR", help="where runs/ and submissions/ are")
+    kernel = sub.add_parser("kernel", help="a Kaggle notebook that runs the recipe offline")
+    kernel.add_argument("name", help="recipe name (see `kit list`)")
+    kernel.add_argument("dir", help="a new or empty folder for kernel-metadata.json and the script")
+    kernel.add_argument(
+        "--push",
+        action="store_true",
+        help="build and upload the wheels dataset and push the kernel",
+    )
+    kernel.add_argument("--user", help="your Kaggle user name (default: from the credentials)")
     return parser
 
 
@@ -71,6 +114,28 @@ def main(argv: list[str] | None = None) -> int:
             from kit.pipeline import write_sample
 
             print(f"wrote the {args.name} sample to {write_sample(args.name, args.dir)}")
+        elif args.command == "download":
+            from kit.kaggle_api import download
+            from kit.recipe import load_competition
+
+            download(args.name, load_competition(args.name).RECIPE.slug, args.data)
+        elif args.command == "submit":
+            from kit.kaggle_api import submit_run
+
+            submit_run(args.name, args.file, args.message, args.wait, args.out, args.data,
+                       args.timeout)  # fmt: skip
+        elif args.command == "submissions":
+            from kit.kaggle_api import show_submissions
+
+            show_submissions(args.name)
+        elif args.command == "runs":
+            from kit.records import show_runs
+
+            show_runs(args.name, args.out)
+        elif args.command == "kernel":
+            from kit.kaggle_api import kernel
+
+            kernel(args.name, args.dir, args.push, args.user)
     except KitError as e:
         if args.debug:
             raise

@@ -1,7 +1,6 @@
 """`kit run` as a short list of named steps, callable from the CLI or a notebook."""
 
 import dataclasses
-import json
 import platform
 import shutil
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from kit.paths import (
     output_root,
 )
 from kit.recipe import Recipe, load_competition, override
+from kit.records import write_json
 from kit.submission import check_submission, read_sample, write_new
 from kit.train import (
     find_lr,
@@ -206,6 +206,8 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
         "submitted": "tta" if suffix else "plain",
         "skipped_train_images": d.skipped,
         "weights": str(job.weights) if job.weights else None,
+        "data": str(job.folder.resolve()),  # whose sample_submission.csv `kit submit` checks
+        "classes": [c.item() if hasattr(c, "item") else c for c in d.classes],
     }
     write_json(run_dir / "metrics.json", metrics)
     return metrics
@@ -239,10 +241,6 @@ def write_probs(
             for c, label in enumerate(classes):
                 df[f"p_{label}{suffix}"] = probs[:, c]
     df.to_csv(path, index=False)
-
-
-def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def versions(device: torch.device) -> dict:

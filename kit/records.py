@@ -1,0 +1,107 @@
+"""The local record of runs: which run wrote a submission, its scores, its leaderboard results.
+
+Plain JSON files in each run folder; reading them imports neither torch nor kaggle."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from kit.errors import KitError
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+
+
+def write_json(path: Path, obj) -> None:
+    """Replace `path` atomically: a reader never sees half a record."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def find_run(submission: Path) -> Path | None:
+    """The run folder that wrote `<root>/submissions/<name>/<run-id>.csv`, if it is there."""
+    submission = Path(submission).resolve()
+    run_dir = submission.parents[2] / "runs" / submission.parent.name / submission.stem
+    return run_dir if (run_dir / "metrics.json").exists() else None
+
+
+def record_submission(run_dir: Path, entry: dict) -> None:
+    """Add or update (by Kaggle's ref) one leaderboard submission in the run's record."""
+    path = run_dir / "submissions.json"
+    entries = [e for e in read_json(path, []) if e.get("ref") != entry["ref"]]
+    write_json(path, [*entries, entry])
+
+
+def newest_submission(root: Path, name: str) -> Path:
+    found = sorted((root / "submissions" / name).glob("*.csv"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise KitError(f"no submission for {name} in {root / 'submissions' / name}; "
+                       f"train one with `kit run {name}`")  # fmt: skip
+    return found[-1]
+
+
+def completed_runs(root: Path, name: str) -> list[Path]:
+    """Finished runs, oldest first (a run folder gets its name only when complete)."""
+    runs = root / "runs" / name
+    if not runs.is_dir():
+        return []
+    return sorted(p for p in runs.iterdir() if (p / "metrics.json").exists())
+
+
+def runs_table(root: Path, name: str) -> list[dict]:
+    """One row per finished run: when, what, validation and leaderboard scores, submission."""
+    rows = []
+    for run_dir in completed_runs(root, name):
+        metrics = read_json(run_dir / "metrics.json", {})
+        recipe = read_json(run_dir / "recipe.json", {})
+        m = recipe.get("metric", "accuracy")
+        scored = [e for e in read_json(run_dir / "submissions.json", []) if e.get("public_score")]
+        sub = root / "submissions" / name / f"{run_dir.name}.csv"
+        rows.append({
+            "run": run_dir.name,
+            "date": f"{run_dir.name[:4]}-{run_dir.name[4:6]}-{run_dir.name[6:8]} "
+                    f"{run_dir.name[9:11]}:{run_dir.name[11:13]}",
+            "arch": recipe.get("arch", "?"),
+            "metric": m,
+            "valid": metrics.get(f"valid_{m}"),
+            "valid_tta": metrics.get(f"valid_tta_{m}"),
+            "public": scored[-1]["public_score"] if scored else None,
+            "submission": str(sub) if sub.exists() else "",
+        })  # fmt: skip
+    return rows
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    """Rows as aligned text columns; floats to 4 places, missing values as '-'."""
+
+    def cell(v):
+        return "-" if v is None or v == "" else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = [columns, *cells]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def show_runs(name: str, out=None) -> list[dict]:
+    """`kit runs`: print the table of `name`'s finished runs."""
+    from kit.paths import output_root
+    from kit.recipe import recipe_names
+
+    if name not in recipe_names():
+        raise KitError(f"unknown recipe {name!r}; the recipes are: {', '.join(recipe_names())}")
+    root = output_root(out)
+    rows = runs_table(root, name)
+    if not rows:
+        print(f"no finished {name} runs in {root / 'runs' / name}; train one with `kit run {name}`")
+        return rows
+    cols = ["date", "arch", "metric", "valid", "valid_tta", "public", "submission"]
+    print(format_table(rows, cols))
+    return rows
