@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--out", metavar="DIR", help="where runs/ and submissions/ are")
     listing = sub.add_parser("submissions", help="the competition's submissions on Kaggle")
     listing.add_argument("name", help="recipe name (see `kit list`)")
+    listing.add_argument("--out", metavar="DIR", help="where runs/ are (their records get scores)")
     runs = sub.add_parser("runs", help="the local runs with their validation and public scores")
     runs.add_argument("name", help="recipe name (see `kit list`)")
     runs.add_argument("--out", metavar="DIR", help="where runs/ and submissions/ are")
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "submissions":
             from kit.kaggle_api import show_submissions
 
-            show_submissions(args.name)
+            show_submissions(args.name, args.out)
         elif args.command == "runs":
             from kit.records import show_runs
 

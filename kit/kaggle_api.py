@@ -214,6 +214,8 @@ def wait_for_score(api, slug: str, ref: int, timeout: float) -> dict:
     """Poll until Kaggle has scored submission `ref` (or failed to), at most `timeout` seconds."""
     start = last_line = time.monotonic()
     tty = sys.stdout.isatty()
+    if not tty:
+        print(f"waiting for Kaggle to score submission {ref} (at most {timeout:.0f} s)")
     while True:
         found = [as_entry(s) for s in listing(api, slug) if s and s.ref == ref]
         if found and found[0]["status"] != "PENDING":
@@ -226,8 +228,8 @@ def wait_for_score(api, slug: str, ref: int, timeout: float) -> dict:
                            "see its score later with `kit submissions`")  # fmt: skip
         if tty:
             print(f"\rwaiting for Kaggle to score submission {ref}: {waited:.0f} s", end="")
-        elif time.monotonic() - last_line >= 30 or waited == 0:  # a log gets a line each 30 s
-            print(f"waiting for Kaggle to score submission {ref} ({waited:.0f} s)")
+        elif time.monotonic() - last_line >= 30:  # a log gets a line every 30 s
+            print(f"still waiting ({waited:.0f} s)")
             last_line = time.monotonic()
         time.sleep(POLL_SECONDS)
 

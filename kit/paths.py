@@ -32,8 +32,8 @@ def data_dir(name: str, slug: str, data: str | Path | None = None) -> Path:
             return path
     where = str(candidates[0]) if data is not None else ", ".join(str(p) for p in candidates)
     raise KitError(
-        f"no data for {name} at {where}; fetch it with `kaggle competitions download -c {slug}` "
-        f"and unzip it into data/{slug}, or try the bundled sample with `kit run {name} --sample`"
+        f"no data for {name} at {where}; fetch it with `kit download {name}`, "
+        f"or try the bundled sample with `kit run {name} --sample`"
     )
 
 

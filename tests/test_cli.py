@@ -69,7 +69,7 @@ def test_unknown_recipe(capsys, tmp_path):
 
 def test_missing_data_names_the_download_command(capsys, tmp_path):
     err = one_line_error(capsys, ["run", "mnist", "--data", str(tmp_path / "nowhere")], tmp_path)
-    assert "kaggle competitions download -c digit-recognizer" in err and "--sample" in err
+    assert "kit download mnist" in err and "--sample" in err
 
 
 @pytest.mark.parametrize(

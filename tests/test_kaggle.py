@@ -1,0 +1,335 @@
+"""`kit download`, `submit`, `submissions`, `runs` and `kernel` through the real `kaggle` client,
+against the fake Kaggle server in fake_kaggle.py on 127.0.0.1."""
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fake_kaggle import KEY, TOKEN, USER, FakeKaggle
+from kagglesdk.kaggle_env import KaggleEnv, _env_to_endpoint
+
+import kit
+from competitions import mnist
+from kit.cli import main
+from kit.kaggle_api import kernel
+from kit.paths import data_dir
+from kit.recipe import override
+
+SLUG = mnist.RECIPE.slug
+CREDENTIAL_VARS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR",
+                   "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_API_V1_TOKEN", "KIT_DATA")  # fmt: skip
+
+
+@pytest.fixture
+def server(monkeypatch, tmp_path):
+    """The fake Kaggle, serving the Digit Recognizer sample; no credentials anywhere yet."""
+    fake = FakeKaggle()
+    monkeypatch.setitem(_env_to_endpoint, KaggleEnv.PROD, fake.url)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for var in CREDENTIAL_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("kit.kaggle_api.POLL_SECONDS", 0.01)
+    monkeypatch.chdir(tmp_path)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def signed_in(server, monkeypatch):
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    return server
+
+
+def zipped(folder: Path) -> bytes:
+    """The sample as Kaggle ships a competition: a zip, here with a zip nested inside."""
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as z:
+        z.write(folder / "train.csv", "train.csv")
+    outer = io.BytesIO()
+    with zipfile.ZipFile(outer, "w") as z:
+        z.writestr("train.csv.zip", inner.getvalue())
+        for name in ("test.csv", "sample_submission.csv"):
+            z.write(folder / name, name)
+    return outer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A real one-epoch Digit Recognizer run on the sample: a run folder and its submission."""
+    out = tmp_path_factory.mktemp("trained")
+    data = kit.write_sample("mnist", out / "digit-recognizer")
+    result = kit.run("mnist", data=data, out=out, cycles=1, tta=False)
+    return out, result
+
+
+@pytest.fixture
+def out(trained, tmp_path):
+    """A private copy of the trained run's output folder."""
+    return shutil.copytree(trained[0], tmp_path / "out")
+
+
+def kit_main(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(map(str, argv)))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --- download -------------------------------------------------------------------------------
+
+
+def test_download_unpacks_nested_zips_where_run_looks_and_only_once(
+    signed_in, mnist_sample, capsys
+):
+    signed_in.zips[SLUG] = zipped(mnist_sample)
+    code, out, _ = kit_main(capsys, "download", "mnist")
+    assert code == 0, out
+    dest = Path("data") / SLUG
+    for name in ("train.csv", "test.csv", "sample_submission.csv"):
+        assert (dest / name).read_bytes() == (mnist_sample / name).read_bytes()
+    assert not (dest / f"{SLUG}.zip").exists()  # the download itself is not kept
+    data = mnist.load(data_dir("mnist", SLUG), override(mnist.RECIPE))
+    assert len(data.x) == len(pd.read_csv(mnist_sample / "train.csv"))
+
+    code, out, _ = kit_main(capsys, "download", "mnist")
+    assert code == 0 and "already" in out
+    assert len(signed_in.calls("DownloadDataFiles")) == 1
+
+
+def test_download_without_accepted_rules_says_where_to_accept(signed_in, mnist_sample, capsys):
+    signed_in.zips[SLUG] = zipped(mnist_sample)
+    signed_in.rules_accepted = False
+    code, _, err = kit_main(capsys, "download", "mnist", "--data", "here")
+    assert code == 1 and err.count("\n") == 1
+    assert f"https://www.kaggle.com/competitions/{SLUG}/rules" in err
+    assert not Path("here").exists() and not Path(".here.partial").exists()
+
+
+def test_download_of_an_unknown_competition_is_one_line(signed_in, capsys):
+    code, _, err = kit_main(capsys, "download", "mnist")
+    assert code == 1 and err.count("\n") == 1
+    assert "404" in err and SLUG in err
+    assert not (Path("data") / SLUG).exists()
+
+
+def test_missing_credentials_say_where_they_go_and_nothing_is_sent(server, capsys):
+    code, out, err = kit_main(capsys, "submissions", "mnist")
+    assert code == 1 and err.count("\n") == 1 and out == ""
+    assert "~/.kaggle/access_token" in err and "KAGGLE_API_TOKEN" in err
+    assert server.received == []
+
+
+def test_a_rejected_token_is_one_line(server, monkeypatch, capsys):
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "an-expired-token")
+    code, _, err = kit_main(capsys, "submissions", "mnist")
+    assert code == 1 and err.count("\n") == 1
+    assert "did not accept the credentials in $KAGGLE_API_TOKEN" in err
+    assert "an-expired-token" not in err
+
+
+@pytest.mark.parametrize("where", ["env token", "token file", "kaggle.json", "env key"])
+def test_every_credential_source_works_and_no_secret_is_printed(
+    server, mnist_sample, monkeypatch, tmp_path, capsys, where
+):
+    server.zips[SLUG] = zipped(mnist_sample)
+    kaggle_dir = Path.home() / ".kaggle"
+    kaggle_dir.mkdir()
+    if where == "env token":
+        monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    elif where == "token file":
+        (kaggle_dir / "access_token").write_text(TOKEN + "\n")
+    elif where == "kaggle.json":
+        config = tmp_path / "config"
+        config.mkdir()
+        (config / "kaggle.json").write_text(json.dumps({"username": USER, "key": KEY}))
+        (config / "kaggle.json").chmod(0o600)
+        monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config))
+    else:
+        monkeypatch.setenv("KAGGLE_USERNAME", USER)
+        monkeypatch.setenv("KAGGLE_KEY", KEY)
+    code, out, err = kit_main(capsys, "submissions", "mnist")
+    assert code == 0, err
+    assert "no submissions" in out
+    listed = [r for r in server.received if r["call"] == "ListSubmissions"]
+    token = where in ("env token", "token file")
+    basic = "Basic " + base64.b64encode(f"{USER}:{KEY}".encode()).decode()
+    assert listed[0]["auth"] == (f"Bearer {TOKEN}" if token else basic)
+    assert TOKEN not in out + err and KEY not in out + err
+
+
+# --- submit ---------------------------------------------------------------------------------
+
+
+def test_submit_uploads_the_newest_file_waits_and_records_the_score(signed_in, out, capsys):
+    signed_in.zips[SLUG] = b"-"
+    sub = next((out / "submissions" / "mnist").glob("*.csv"))
+    code, printed, err = kit_main(capsys, "submit", "mnist", "--out", out, "-m", "first try")
+    assert code == 0, err
+    assert "public score 0.98765" in printed
+    assert "waiting for Kaggle to score" in printed  # a log gets progress lines
+
+    assert signed_in.calls("StartSubmissionUpload")[0]["fileName"] == sub.name
+    assert [b for b in signed_in.calls("PUT")] == [sub.read_bytes()]
+    created = signed_in.calls("CreateSubmission")
+    assert len(created) == 1 and created[0]["submissionDescription"] == "first try"
+
+    record = json.loads((out / "runs" / "mnist" / sub.stem / "submissions.json").read_text())
+    assert record[0]["public_score"] == "0.98765" and record[0]["status"] == "COMPLETE"
+    assert TOKEN not in (out / "runs" / "mnist" / sub.stem / "submissions.json").read_text()
+
+    code, table, _ = kit_main(capsys, "runs", "mnist", "--out", out)
+    metrics = json.loads((out / "runs" / "mnist" / sub.stem / "metrics.json").read_text())
+    row = table.splitlines()[1]
+    assert "digitnet" in row and "0.98765" in row and str(sub) in row
+    assert f"{metrics['valid_accuracy']:.4f}" in row
+
+
+def test_submit_no_wait_then_submissions_fills_in_the_score(signed_in, out, capsys):
+    signed_in.zips[SLUG] = b"-"
+    sub = next((out / "submissions" / "mnist").glob("*.csv"))
+    code, printed, err = kit_main(capsys, "submit", "mnist", sub, "--out", out, "--no-wait")
+    assert code == 0, err
+    assert "submitted (ref 1000)" in printed and not signed_in.calls("ListSubmissions")
+    record_path = out / "runs" / "mnist" / sub.stem / "submissions.json"
+    assert json.loads(record_path.read_text())[0]["status"] == "PENDING"
+    # the default message names the run and its validation score
+    assert signed_in.calls("CreateSubmission")[0]["submissionDescription"].startswith(
+        f"kit {sub.stem}: valid accuracy "
+    )
+
+    signed_in.polls_to_score = 0
+    code, table, _ = kit_main(capsys, "submissions", "mnist", "--out", out)
+    assert code == 0 and "COMPLETE" in table and "0.98765" in table and sub.name in table
+    assert json.loads(record_path.read_text())[0]["public_score"] == "0.98765"
+
+
+def test_a_failed_upload_is_caught_though_the_client_raises_nothing(signed_in, out, capsys):
+    signed_in.zips[SLUG] = b"-"
+    signed_in.fail_upload = True
+    code, _, err = kit_main(capsys, "submit", "mnist", "--out", out)
+    assert code == 1 and err.count("\n") == 1
+    assert "did not accept the upload" in err
+    assert signed_in.calls("CreateSubmission") == []
+
+
+def test_a_submission_kaggle_cannot_score_is_an_error_with_its_reason(signed_in, out, capsys):
+    signed_in.zips[SLUG] = b"-"
+    signed_in.score_error = "Submission must have 360 rows"
+    code, _, err = kit_main(capsys, "submit", "mnist", "--out", out)
+    assert code == 1 and "Submission must have 360 rows" in err
+    record = next((out / "runs" / "mnist").glob("*/submissions.json"))
+    assert json.loads(record.read_text())[0]["status"] == "ERROR"
+
+
+@pytest.mark.parametrize("spoil", ["drop a row", "bad label", "rename column"])
+def test_a_file_that_does_not_match_the_sample_is_refused_before_upload(
+    signed_in, out, capsys, spoil
+):
+    signed_in.zips[SLUG] = b"-"
+    sub = next((out / "submissions" / "mnist").glob("*.csv"))
+    df = pd.read_csv(sub)
+    if spoil == "drop a row":
+        df = df.iloc[:-1]
+    elif spoil == "bad label":
+        df.loc[3, "Label"] = 12
+    else:
+        df = df.rename(columns={"Label": "label"})
+    df.to_csv(sub, index=False)  # edited by hand after the run wrote it
+    code, _, err = kit_main(capsys, "submit", "mnist", "--out", out)
+    assert code == 1 and err.count("\n") == 1
+    assert "does not match" in err and "nothing was uploaded" in err
+    assert not signed_in.calls("StartSubmissionUpload") and not signed_in.calls("PUT")
+
+
+def test_submit_without_any_submission_says_how_to_make_one(signed_in, tmp_path, capsys):
+    code, _, err = kit_main(capsys, "submit", "mnist", "--out", tmp_path / "empty")
+    assert code == 1 and "kit run mnist" in err
+    assert signed_in.received == []
+
+
+# --- kernels --------------------------------------------------------------------------------
+
+
+def test_kernel_folder_runs_offline_on_a_gpu_with_the_competition_attached(server, capsys):
+    code, _, err = kit_main(capsys, "kernel", "mnist", "k", "--user", "someone")
+    assert code == 0, err
+    meta = json.loads(Path("k/kernel-metadata.json").read_text())
+    assert (
+        meta["enable_internet"] is False
+        and '"enable_internet": false' in Path("k/kernel-metadata.json").read_text()
+    )
+    assert meta["enable_gpu"] is True
+    assert meta["competition_sources"] == [SLUG]
+    assert meta["dataset_sources"] == ["someone/kit-wheels"]
+    assert meta["id"] == "someone/kit-mnist"
+    script = Path("k", meta["code_file"]).read_text()
+    compile(script, meta["code_file"], "exec")
+    assert '"--no-index"' in script and '"kit.cli", "run", "mnist"' in script
+    assert server.received == []  # writing a kernel does not talk to Kaggle
+
+    code, _, err = kit_main(capsys, "kernel", "mnist", "k", "--user", "someone")
+    assert code == 1 and "not empty" in err
+
+
+def test_kernel_push_uploads_the_wheels_dataset_then_versions_it(signed_in, tmp_path, capsys):
+    folder = kernel("mnist", tmp_path / "k1", push=True, extra=())
+    wheels = list((folder / "wheels").glob("kit-*.whl"))
+    assert len(wheels) == 1
+    assert list(signed_in.blobs.values()) == [wheels[0].read_bytes()]
+    created = signed_in.calls("CreateDataset")
+    assert created[0]["ownerSlug"] == USER and created[0]["slug"] == "kit-wheels"
+    assert created[0]["isPrivate"] is True and len(created[0]["files"]) == 1
+    pushed = signed_in.calls("SaveKernel")[0]
+    assert pushed["slug"] == f"{USER}/kit-mnist"
+    assert pushed["enableInternet"] is False and pushed["enableGpu"] is True
+    assert pushed["competitionDataSources"] == [SLUG]
+    assert pushed["datasetDataSources"] == [f"{USER}/kit-wheels"]
+    assert pushed["text"] == (folder / "kit-mnist.py").read_text()
+    assert "pushed the kernel" in capsys.readouterr().out
+
+    kernel("mnist", tmp_path / "k2", push=True, extra=())
+    assert len(signed_in.calls("CreateDataset")) == 1
+    assert signed_in.calls("CreateDatasetVersion")[0]["datasetSlug"] == "kit-wheels"
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def test_the_kit_command_talks_to_kaggle_and_other_commands_never_import_it(
+    server, tmp_path, mnist_sample
+):
+    """A real `kit` process, pointed at the fake server by a sitecustomize.py."""
+    server.zips[SLUG] = zipped(mnist_sample)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "from kagglesdk.kaggle_env import KaggleEnv, _env_to_endpoint\n"
+        f"_env_to_endpoint[KaggleEnv.PROD] = {server.url!r}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site), "KAGGLE_API_TOKEN": TOKEN}
+    kit_bin = Path(sys.executable).with_name("kit")
+    done = subprocess.run([kit_bin, "download", "mnist"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "data" / SLUG / "train.csv").exists()
+
+    probe = (
+        "import sys\nfrom kit.cli import main\n"
+        "for argv in (['list'], ['runs', 'mnist'], ['--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('kaggle', 'kagglesdk')]\n"
+        "print('clean')\n"
+    )
+    env.pop("PYTHONPATH")
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "download" in done.stdout and "kernel" in done.stdout  # `kit --help` lists them
+    assert done.stdout.rstrip().endswith("clean")
