@@ -20,11 +20,13 @@ PACKAGED = {
 
 
 def weight_folders() -> list[Path]:
-    """$KIT_WEIGHTS, and in a Kaggle notebook every attached dataset."""
+    """$KIT_WEIGHTS, and in a Kaggle notebook every folder of the attached datasets."""
     folders = [Path(os.environ["KIT_WEIGHTS"])] if os.environ.get("KIT_WEIGHTS") else []
     kaggle = Path("/kaggle/input")
     if "KAGGLE_KERNEL_RUN_TYPE" in os.environ and kaggle.is_dir():
-        folders += sorted(p for p in kaggle.iterdir() if p.is_dir())
+        # datasets mount at /kaggle/input/<slug>, or deeper (datasets/<owner>/<slug>/<version>)
+        found = (p for depth in ("*", "*/*", "*/*/*", "*/*/*/*") for p in kaggle.glob(depth))
+        folders += sorted(p for p in found if p.is_dir())
     return folders
 
 
