@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     sub.add_parser("list", help="the recipes, one line each")
-    add_recipe_flags(sub.add_parser("run", help="train a recipe and write a checked submission"))
+    run = sub.add_parser("run", help="train a recipe and write a checked submission")
+    add_recipe_flags(run)
+    run.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (its id)")
     add_recipe_flags(sub.add_parser("lr-find", help="run only the learning-rate finder"))
     sample = sub.add_parser("sample", help="write a recipe's bundled sample data into a folder")
     sample.add_argument("name", help="recipe name (see `kit list`)")
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             from kit.pipeline import run
 
-            run(args.name, **overrides(args))
+            run(args.name, resume=args.resume, **overrides(args))
         elif args.command == "lr-find":
             from kit.pipeline import lr_find
 
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kit: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("kit: interrupted; nothing half-written was kept", file=sys.stderr)
+        print("kit: interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from fastai.data.core import DataLoaders
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from kit.augment import random_augment
+from kit.errors import KitError
 from kit.recipe import Recipe
 
 
@@ -34,6 +35,19 @@ def split(y: torch.Tensor, valid_pct: float, seed: int) -> tuple[np.ndarray, np.
     stratify = labels if np.bincount(labels).min() >= 2 else None
     train, valid = train_test_split(idx, test_size=valid_pct, random_state=seed, stratify=stratify)
     return np.sort(train), np.sort(valid)
+
+
+def fold_ids(y: torch.Tensor, folds: int, seed: int) -> np.ndarray:
+    """Each item's fold, 0..folds-1: seeded and stratified by class."""
+    labels = y.numpy()
+    if np.bincount(labels).min() < folds:
+        raise KitError(f"--folds {folds} needs at least {folds} images of every class; "
+                       f"the rarest class has {np.bincount(labels).min()}")  # fmt: skip
+    ids = np.empty(len(labels), dtype=np.int64)
+    kfold = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for k, (_, valid) in enumerate(kfold.split(np.zeros(len(labels)), labels)):
+        ids[valid] = k
+    return ids
 
 
 class TensorLoader:
@@ -98,9 +112,9 @@ class TensorLoader:
         )
 
 
-def dataloaders(data: Data, r: Recipe, stats, device) -> tuple[DataLoaders, np.ndarray]:
-    """fastai DataLoaders over the seeded split, and the validation indices."""
-    train, valid = split(data.y, r.valid_pct, r.seed)
+def dataloaders(data: Data, r: Recipe, stats, device, valid: np.ndarray) -> DataLoaders:
+    """fastai DataLoaders: the items at `valid` for validation, the rest for training."""
+    train = np.setdiff1d(np.arange(len(data.y)), valid)
 
     def augment(xb, gen):
         return random_augment(xb, r, gen)
@@ -116,7 +130,7 @@ def dataloaders(data: Data, r: Recipe, stats, device) -> tuple[DataLoaders, np.n
         **common,
     )
     valid_dl = TensorLoader(data.x[valid], data.y[valid], **common)
-    return DataLoaders(train_dl, valid_dl, device=device), valid
+    return DataLoaders(train_dl, valid_dl, device=device)
 
 
 def test_loader(data: Data, like: TensorLoader) -> TensorLoader:

@@ -1,8 +1,10 @@
 """`kit run` as a short list of named steps, callable from the CLI or a notebook."""
 
 import dataclasses
+import os
 import platform
 import shutil
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from fastcore.imports import IN_NOTEBOOK
 from sklearn.metrics import roc_auc_score
 
 from kit.augment import tta_views
-from kit.data import Data, dataloaders, test_loader
+from kit.data import Data, dataloaders, fold_ids, split, test_loader
 from kit.errors import KitError
 from kit.interpret import interpret
 from kit.models import check_arch, create_model, timm_body
@@ -28,8 +30,8 @@ from kit.paths import (
     new_run_dir,
     output_root,
 )
-from kit.recipe import Recipe, load_competition, override
-from kit.records import write_json
+from kit.recipe import Recipe, load_competition, override, recipe_fields
+from kit.records import read_json, write_json
 from kit.submission import check_submission, read_sample, write_new
 from kit.train import (
     find_lr,
@@ -107,8 +109,8 @@ def norm_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[list, list]:
     return sample.mean((0, 2, 3)).tolist(), sample.std((0, 2, 3)).clamp(min=1e-3).tolist()
 
 
-def build_learner(job: Job, path: Path):
-    """Model, data loaders and Learner for one run, seeded."""
+def build_learner(job: Job, path: Path, valid_idx: np.ndarray):
+    """Model, data loaders (the items at `valid_idx` for validation) and Learner, seeded."""
     r, data = job.recipe, job.data
     set_seed(r.seed, reproducible=True)
     n, chans = len(data.classes), data.x.shape[1]
@@ -116,9 +118,8 @@ def build_learner(job: Job, path: Path):
         model = pretrained_model(r.arch, n, chans, job.weights)
     else:
         model = create_model(r.arch, n, chans)
-    dls, valid_idx = dataloaders(data, r, norm_stats(model, data.x), job.device)
-    learn = make_learner(model, dls, r, path, resolve_precision(r.precision, job.device))
-    return learn, valid_idx
+    dls = dataloaders(data, r, norm_stats(model, data.x), job.device, valid_idx)
+    return make_learner(model, dls, r, path, resolve_precision(r.precision, job.device))
 
 
 def lr_find(name: str, show=None, **options) -> float:
@@ -129,7 +130,7 @@ def lr_find(name: str, show=None, **options) -> float:
     r = job.recipe
     folder = job.root / "runs" / name / "lr-find"
     folder.mkdir(parents=True, exist_ok=True)
-    learn, _ = build_learner(job, folder)
+    learn = build_learner(job, folder, split(job.data.y, r.valid_pct, r.seed)[1])
     learn.create_opt()
     if r.head_cycles:
         learn.freeze()
@@ -139,26 +140,68 @@ def lr_find(name: str, show=None, **options) -> float:
     return suggestion
 
 
-def run(name: str, show=None, **options) -> dict:
+def run(name: str, show=None, resume: str | None = None, **options) -> dict:
     """Train `name`'s recipe and write its run folder and a checked submission.
 
     Options: `data=PATH`, `sample=True`, `out=DIR`, `device=`, `weights=FILE`, and any recipe
-    field (`arch=`, `cycles=`, `lr=`...). Returns the metrics and the paths written.
+    field (`arch=`, `cycles=`, `folds=`, `lr=`...); `resume=RUN_ID` continues an interrupted
+    run instead. Returns the metrics and the paths written.
     """
+    if resume:
+        return resume_run(name, resume, show, **options)
     job = prepare(name, **options)
+    run_id, partial = new_run_dir(job.root, name, job.recipe.arch)
+    write_json(partial / "recipe.json", dataclasses.asdict(job.recipe))
+    write_json(partial / "job.json", {"data": str(job.folder.resolve()), "weights": job.weights})
+    return finish(job, name, run_id, partial, show)
+
+
+def resume_run(name: str, run_id: str, show=None, out=None, device="auto", **options) -> dict:
+    """Continue the interrupted run `run_id` with its own recipe and data, from its last
+    checkpoint; folds already trained are not trained again."""
+    given = sorted(k for k, v in options.items() if v not in (None, False))
+    if given:
+        raise KitError(f"--resume continues a run with its own recipe and data; drop "
+                       f"--{given[0].replace('_', '-')}")  # fmt: skip
+    runs = output_root(out) / "runs" / name
+    partial = runs / f".{run_id}.partial"
+    if (runs / run_id).is_dir():
+        raise KitError(f"run {run_id} has finished; nothing to resume (`kit runs {name}`)")
+    if not (partial / "job.json").is_file():
+        waiting = sorted(p.name[1:-8] for p in runs.glob(".*.partial")) if runs.is_dir() else []
+        hint = f"; runs that can be resumed: {', '.join(waiting)}" if waiting else ""
+        raise KitError(f"no interrupted run {run_id!r} in {runs}{hint}")
+    saved = read_json(partial / "job.json")
+    recipe = {
+        f.name: v
+        for f in recipe_fields()
+        if (v := read_json(partial / "recipe.json").get(f.name)) is not None
+    }
+    job = prepare(
+        name, data=saved["data"], out=out, device=device, weights=saved["weights"], **recipe
+    )
+    print(f"resuming run {run_id}")
+    return finish(job, name, run_id, partial, show)
+
+
+def finish(job: Job, name: str, run_id: str, partial: Path, show) -> dict:
+    """Train (or carry on training) in the partial run folder, then give it its name."""
     r, d, root = job.recipe, job.data, job.root
     show = IN_NOTEBOOK if show is None else show
     sample_df = read_sample(job.folder)
     if sample_df is None:
         print("warning: no sample_submission.csv; ids and order come from the test folder")
-    run_id, partial = new_run_dir(root, name, r.arch)
     print(f"run {run_id}: {len(d.x)} training images, {len(d.test_x)} test images, "
           f"on {job.device}")  # fmt: skip
     try:
         metrics = train_and_predict(job, partial, sample_df, show)
         final = finish_run_dir(partial, run_id)
     except BaseException:
-        discard_run_dir(partial)
+        if any(partial.rglob("checkpoint.pth")) or any(partial.rglob("preds.npz")):
+            print(f"run {run_id} stopped; continue it with `kit run {name} --resume {run_id}`",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            discard_run_dir(partial)
         raise
     submission = write_new(
         (final / "submission.csv").read_text(), root / "submissions" / name / f"{run_id}.csv"
@@ -169,39 +212,90 @@ def run(name: str, show=None, **options) -> dict:
     return {**metrics, "run_dir": str(final), "submission": str(submission)}
 
 
+def train_unit(job: Job, folder: Path, valid_idx: np.ndarray, show) -> dict:
+    """Train one model with `valid_idx` held out; its predictions, rates and history.
+
+    Checkpoints every epoch; a unit that finished (preds.npz) is read back, not retrained."""
+    done = folder / "preds.npz"
+    if done.exists():
+        return {**dict(np.load(done)), **read_json(folder / "unit.json")}
+    folder.mkdir(exist_ok=True)
+    learn = build_learner(job, folder, valid_idx)
+    ckpt = folder / "checkpoint.pth"
+    saved = torch.load(ckpt, weights_only=False) if ckpt.exists() else None
+    rates, history = fine_tune_sgdr(learn, job.recipe, folder, show, saved)
+    preds = predictions(learn, job.data, job.recipe)
+    write_json(folder / "unit.json", {"rates": rates, "history": history})
+    tmp = folder / "preds.tmp.npz"
+    np.savez(tmp, **preds)
+    os.replace(tmp, done)
+    ckpt.unlink(missing_ok=True)
+    return {**preds, "rates": rates, "history": history}
+
+
 def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
     """Every step that writes into the (still partial) run folder; returns the metrics."""
     r, d = job.recipe, job.data
-    write_json(run_dir / "recipe.json", dataclasses.asdict(r))
+    m, y = r.metric, d.y.numpy()
     write_json(run_dir / "versions.json", versions(job.device))
-    learn, valid_idx = build_learner(job, run_dir)
-    rates, history = fine_tune_sgdr(learn, r, run_dir, show)
-    pd.DataFrame(history).to_csv(run_dir / "history.csv", index_label="epoch")
+    if r.folds:
+        fold = fold_ids(d.y, r.folds, r.seed)
+        pd.DataFrame({"item": d.names, "fold": fold}).to_csv(run_dir / "folds.csv", index=False)
+        units = [(run_dir / f"fold{k}", np.flatnonzero(fold == k)) for k in range(r.folds)]
+    else:
+        fold = None
+        units = [(run_dir, split(d.y, r.valid_pct, r.seed)[1])]
+    results = []
+    for k, (folder, valid_idx) in enumerate(units):
+        if r.folds:
+            print(f"fold {k + 1}/{r.folds}: {len(valid_idx)} held out")
+        results.append(train_unit(job, folder, valid_idx, show))
 
-    preds = predictions(learn, d, r)
-    y_valid = d.y[valid_idx].numpy()
-    scores = {
-        f"{k}_{r.metric}": score(r.metric, y_valid, v)
-        for k, v in preds.items()
-        if k.startswith("valid")
-    }
-    m = r.metric  # submit what scored better on validation, TTA when tied
+    idx = np.concatenate([v for _, v in units])
+    kinds = ["", "_tta"] if r.tta else [""]
+    preds = {}
+    for kind in kinds:  # out-of-fold (or validation) predictions, and test averaged over folds
+        preds[f"valid{kind}"] = np.concatenate([u[f"valid{kind}"] for u in results])
+        preds[f"test{kind}"] = np.mean([u[f"test{kind}"] for u in results], axis=0)
+    scores = {f"valid{kind}_{m}": score(m, y[idx], preds[f"valid{kind}"]) for kind in kinds}
+    if r.folds:
+        for kind in kinds:
+            per_fold = [score(m, y[v], u[f"valid{kind}"]) for (_, v), u in zip(units, results)]
+            scores[f"folds{kind}_{m}"] = per_fold
+            scores[f"folds{kind}_{m}_std"] = float(np.std(per_fold))
     suffix = "_tta" if r.tta and scores[f"valid_tta_{m}"] >= scores[f"valid_{m}"] else ""
     test_probs = preds[f"test{suffix}"]
     if d.test_y is not None:
-        scores[f"test_{r.metric}"] = score(r.metric, d.test_y.numpy(), test_probs)
+        scores[f"test_{m}"] = score(m, d.test_y.numpy(), test_probs)
 
-    names = [d.names[i] for i in valid_idx]
-    write_probs(run_dir / "valid_preds.csv", "item", names, d.classes, preds, "valid", y_valid)
+    names = [d.names[i] for i in idx]
+    history = [
+        {**({"fold": k} if r.folds else {}), **h}
+        for k, u in enumerate(results)
+        for h in u["history"]
+    ]
+    pd.DataFrame(history).to_csv(run_dir / "history.csv", index_label="epoch")
+    extra = {"fold": fold[idx]} if r.folds else {}
+    write_probs(
+        run_dir / ("oof.csv" if r.folds else "valid_preds.csv"),
+        "item",
+        names,
+        d.classes,
+        preds,
+        "valid",
+        y[idx],
+        extra,
+    )
     write_probs(run_dir / "test_preds.csv", "id", d.test_ids, d.classes, preds, "test")
-    interpret(run_dir, d.x[valid_idx], names, y_valid, preds[f"valid{suffix}"], d.classes, show)
+    interpret(run_dir, d.x[idx], names, y[idx], preds[f"valid{suffix}"], d.classes, show)
 
     sub = job.comp.submission(d.test_ids, test_probs, d.classes)
-    check_submission(sub, sample_df, d.test_ids, d.classes if r.metric == "accuracy" else None)
+    check_submission(sub, sample_df, d.test_ids, d.classes if m == "accuracy" else None)
     write_new(sub.to_csv(index=False), run_dir / "submission.csv")
     metrics = {
         **scores,
-        **rates,
+        **(results[0]["rates"] if not r.folds else {}),
+        "folds": r.folds,
         "epochs": len(history),
         "submitted": "tta" if suffix else "plain",
         "skipped_train_images": d.skipped,
@@ -230,9 +324,10 @@ def write_probs(
     preds: dict,
     split: str,
     y: np.ndarray | None = None,
+    extra: dict | None = None,
 ) -> None:
     """Per-item class probabilities, plain and with TTA, as CSV."""
-    df = pd.DataFrame({key: ids})
+    df = pd.DataFrame({key: ids, **(extra or {})})
     if y is not None:
         df["label"] = [classes[i] for i in y]
     for kind, probs in preds.items():
@@ -264,10 +359,14 @@ def versions(device: torch.device) -> dict:
 
 def report(r: Recipe, metrics: dict, run_dir: Path, submission: Path) -> None:
     m = r.metric
-    line = f"valid {m} {metrics[f'valid_{m}']:.4f}"
+    line = f"{'out-of-fold' if r.folds else 'valid'} {m} {metrics[f'valid_{m}']:.4f}"
     if r.tta:
         line += f"  with TTA {metrics[f'valid_tta_{m}']:.4f}"
     if f"test_{m}" in metrics:
         line += f"  test {m} {metrics[f'test_{m}']:.4f} (held-out sample labels)"
     print(line)
+    if r.folds:
+        kind = "_tta" if metrics["submitted"] == "tta" else ""
+        per_fold = ", ".join(f"{v:.4f}" for v in metrics[f"folds{kind}_{m}"])
+        print(f"per fold: {per_fold} (std {metrics[f'folds{kind}_{m}_std']:.4f})")
     print(f"run folder: {run_dir}\nsubmission: {submission}")

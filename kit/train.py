@@ -1,5 +1,7 @@
 """The house training method on a fastai Learner: learning-rate finder, SGDR stages, TTA."""
 
+import os
+import random
 import sys
 from functools import partial
 from pathlib import Path
@@ -137,8 +139,9 @@ def save_figure(fig, path: Path, show: bool) -> None:
         plt.close(fig)
 
 
-def fit_sgdr(learn: Learner, n_cycles: int, cycle_len: int, cycle_mult: int, lr, cbs=()) -> list:
-    """SGDR: `n_cycles` cosine cycles, each `cycle_mult` times longer than the last.
+def fit_sgdr(learn, n_cycles, cycle_len, cycle_mult, lr, cbs=(), start_epoch=0) -> list[dict]:
+    """SGDR: `n_cycles` cosine cycles, each `cycle_mult` times longer than the last; from
+    `start_epoch` on when continuing an interrupted stage (the schedule resumes where it was).
 
     fastai's `Learner.fit_sgdr` divides by `cycle_mult - 1`, so it cannot run the seed's
     `cycle_mult=1` stage; this builds the same schedule from fastai's public schedulers.
@@ -148,9 +151,18 @@ def fit_sgdr(learn: Learner, n_cycles: int, cycle_len: int, cycle_mult: int, lr,
     lengths = [cycle_len * cycle_mult**i for i in range(n_cycles)]
     n_epoch = sum(lengths)
     sched = combine_scheds([n / n_epoch for n in lengths], [SchedCos(lr_max, 0) for _ in lengths])
-    learn.fit(n_epoch, cbs=[ParamScheduler({"lr": sched}), *cbs])
+    done = start_epoch / n_epoch
+
+    def rest(pos):
+        return sched(done + pos * (1 - done))
+
+    learn.fit(n_epoch - start_epoch, cbs=[ParamScheduler({"lr": rest}), *cbs])
     names = learn.recorder.metric_names[1:-1]
     return [dict(zip(names, map(float, values))) for values in learn.recorder.values]
+
+
+def stage_epochs(n_cycles: int, cycle_len: int, cycle_mult: int) -> int:
+    return sum(cycle_len * cycle_mult**i for i in range(n_cycles))
 
 
 def unfrozen_rates(r: Recipe, found: float, head_lr: float | None) -> tuple[float, float]:
@@ -166,31 +178,151 @@ def unfrozen_rates(r: Recipe, found: float, head_lr: float | None) -> tuple[floa
     return top, min(max(found, top / r.lr_mult), top)
 
 
-def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show: bool = False):
-    """The house schedule, keeping the best checkpoint (run_dir/model.pth).
+class Checkpoint(Callback):
+    """After every epoch: the epoch's metrics go into `state`, and the model, optimizer, random
+    state and `state` (stage, epochs done, learning rates, history) go to `path`, atomically."""
+
+    order = 55  # after the Recorder has the epoch's values
+
+    def __init__(self, path: Path, state: dict):
+        self.path, self.state = path, state
+
+    def after_epoch(self):
+        names = self.recorder.metric_names[1:-1]
+        st = self.state
+        st["history"].append(
+            {"stage": st["stage"], **dict(zip(names, map(float, self.recorder.values[-1])))}
+        )
+        st["epochs"][st["stage"]] = st["epochs"].get(st["stage"], 0) + 1
+        checkpoint = {
+            "model": self.learn.model.state_dict(),
+            "opt": self.learn.opt.state_dict(),
+            "state": st,
+            "rng": random_state(self.learn),
+            "smooth": (self.recorder.smooth_loss.count, self.recorder.smooth_loss.val),
+        }
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, self.path)
+
+
+def random_state(learn) -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "loader": learn.dls.train.gen.get_state(),
+    }
+
+
+def restore(learn, checkpoint: dict) -> None:
+    """Put the model, optimizer and random state back as they were after the saved epoch."""
+    learn.model.load_state_dict(checkpoint["model"])
+    learn.opt.load_state_dict(checkpoint["opt"])
+    rng = checkpoint["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    learn.dls.train.gen.set_state(rng["loader"])
+
+
+class Continue(Callback):
+    """On the first fit after a resume, give the Recorder its running training loss and early
+    stopping the best score and patience it had (fastai resets them when a fit starts)."""
+
+    order = 61  # after the Recorder's and the trackers' own before_fit
+
+    def __init__(self, smooth: tuple, early=None, values=(), min_delta=0.0):
+        self.smooth, self.early, self.values, self.min_delta = smooth, early, values, min_delta
+
+    def before_fit(self):
+        self.recorder.smooth_loss.count, self.recorder.smooth_loss.val = self.smooth
+        if self.early is not None:
+            self.early.best, self.early.wait = early_stop_state(self.values, self.min_delta)
+        self.learn.remove_cb(self)
+
+
+def early_stop_state(values: list, min_delta: float) -> tuple[float, int]:
+    """fastai's EarlyStoppingCallback state after seeing `values`: (best, epochs since)."""
+    best, wait = -float("inf"), 0
+    for v in values:
+        if v - min_delta > best:
+            best, wait = v, 0
+        else:
+            wait += 1
+    return best, wait
+
+
+def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show=False, checkpoint=None):
+    """The house schedule, keeping the best model (run_dir/model.pth) and a checkpoint after
+    every epoch (run_dir/checkpoint.pth); given that checkpoint, it carries on from it.
 
     Returns the learning rates used and one row of metrics per epoch.
     """
     monitor = monitor_name(learn)
+    state = {"stage": None, "epochs": {}, "rates": {}, "history": []}
     # on a tie the later, more annealed epoch wins
-    cbs = [SaveModelCallback(monitor, comp=np.greater_equal, fname="model", reset_on_fit=False)]
+    save = SaveModelCallback(monitor, comp=np.greater_equal, fname="model", reset_on_fit=False)
+    cbs = [save, Checkpoint(run_dir / "checkpoint.pth", state)]
+    early = None
     if r.patience:
-        cbs.append(EarlyStoppingCallback(monitor=monitor, comp=np.greater, patience=r.patience))
+        early = EarlyStoppingCallback(
+            monitor=monitor, comp=np.greater, patience=r.patience, min_delta=r.min_delta
+        )
+        cbs.append(early)
     learn.create_opt()
-    rates, history = {}, []
-    if r.head_cycles:
-        learn.freeze()
-        rates["head_lr"] = r.lr or find_lr(learn, run_dir / "lr_find_frozen.png", show)
-        epochs = fit_sgdr(learn, r.head_cycles, r.head_cycle_len, 1, rates["head_lr"], cbs)
-        history += [{"stage": "head", **e} for e in epochs]
-    learn.unfreeze()
-    if r.cycles:
-        found = r.lr or find_lr(learn, run_dir / "lr_find.png", show)
-        rates["lr"], rates["lr_low"] = unfrozen_rates(r, found, rates.get("head_lr"))
-        lr = slice(rates["lr_low"], rates["lr"]) if rates["lr_low"] < rates["lr"] else rates["lr"]
-        epochs = fit_sgdr(learn, r.cycles, r.cycle_len, r.cycle_mult, lr, cbs)
-        history += [{"stage": "all", **e} for e in epochs]
-    return rates, history
+    stages = [
+        ("head", r.head_cycles, r.head_cycle_len, 1),
+        ("all", r.cycles, r.cycle_len, r.cycle_mult),
+    ]
+    if checkpoint is not None:
+        state.update(checkpoint["state"])
+        learn.freeze() if state["stage"] == "head" else learn.unfreeze()  # clears opt state
+        restore(learn, checkpoint)
+        history = state["history"]
+        save.best = max(h[monitor] for h in history) if history else None
+        if finished(state, stages, r, monitor, state["stage"]):
+            learn.load("model", with_opt=False)  # what the end of that stage's fit does
+        else:
+            values = [h[monitor] for h in history if h["stage"] == state["stage"]]
+            cbs.append(Continue(checkpoint["smooth"], early, values, r.min_delta))
+    rates = state["rates"]
+    for stage, cycles, length, mult in stages:
+        if finished(state, stages, r, monitor, stage):
+            continue
+        start = state["epochs"].get(stage, 0)
+        if not start:  # (un)freezing clears the optimizer's state: only when a stage begins
+            learn.freeze() if stage == "head" else learn.unfreeze()
+        state["stage"] = stage
+        if stage == "head":
+            if "head_lr" not in rates:
+                rates["head_lr"] = r.lr or find_lr(learn, run_dir / "lr_find_frozen.png", show)
+            lr = rates["head_lr"]
+        else:
+            if "lr" not in rates:
+                found = r.lr or find_lr(learn, run_dir / "lr_find.png", show)
+                rates["lr"], rates["lr_low"] = unfrozen_rates(r, found, rates.get("head_lr"))
+            lr = (
+                slice(rates["lr_low"], rates["lr"])
+                if rates["lr_low"] < rates["lr"]
+                else rates["lr"]
+            )
+        fit_sgdr(learn, cycles, length, mult, lr, cbs, start_epoch=start)
+    if checkpoint is not None and save.best is not None:
+        learn.load("model", with_opt=False)  # the best model, as an uninterrupted run ends
+    return dict(rates), state["history"]
+
+
+def finished(state: dict, stages: list, r: Recipe, monitor: str, stage: str | None) -> bool:
+    """Is `stage` over: all its epochs done, or ended by early stopping?"""
+    cycles, length, mult = next(s[1:] for s in stages if s[0] == stage) if stage else (0, 1, 1)
+    if not cycles or state["epochs"].get(stage, 0) >= stage_epochs(cycles, length, mult):
+        return True
+    values = [h[monitor] for h in state["history"] if h["stage"] == stage]
+    return bool(r.patience) and early_stop_state(values, r.min_delta)[1] >= r.patience
 
 
 def predict(learn: Learner, loader, views=(None,)) -> np.ndarray:

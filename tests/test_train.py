@@ -23,7 +23,7 @@ def learner(digits, tmp_path, **changes):
     r = override(mnist.RECIPE, **changes)
     torch.manual_seed(0)
     model = create_model(r.arch, 10, in_chans=1)
-    dls, _ = dataloaders(digits, r, ([0.1], [0.3]), torch.device("cpu"))
+    dls = dataloaders(digits, r, ([0.1], [0.3]), torch.device("cpu"), split(digits.y, 0.2, 0)[1])
     return make_learner(model, dls, r, tmp_path, "fp32"), r
 
 
@@ -91,7 +91,7 @@ def test_predict_averages_views_into_probabilities(digits, tmp_path):
 def test_bf16_autocast_trains_on_cpu(digits, tmp_path):
     r = override(mnist.RECIPE, bs=64)
     model = create_model(r.arch, 10, in_chans=1)
-    dls, _ = dataloaders(digits, r, ([0.1], [0.3]), torch.device("cpu"))
+    dls = dataloaders(digits, r, ([0.1], [0.3]), torch.device("cpu"), split(digits.y, 0.2, 0)[1])
     learn = make_learner(model, dls, r, tmp_path, "bf16")
     learn.create_opt()
     history = fit_sgdr(learn, 1, 2, 1, 3e-3)
