@@ -46,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("name", help="recipe name (see `kit list`)")
     sample.add_argument("dir", help="a new or empty folder")
 
+    ens = sub.add_parser("ensemble", help="blend k-fold runs: mean, weighted or stacked")
+    ens.add_argument("name", help="recipe name (see `kit list`)")
+    ens.add_argument("runs", nargs="+", metavar="RUN", help="run ids (or folders) trained with "
+                     "the same --folds and --seed")  # fmt: skip
+    ens.add_argument("--method", default="mean", choices=["mean", "weighted", "stack"],
+                     help="plain average, weights fitted on the out-of-fold predictions, or a "
+                     "logistic regression on them (default: mean)")  # fmt: skip
+    ens.add_argument("--tune-threshold", action="store_true",
+                     help="binary tasks: the decision threshold with the best out-of-fold "
+                     "accuracy")  # fmt: skip
+    ens.add_argument("--out", metavar="DIR", help="where runs/ and submissions/ are")
+    ens.add_argument("--data", metavar="PATH", help="the competition folder (default: the runs')")
+
     download = sub.add_parser("download", help="fetch and unpack a competition's data from Kaggle")
     download.add_argument("name", help="recipe name (see `kit list`)")
     download.add_argument("--data", metavar="PATH", help="where to put it (default: data/<slug>)")
@@ -117,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             from kit.pipeline import write_sample
 
             print(f"wrote the {args.name} sample to {write_sample(args.name, args.dir)}")
+        elif args.command == "ensemble":
+            from kit.ensemble import ensemble
+
+            ensemble(args.name, args.runs, args.method, args.tune_threshold, args.out, args.data)
         elif args.command == "download":
             from kit.kaggle_api import download
             from kit.recipe import load_competition

@@ -1,0 +1,193 @@
+"""`kit ensemble`: stacked generalization over k-fold runs that share their folds.
+
+Every blend is scored honestly: whatever it fits (weights, a meta-model) is fitted on the other
+folds' out-of-fold predictions and scored on the held-out fold; the blend used for the test
+set is then fitted on all of them.
+"""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from kit.errors import KitError
+from kit.paths import finish_run_dir, new_run_dir, output_root
+from kit.pipeline import score, write_probs
+from kit.recipe import load_competition
+from kit.records import read_json, write_json
+from kit.submission import check_submission, read_sample, write_new
+
+METHODS = ("mean", "weighted", "stack")
+
+
+def load_member(runs: Path, name: str, run: str) -> dict:
+    """One finished k-fold run's out-of-fold and test probabilities (TTA if it submitted TTA)."""
+    path = Path(run) if Path(run).is_dir() else runs / run
+    if (runs / f".{Path(run).name}.partial").is_dir():
+        raise KitError(f"run {run} is still incomplete; finish it with "
+                       f"`kit run {name} --resume {Path(run).name}`")  # fmt: skip
+    if not (path / "metrics.json").is_file():
+        raise KitError(f"no finished run {run!r} in {runs}; `kit runs {name}` lists them")
+    recipe = read_json(path / "recipe.json")
+    if recipe["name"] != name:
+        raise KitError(f"run {run} is a {recipe['name']} run, not {name}: ensembles combine "
+                       "runs of one competition")  # fmt: skip
+    if not (path / "oof.csv").is_file():
+        raise KitError(f"run {run} has no out-of-fold predictions; train it with --folds K")
+    metrics = read_json(path / "metrics.json")
+    kind = "_tta" if metrics["submitted"] == "tta" else ""
+    classes = [str(c) for c in metrics["classes"]]
+    oof, test = pd.read_csv(path / "oof.csv"), pd.read_csv(path / "test_preds.csv")
+    cols = [f"p_{c}{kind}" for c in classes]
+    return {
+        "run": path.name,
+        "path": path,
+        "metric": recipe["metric"],
+        "classes": metrics["classes"],
+        "items": oof["item"].astype(str).tolist(),
+        "fold": oof["fold"].to_numpy(),
+        "y": oof["label"].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy(),
+        "test_ids": test["id"].tolist(),
+        "oof": oof[cols].to_numpy(),
+        "test": test[cols].to_numpy(),
+        "data": metrics.get("data"),
+    }
+
+
+def check_members(members: list) -> None:
+    first = members[0]
+    for m in members[1:]:
+        if m["items"] != first["items"] or not np.array_equal(m["fold"], first["fold"]):
+            raise KitError(f"runs {first['run']} and {m['run']} have different folds; ensemble "
+                           "runs trained with the same --folds and --seed")  # fmt: skip
+        if m["classes"] != first["classes"] or m["test_ids"] != first["test_ids"]:
+            raise KitError(f"runs {first['run']} and {m['run']} predict different classes or "
+                           "test items")  # fmt: skip
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1)).mean())
+
+
+def greedy_weights(oofs: list, y: np.ndarray, steps: int = 50) -> np.ndarray:
+    """Ensemble selection with replacement (Caruana et al., 2004): repeatedly add the member
+    that most lowers the blend's log loss; the weights are how often each was picked."""
+    counts = np.zeros(len(oofs))
+    total = np.zeros_like(oofs[0])
+    for _ in range(steps):
+        losses = [log_loss(y, (total + p) / (counts.sum() + 1)) for p in oofs]
+        best = int(np.argmin(losses))
+        counts[best] += 1
+        total += oofs[best]
+    return counts / counts.sum()
+
+
+def stack_features(probs: list) -> np.ndarray:
+    """Members' log-odds: one column per member for a binary task, one per class otherwise."""
+    p = np.clip(np.stack(probs, 1), 1e-6, 1 - 1e-6)  # (n, members, classes)
+    if p.shape[2] == 2:
+        return np.log(p[:, :, 1] / p[:, :, 0])
+    return np.log(p).reshape(len(p), -1)
+
+
+def fit_blend(method: str, oofs: list, y: np.ndarray):
+    """A function from members' probabilities to blended probabilities, fitted on `oofs`,
+    and what was fitted (weights or meta-model coefficients) for the report."""
+    if method == "mean":
+        return (lambda ps: np.mean(ps, axis=0)), None
+    if method == "weighted":
+        w = greedy_weights(oofs, y)
+        return (lambda ps: np.tensordot(w, np.stack(ps), axes=1)), w
+    meta = LogisticRegression(C=1.0, max_iter=2000).fit(stack_features(oofs), y)
+    return (lambda ps: meta.predict_proba(stack_features(ps))), meta.coef_
+
+
+def cross_validated(method: str, oofs: list, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Blend predictions for every item, each from a blend fitted on the other folds."""
+    out = np.zeros_like(oofs[0])
+    for k in np.unique(fold):
+        held = fold == k
+        blend, _ = fit_blend(method, [p[~held] for p in oofs], y[~held])
+        out[held] = blend([p[held] for p in oofs])
+    return out
+
+
+def tune_threshold(y: np.ndarray, p1: np.ndarray) -> tuple[float, float]:
+    """The decision threshold on P(class 1) with the best accuracy, and that accuracy."""
+    candidates = np.unique(np.concatenate([[0.5], p1]))
+    accs = [float(((p1 >= t) == y).mean()) for t in candidates]
+    best = int(np.argmax(accs))
+    return float(candidates[best]), accs[best]
+
+
+def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=None) -> dict:
+    """Blend k-fold runs of `name` by `method`; write the blend as a new run with a checked
+    submission. Prints each member's out-of-fold score and the blend's."""
+    if method not in METHODS:
+        raise KitError(f"--method must be one of {', '.join(METHODS)}")
+    comp = load_competition(name)
+    root = output_root(out)
+    runs_dir = root / "runs" / name
+    if len(set(runs)) < 2:
+        raise KitError("give at least two different runs to ensemble")
+    members = [load_member(runs_dir, name, run) for run in runs]
+    check_members(members)
+    first, m = members[0], members[0]["metric"]
+    y, fold = first["y"], first["fold"]
+    oofs, tests = [x["oof"] for x in members], [x["test"] for x in members]
+    if tune and len(first["classes"]) != 2:
+        raise KitError(f"--tune-threshold needs a binary task; {name} has "
+                       f"{len(first['classes'])} classes")  # fmt: skip
+
+    blend_oof = cross_validated(method, oofs, y, fold)
+    blend, fitted = fit_blend(method, oofs, y)
+    blend_test = blend(tests)
+    rows = [{"run": x["run"], "oof": score(m, y, x["oof"])} for x in members]
+    if method == "weighted":
+        for row, w in zip(rows, fitted):
+            row["weight"] = float(w)
+    result = {"method": method, "members": rows, f"valid_{m}": score(m, y, blend_oof)}
+    for row in rows:
+        weight = f"  weight {row['weight']:.2f}" if "weight" in row else ""
+        print(f"{row['run']:40} out-of-fold {m} {row['oof']:.4f}{weight}")
+    print(f"{method + ' blend':40} out-of-fold {m} {result[f'valid_{m}']:.4f}"
+          f"{' (cross-validated on the same folds)' if method != 'mean' else ''}")  # fmt: skip
+    threshold = 0.5
+    if tune:
+        threshold, acc = tune_threshold(y, blend_oof[:, 1])
+        at_half = float(((blend_oof[:, 1] >= 0.5) == y).mean())
+        result |= {"threshold": threshold, "accuracy_at_threshold": acc, "accuracy_at_0.5": at_half}
+        print(f"threshold {threshold:.3f}: out-of-fold accuracy {acc:.4f} (0.5: {at_half:.4f})")
+        if m != "accuracy":
+            print(f"  {m} does not depend on a threshold: the submission keeps probabilities")
+
+    folder = Path(data) if data else Path(first["data"])
+    sample = read_sample(folder)
+    probs = blend_test
+    if tune and m == "accuracy":  # labels from the tuned threshold
+        probs = np.stack([blend_test[:, 1] < threshold, blend_test[:, 1] >= threshold], 1) * 1.0
+    sub = comp.submission(first["test_ids"], probs, first["classes"])
+    check_submission(sub, sample, first["test_ids"], first["classes"] if m == "accuracy" else None)
+
+    run_id, partial = new_run_dir(root, name, f"ensemble-{method}")
+    try:
+        write_json(partial / "recipe.json", {"name": name, "arch": f"ensemble-{method}",
+                                             "metric": m, "members": list(runs)})  # fmt: skip
+        shutil.copyfile(first["path"] / "folds.csv", partial / "folds.csv")
+        classes = first["classes"]
+        write_probs(partial / "oof.csv", "item", first["items"], classes, {"valid": blend_oof},
+                    "valid", y, {"fold": fold})  # fmt: skip
+        write_probs(partial / "test_preds.csv", "id", first["test_ids"], classes,
+                    {"test": blend_test}, "test")  # fmt: skip
+        write_new(sub.to_csv(index=False), partial / "submission.csv")
+        metrics = {**result, "submitted": "plain", "classes": classes, "data": str(folder)}
+        write_json(partial / "metrics.json", metrics)
+        final = finish_run_dir(partial, run_id)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    submission = write_new(sub.to_csv(index=False), root / "submissions" / name / f"{run_id}.csv")
+    print(f"run folder: {final}\nsubmission: {submission}")
+    return {**metrics, "run_dir": str(final), "submission": str(submission)}
