@@ -73,15 +73,18 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> float:
 
 def greedy_weights(oofs: list, y: np.ndarray, steps: int = 50) -> np.ndarray:
     """Ensemble selection with replacement (Caruana et al., 2004): repeatedly add the member
-    that most lowers the blend's log loss; the weights are how often each was picked."""
-    counts = np.zeros(len(oofs))
-    total = np.zeros_like(oofs[0])
-    for _ in range(steps):
-        losses = [log_loss(y, (total + p) / (counts.sum() + 1)) for p in oofs]
-        best = int(np.argmin(losses))
-        counts[best] += 1
-        total += oofs[best]
-    return counts / counts.sum()
+    that most lowers the blend's log loss, and keep the best blend seen; the weights are how
+    often each member was picked for it."""
+    counts, total = np.zeros(len(oofs)), np.zeros_like(oofs[0])
+    best, best_loss = None, np.inf
+    for step in range(1, steps + 1):
+        losses = [log_loss(y, (total + p) / step) for p in oofs]
+        pick = int(np.argmin(losses))
+        counts[pick] += 1
+        total += oofs[pick]
+        if losses[pick] < best_loss:
+            best, best_loss = counts / step, losses[pick]
+    return best
 
 
 def stack_features(probs: list) -> np.ndarray:

@@ -34,12 +34,15 @@ from kit.recipe import Recipe, load_competition, override, recipe_fields
 from kit.records import read_json, write_json
 from kit.submission import check_submission, read_sample, write_new
 from kit.train import (
+    average_weights,
     find_lr,
     fine_tune_sgdr,
     make_learner,
     predict,
     resolve_device,
     resolve_precision,
+    snapshot_paths,
+    update_bn,
 )
 from kit.weights import pretrained_model, resolve_weights
 
@@ -224,13 +227,42 @@ def train_unit(job: Job, folder: Path, valid_idx: np.ndarray, show) -> dict:
     ckpt = folder / "checkpoint.pth"
     saved = torch.load(ckpt, weights_only=False) if ckpt.exists() else None
     rates, history = fine_tune_sgdr(learn, job.recipe, folder, show, saved)
-    preds = predictions(learn, job.data, job.recipe)
-    write_json(folder / "unit.json", {"rates": rates, "history": history})
+    unit = {"rates": rates, "history": history}
+    if job.recipe.snapshots:
+        preds, unit["averaging"] = weight_averaging(learn, job, folder, valid_idx)
+    else:
+        preds = predictions(learn, job.data, job.recipe)
+    write_json(folder / "unit.json", unit)
     tmp = folder / "preds.tmp.npz"
     np.savez(tmp, **preds)
     os.replace(tmp, done)
     ckpt.unlink(missing_ok=True)
-    return {**preds, "rates": rates, "history": history}
+    return {**preds, **unit}
+
+
+def weight_averaging(learn, job: Job, folder: Path, valid_idx: np.ndarray) -> tuple[dict, dict]:
+    """Predictions of the last snapshot, of all snapshots averaged (snapshot ensembling) and
+    of their averaged weights (SWA, batch-norm statistics recomputed); the one that scores best
+    on validation is kept, and all three scores are reported."""
+    r, y = job.recipe, job.data.y[valid_idx].numpy()
+    snaps = []
+    for path in snapshot_paths(folder):
+        learn.model.load_state_dict(torch.load(path, map_location="cpu"))
+        snaps.append(predictions(learn, job.data, r))
+    learn.model.load_state_dict(average_weights(snapshot_paths(folder)))
+    update_bn(learn)
+    candidates = {
+        "last": snaps[-1],
+        "snapshots": {k: np.mean([p[k] for p in snaps], axis=0) for k in snaps[0]},
+        "swa": predictions(learn, job.data, r),
+    }
+    scores = {
+        name: max(score(r.metric, y, p[k]) for k in p if k.startswith("valid"))
+        for name, p in candidates.items()
+    }
+    chosen = max(scores, key=scores.get)  # ties go to the first: last, then snapshots
+    print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f": keeping {chosen}")
+    return candidates[chosen], {**scores, "chosen": chosen}
 
 
 def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
@@ -295,6 +327,7 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
     metrics = {
         **scores,
         **(results[0]["rates"] if not r.folds else {}),
+        **({"averaging": [u["averaging"] for u in results]} if r.snapshots else {}),
         "folds": r.folds,
         "epochs": len(history),
         "submitted": "tta" if suffix else "plain",

@@ -45,6 +45,7 @@ class Recipe:
     wd: float = 0.01  # decoupled weight decay (AdamW)
     patience: int = 0  # early stopping after this many epochs without improvement (0: off)
     min_delta: float = 0.0  # the least gain in the metric that counts as an improvement
+    snapshots: bool = False  # snapshot each cycle of the last stage; try their ensemble and SWA
     folds: int = 0  # K-fold cross-validation: K models, out-of-fold predictions (0: one split)
     tta: bool = True  # also predict with test-time augmentation and report both scores
     precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto is bf16/fp16 on CUDA, fp32 on CPU
@@ -105,6 +106,11 @@ def check(r: Recipe) -> Recipe:
         (0 <= r.shift < 1 and 0 <= r.lighting < 1, "shift/lighting", "between 0 and 1"),
         (r.patience >= 0, "patience", "0 (off) or more epochs"),
         (r.min_delta >= 0, "min_delta", "0 or more"),
+        (
+            not r.snapshots or max(r.cycles, r.head_cycles if not r.cycles else 0) >= 2,
+            "snapshots",
+            "used with at least 2 cycles in the last stage (--cycles)",
+        ),  # fmt: skip
         (r.folds == 0 or r.folds >= 2, "folds", "0 (one validation split) or at least 2"),
     ]
     for ok, field, want in rules:

@@ -206,6 +206,46 @@ class Checkpoint(Callback):
         os.replace(tmp, self.path)
 
 
+class Snapshots(Callback):
+    """SGDR ends every cycle at a low learning rate: keep the model there, for the cycles of
+    the last stage, as snapshot-<k>.pth."""
+
+    order = 56  # after Checkpoint has counted the epoch
+
+    def __init__(self, folder: Path, state: dict, stage: str, ends: list):
+        self.folder, self.state, self.stage, self.ends = folder, state, stage, ends
+
+    def after_epoch(self):
+        done = self.state["epochs"].get(self.stage, 0)
+        if self.state["stage"] == self.stage and done in self.ends:
+            path = self.folder / f"snapshot-{self.ends.index(done)}.pth"
+            torch.save(self.learn.model.state_dict(), path.with_suffix(".tmp"))
+            os.replace(path.with_suffix(".tmp"), path)
+
+
+def snapshot_paths(folder: Path) -> list[Path]:
+    return sorted(folder.glob("snapshot-*.pth"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def average_weights(paths: list[Path]) -> dict:
+    """Stochastic weight averaging over the snapshots: the mean of every float tensor."""
+    states = [torch.load(p, map_location="cpu") for p in paths]
+    return {
+        k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype)
+        if v.is_floating_point()
+        else v
+        for k, v in states[-1].items()
+    }
+
+
+def update_bn(learn: Learner) -> None:
+    """Recompute batch-norm statistics for averaged weights with a pass over the training data."""
+    from torch.optim.swa_utils import update_bn as torch_update_bn
+
+    with torch.no_grad():
+        torch_update_bn((xb for xb, _ in learn.dls.train), learn.model)
+
+
 def random_state(learn) -> dict:
     return {
         "torch": torch.get_rng_state(),
@@ -278,6 +318,10 @@ def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show=False, checkpo
         ("head", r.head_cycles, r.head_cycle_len, 1),
         ("all", r.cycles, r.cycle_len, r.cycle_mult),
     ]
+    if r.snapshots:
+        last, cycles, length, mult = [st for st in stages if st[1]][-1]
+        ends = [stage_epochs(k, length, mult) for k in range(1, cycles + 1)]
+        cbs.append(Snapshots(run_dir, state, last, ends))
     if checkpoint is not None:
         state.update(checkpoint["state"])
         learn.freeze() if state["stage"] == "head" else learn.unfreeze()  # clears opt state
