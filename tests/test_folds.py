@@ -1,0 +1,156 @@
+"""K-fold runs, ensembles of them, snapshots and SWA, on the bundled Digit Recognizer sample."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import kit
+from kit.cli import main
+from kit.ensemble import cross_validated, greedy_weights, log_loss, tune_threshold
+
+FOLDS = dict(folds=2, cycles=3, cycle_mult=1, seed=3, bs=32)  # 2 x 3 epochs: ~25 s a run
+
+
+@pytest.fixture(scope="module")
+def fold_runs(tmp_path_factory):
+    """Two different models on the same folds: the house digitnet, and one without augmentation."""
+    out = tmp_path_factory.mktemp("folds")
+    a = kit.run("mnist", sample=True, out=out, **FOLDS)
+    b = kit.run("mnist", sample=True, out=out, rotate=0, shift=0, zoom=1, tta=False, **FOLDS)
+    return out, a, b
+
+
+@pytest.fixture
+def out(fold_runs, tmp_path):
+    return shutil.copytree(fold_runs[0], tmp_path / "out")
+
+
+def ids(fold_runs):
+    return [f"{r['run_dir'].rsplit('/', 1)[-1]}" for r in fold_runs[1:]]
+
+
+def test_a_fold_run_predicts_every_training_image_out_of_fold(fold_runs):
+    out, a, _ = fold_runs
+    run = out / "runs" / "mnist" / ids(fold_runs)[0]
+    oof = pd.read_csv(run / "oof.csv")
+    folds = pd.read_csv(run / "folds.csv")
+    train = pd.read_csv(out / "data" / "mnist-sample" / "train.csv")
+    assert len(oof) == len(train) and sorted(oof["item"]) == sorted(folds["item"])
+    assert set(folds["fold"]) == {0, 1}
+    # stratified: each fold holds about half of every digit
+    counts = pd.crosstab(oof["label"], oof["fold"])
+    assert (abs(counts[0] - counts[1]) <= 1).all()
+    assert (folds.set_index("item").loc[oof["item"], "fold"].values == oof["fold"]).all()
+    probs = oof[[f"p_{d}" for d in range(10)]].to_numpy()
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    accuracy = (probs.argmax(1) == oof["label"]).mean()
+    assert accuracy == pytest.approx(a["valid_accuracy"])
+    assert len(a["folds_accuracy"]) == 2 and a["folds_accuracy_std"] >= 0
+    assert a["valid_accuracy"] > 0.8  # chance is 0.1; 3 epochs per fold on 719 digits
+    for k in (0, 1):
+        assert (run / f"fold{k}" / "model.pth").exists()
+        assert not (run / f"fold{k}" / "checkpoint.pth").exists()  # removed once a fold is done
+    test = pd.read_csv(run / "test_preds.csv")
+    assert len(test) == 360 and (out / "submissions" / "mnist" / f"{run.name}.csv").exists()
+
+
+@pytest.mark.parametrize("method", ["mean", "weighted", "stack"])
+def test_each_ensemble_method_blends_the_runs_out_of_fold(fold_runs, out, capsys, method):
+    a_id, b_id = ids(fold_runs)
+    code = main(["ensemble", "mnist", a_id, b_id, "--method", method, "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert a_id in printed and b_id in printed and f"{method} blend" in printed
+    blend = next((out / "runs" / "mnist").glob(f"*-ensemble-{method}"))
+    metrics = json.loads((blend / "metrics.json").read_text())
+    members = [pd.read_csv(out / "runs" / "mnist" / r / "oof.csv") for r in (a_id, b_id)]
+    cols_a = [f"p_{d}_tta" for d in range(10)]  # run a submitted its TTA predictions
+    cols = [f"p_{d}" for d in range(10)]
+    pa, pb = members[0][cols_a].to_numpy(), members[1][cols].to_numpy()
+    y = members[0]["label"].to_numpy()
+    got = pd.read_csv(blend / "oof.csv")[cols].to_numpy()
+    assert np.allclose(got.sum(1), 1, atol=1e-4)
+    accuracy = (got.argmax(1) == y).mean()
+    assert metrics["valid_accuracy"] == pytest.approx(accuracy)
+    assert [m["oof"] for m in metrics["members"]] == pytest.approx(
+        [(pa.argmax(1) == y).mean(), (pb.argmax(1) == y).mean()]
+    )
+    if method == "mean":
+        assert np.allclose(got, (pa + pb) / 2, atol=1e-6)
+    if method == "weighted":
+        w = [m["weight"] for m in metrics["members"]]
+        assert min(w) >= 0 and sum(w) == pytest.approx(1)
+    submission = out / "submissions" / "mnist" / f"{blend.name}.csv"
+    assert pd.read_csv(submission)["Label"].between(0, 9).all()
+    # a blend is itself a run with out-of-fold predictions: it can be blended again
+    code = main(["ensemble", "mnist", blend.name, a_id, "--out", str(out)])
+    assert code == 0
+
+
+def test_stacking_is_scored_on_folds_its_meta_model_never_saw():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    fold = np.arange(400) % 2
+    noise = [rng.dirichlet([1, 1], 400) for _ in range(3)]  # members that know nothing
+    cv = cross_validated("stack", noise, y, fold)
+    assert abs((cv.argmax(1) == y).mean() - 0.5) < 0.08  # honest: chance, not memorised
+    informative = np.stack([1 - y * 0.8 - 0.1, y * 0.8 + 0.1], 1)
+    assert ((cross_validated("stack", [informative, *noise], y, fold).argmax(1)) == y).all()
+
+
+def test_greedy_weights_never_lose_to_the_best_member():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    good = np.eye(3)[y] * 0.6 + 0.4 / 3
+    members = [good, rng.dirichlet([1, 1, 1], 300), (good + rng.dirichlet([1, 1, 1], 300)) / 2]
+    w = greedy_weights(members, y)
+    blend = np.tensordot(w, np.stack(members), axes=1)
+    assert log_loss(y, blend) <= min(log_loss(y, p) for p in members) + 1e-12
+    assert w[1] < w[0]
+
+
+def test_threshold_tuning_finds_the_best_cut():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p1 = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.9])  # every 1 scores above every 0, but < 0.5
+    t, acc = tune_threshold(y, p1)
+    assert acc == 1.0 and 0.3 < t <= 0.35
+    assert ((p1 >= 0.5) == y).mean() < acc
+
+
+def test_ensemble_refuses_bad_runs_in_one_line(fold_runs, out, tmp_path, capsys):
+    a_id, b_id = ids(fold_runs)
+    runs = out / "runs" / "mnist"
+
+    def error(*argv):
+        code = main(["ensemble", *map(str, argv), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 1 and err.count("\n") == 1, err
+        return err
+
+    assert "not invasive" in error("invasive", runs / a_id, runs / b_id)
+    three = kit.run("mnist", sample=True, out=out, folds=3, cycles=1, seed=3, tta=False)
+    assert "different folds" in error("mnist", a_id, three["run_dir"])
+    single = kit.run("mnist", sample=True, out=out, cycles=1, seed=3, tta=False)
+    assert "no out-of-fold predictions" in error("mnist", a_id, single["run_dir"])
+    shutil.copytree(runs / b_id, runs / ".20990101-000000-digitnet.partial")
+    assert "still incomplete" in error("mnist", a_id, "20990101-000000-digitnet")
+    assert "no finished run" in error("mnist", a_id, "nope")
+    assert "binary task" in error("mnist", a_id, b_id, "--tune-threshold")
+
+
+def test_snapshots_report_last_snapshot_ensemble_and_swa(tmp_path, capsys):
+    result = kit.run("mnist", sample=True, out=tmp_path, cycles=3, cycle_mult=1, snapshots=True)
+    printed = capsys.readouterr().out
+    run = tmp_path / "runs" / "mnist" / result["run_dir"].rsplit("/", 1)[-1]
+    assert sorted(p.name for p in run.glob("snapshot-*.pth")) == [
+        "snapshot-0.pth", "snapshot-1.pth", "snapshot-2.pth"
+    ]  # fmt: skip
+    averaging = result["averaging"][0]
+    assert set(averaging) == {"last", "snapshots", "swa", "chosen"}
+    best = max(averaging[k] for k in ("last", "snapshots", "swa"))
+    assert averaging[averaging["chosen"]] == best
+    assert max(result["valid_accuracy"], result["valid_tta_accuracy"]) == pytest.approx(best)
+    assert f"keeping {averaging['chosen']}" in printed
