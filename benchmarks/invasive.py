@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from competitions import invasive
 from kit.augment import random_augment
-from kit.data import TensorLoader
+from kit.data import TensorLoader, split
 from kit.images import cached_name, resize_all
 from kit.pipeline import build_learner, prepare
 from kit.weights import find_weights, load_weights
@@ -138,7 +138,7 @@ def loop_overhead(sample: Path, out: Path, copies: int = 5) -> tuple[float, floa
     d = job.data
     job.data = dataclasses.replace(d, x=d.x.repeat(copies, 1, 1, 1), y=d.y.repeat(copies),
                                    names=d.names * copies)  # fmt: skip
-    learn, _ = build_learner(job, out)
+    learn = build_learner(job, out, split(job.data.y, job.recipe.valid_pct, job.recipe.seed)[1])
     timer = TrainTimer()
     with learn.no_logging():
         learn.fit(2, 1e-4, cbs=[timer])

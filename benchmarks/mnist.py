@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from competitions import mnist
 from kit.augment import random_augment
+from kit.data import split
 from kit.pipeline import build_learner, norm_stats, prepare
 from kit.train import resolve_precision
 
@@ -154,7 +155,7 @@ class TrainTimer(Callback):
 def kit_loop_speed(folder: Path) -> float:
     """Training images/s of one epoch of the kit's fastai loop with the recipe's defaults."""
     job = prepare("mnist", data=folder, device="cpu", valid_pct=0.01)
-    learn, _ = build_learner(job, folder)
+    learn = build_learner(job, folder, split(job.data.y, job.recipe.valid_pct, job.recipe.seed)[1])
     timer = TrainTimer()
     with learn.no_logging():
         learn.fit(1, 1e-3, cbs=[timer])
