@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -99,12 +100,33 @@ def test_lr_find_saves_the_plot_and_returns_the_suggestion(mnist_sample, tmp_pat
     assert f"suggested learning rate {suggestion:.2e}" in capsys.readouterr().out
 
 
-def test_a_failed_run_leaves_nothing_behind(mnist_sample, tmp_path, monkeypatch):
+def test_a_run_failing_before_training_leaves_nothing_behind(mnist_sample, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
-        raise RuntimeError("disk full")
+        raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(pipeline, "interpret", broken)
-    with pytest.raises(RuntimeError, match="disk full"):
+    monkeypatch.setattr(pipeline, "build_learner", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
         kit.run("mnist", data=mnist_sample, out=tmp_path, cycles=1, show=False)
     assert list((tmp_path / "runs" / "mnist").iterdir()) == []
     assert not (tmp_path / "submissions").exists()
+
+
+def test_a_run_failing_after_training_never_looks_complete_and_resumes(
+    mnist_sample, tmp_path, monkeypatch, capsys
+):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "interpret", broken)
+        with pytest.raises(RuntimeError, match="disk full"):
+            kit.run("mnist", data=mnist_sample, out=tmp_path, cycles=1, show=False)
+    (partial,) = (tmp_path / "runs" / "mnist").iterdir()
+    assert partial.name.startswith(".") and partial.name.endswith(".partial")
+    assert not (tmp_path / "submissions").exists()
+    run_id = partial.name[1 : -len(".partial")]
+    assert f"--resume {run_id}" in capsys.readouterr().err
+
+    result = kit.run("mnist", resume=run_id, out=tmp_path, show=False)  # trained model reused
+    assert "epoch 0" not in capsys.readouterr().out
+    assert Path(result["run_dir"]).name == run_id and Path(result["submission"]).exists()
