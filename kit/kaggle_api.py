@@ -251,8 +251,8 @@ def submit_run(name: str, file=None, message=None, wait=True, out=None, data=Non
     metrics = read_json(run_dir / "metrics.json", {}) if run_dir else {}
     check_file(file, r, metrics, data)
     if not message:
-        m = r.metric
-        score = metrics.get(f"valid_tta_{m}", metrics.get(f"valid_{m}"))
+        m, kind = r.metric, "_tta" if metrics.get("submitted") == "tta" else ""
+        score = metrics.get(f"valid{kind}_{m}")  # the validation score of what was submitted
         message = f"kit {file.stem}" + (f": valid {m} {score:.4f}" if score is not None else "")
     return submit(r.slug, file, message, wait, timeout)
 
