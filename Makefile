@@ -26,3 +26,4 @@ lint: install
 bench: install  ## the speed and accuracy tables in the README
 	$(BIN)/python benchmarks/mnist.py
 	$(BIN)/python benchmarks/invasive.py
+	$(BIN)/python benchmarks/ensemble.py
