@@ -14,8 +14,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def add_recipe_flags(p: argparse.ArgumentParser) -> None:
+def command(sub, name: str, help: str, out: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand taking a recipe name, and `--out` (helped by `out`) if given."""
+    p = sub.add_parser(name, help=help)
     p.add_argument("name", help="recipe name (see `kit list`)")
+    if out:
+        p.add_argument("--out", metavar="DIR", help=out)
+    return p
+
+
+def add_recipe_flags(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--data", metavar="PATH", help="the competition folder (default: searched)")
     where.add_argument("--sample", action="store_true", help="use the bundled sample data")
@@ -38,16 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     sub.add_parser("list", help="the recipes, one line each")
-    run = sub.add_parser("run", help="train a recipe and write a checked submission")
+    run = command(sub, "run", "train a recipe and write a checked submission")
     add_recipe_flags(run)
     run.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (its id)")
-    add_recipe_flags(sub.add_parser("lr-find", help="run only the learning-rate finder"))
-    sample = sub.add_parser("sample", help="write a recipe's bundled sample data into a folder")
-    sample.add_argument("name", help="recipe name (see `kit list`)")
+    add_recipe_flags(command(sub, "lr-find", "run only the learning-rate finder"))
+    sample = command(sub, "sample", "write a recipe's bundled sample data into a folder")
     sample.add_argument("dir", help="a new or empty folder")
+    here = "where runs/ and submissions/ are (default: here)"
 
-    ens = sub.add_parser("ensemble", help="blend k-fold runs: mean, weighted or stacked")
-    ens.add_argument("name", help="recipe name (see `kit list`)")
+    ens = command(sub, "ensemble", "blend k-fold runs: mean, weighted or stacked", here)
     ens.add_argument("runs", nargs="+", metavar="RUN", help="run ids (or folders) trained with "
                      "the same --folds and --seed")  # fmt: skip
     ens.add_argument("--method", default="mean", choices=["mean", "weighted", "stack"],
@@ -56,51 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
     ens.add_argument("--tune-threshold", action="store_true",
                      help="binary tasks: the decision threshold with the best out-of-fold "
                      "accuracy")  # fmt: skip
-    ens.add_argument("--out", metavar="DIR", help="where runs/ and submissions/ are")
     ens.add_argument("--data", metavar="PATH", help="the competition folder (default: the runs')")
 
-    download = sub.add_parser("download", help="fetch and unpack a competition's data from Kaggle")
-    download.add_argument("name", help="recipe name (see `kit list`)")
+    download = command(sub, "download", "fetch and unpack a competition's data from Kaggle")
     download.add_argument("--data", metavar="PATH", help="where to put it (default: data/<slug>)")
-    submit = sub.add_parser("submit", help="check, upload and score a submission on Kaggle")
-    submit.add_argument("name", help="recipe name (see `kit list`)")
+    submit = command(sub, "submit", "check, upload and score a submission on Kaggle", here)
     submit.add_argument("file", nargs="?", help="the CSV (default: the newest for NAME)")
     submit.add_argument("-m", "--message", help="the submission's description (default: run id "
                         "and validation score)")  # fmt: skip
-    submit.add_argument(
-        "--no-wait",
-        dest="wait",
-        action="store_false",
-        help="return after the upload instead of waiting for the score",
-    )
-    submit.add_argument(
-        "--timeout",
-        type=float,
-        default=600,
-        metavar="S",
-        help="longest wait for the score, in seconds (default 600)",
-    )
-    submit.add_argument(
-        "--data",
-        metavar="PATH",
-        help="the competition folder whose "
-        "sample_submission.csv the file is checked against (default: the run's)",
-    )
-    submit.add_argument("--out", metavar="DIR", help="where runs/ and submissions/ are")
-    listing = sub.add_parser("submissions", help="the competition's submissions on Kaggle")
-    listing.add_argument("name", help="recipe name (see `kit list`)")
-    listing.add_argument("--out", metavar="DIR", help="where runs/ are (their records get scores)")
-    runs = sub.add_parser("runs", help="the local runs with their validation and public scores")
-    runs.add_argument("name", help="recipe name (see `kit list`)")
-    runs.add_argument("--out", metavar="DIR", help="where runs/ and submissions/ are")
-    kernel = sub.add_parser("kernel", help="a Kaggle notebook that runs the recipe offline")
-    kernel.add_argument("name", help="recipe name (see `kit list`)")
+    submit.add_argument("--no-wait", dest="wait", action="store_false",
+                        help="return after the upload, without waiting for the score")  # fmt: skip
+    submit.add_argument("--timeout", type=float, default=600, metavar="S",
+                        help="longest wait for the score, in seconds (default 600)")  # fmt: skip
+    submit.add_argument("--data", metavar="PATH", help="the competition folder whose "
+                        "sample_submission.csv checks the file (default: the run's)")  # fmt: skip
+    command(sub, "submissions", "the competition's submissions on Kaggle", here)
+    command(sub, "runs", "the local runs with their validation and public scores", here)
+    kernel = command(sub, "kernel", "a Kaggle notebook that runs the recipe offline")
     kernel.add_argument("dir", help="a new or empty folder for kernel-metadata.json and the script")
-    kernel.add_argument(
-        "--push",
-        action="store_true",
-        help="build and upload the wheels dataset and push the kernel",
-    )
+    kernel.add_argument("--push", action="store_true",
+                        help="build and upload the wheels dataset and push the kernel")  # fmt: skip
     kernel.add_argument("--user", help="your Kaggle user name (default: from the credentials)")
     return parser
 
