@@ -184,13 +184,14 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
                     "valid", y, {"fold": fold})  # fmt: skip
         write_probs(partial / "test_preds.csv", "id", first["test_ids"], classes,
                     {"test": blend_test}, "test")  # fmt: skip
-        write_new(sub.to_csv(index=False), partial / "submission.csv")
+        text = sub.to_csv(index=False)
+        write_new(text, partial / "submission.csv")
         metrics = {**result, "submitted": "plain", "classes": classes, "data": str(folder)}
         write_json(partial / "metrics.json", metrics)
         final = finish_run_dir(partial, run_id)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    submission = write_new(sub.to_csv(index=False), root / "submissions" / name / f"{run_id}.csv")
+    submission = write_new(text, root / "submissions" / name / f"{run_id}.csv")
     print(f"run folder: {final}\nsubmission: {submission}")
     return {**metrics, "run_dir": str(final), "submission": str(submission)}

@@ -9,7 +9,6 @@ import importlib.metadata
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import pandas as pd
 
 from kit.archives import unpack
 from kit.errors import KitError
-from kit.paths import data_candidates, data_dir, output_root
+from kit.paths import building, data_candidates, data_dir, output_root
 from kit.recipe import Recipe, load_competition
 from kit.records import find_run, newest_submission, read_json, record_submission
 from kit.submission import check_submission, read_sample
@@ -134,10 +133,7 @@ def download(name: str, slug: str, data: str | Path | None = None) -> Path:
             print(f"{name} data is already in {folder}; nothing to download")
             return folder
     dest = data_candidates(slug, data)[0] if data else default_data_dir(slug)
-    partial = dest.parent / f".{dest.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with building(dest) as partial:
         api = client()
         print(f"downloading {slug} from Kaggle into {dest}")
         with talking_to(f"competition {slug!r}", slug):
@@ -147,11 +143,6 @@ def download(name: str, slug: str, data: str | Path | None = None) -> Path:
             raise KitError(f"Kaggle sent no {slug}.zip; try again")
         unpack(partial)
         archive.unlink()
-        if dest.exists():
-            dest.rmdir()  # an empty folder; a full one returned above
-        partial.rename(dest)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     print(f"{name} data is in {dest}; train with `kit run {name}`")
     return dest
 
@@ -340,21 +331,13 @@ def kernel(name: str, folder, push=False, user=None, extra=KAGGLE_LACKS) -> Path
         "kernel_sources": [],
         "model_sources": [],
     }
-    partial = folder.parent / f".{folder.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with building(folder) as partial:
         (partial / "kernel-metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
         (partial / metadata["code_file"]).write_text(
             KERNEL_SCRIPT.format(name=name, wheels=wheels_ref)
         )
         if push:
             build_wheels(partial / "wheels", wheels_ref, extra)
-        if folder.exists():
-            folder.rmdir()
-        partial.rename(folder)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     print(f"wrote the {name} kernel to {folder}")
     if push:
         push_dataset(api, folder / "wheels", wheels_ref)

@@ -1,5 +1,6 @@
 """Where data is found and where runs and submissions go, on a laptop or in a Kaggle notebook."""
 
+import contextlib
 import os
 import shutil
 from datetime import datetime
@@ -73,3 +74,19 @@ def finish_run_dir(partial: Path, run_id: str) -> Path:
 
 def discard_run_dir(partial: Path) -> None:
     shutil.rmtree(partial, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def building(dest: Path):
+    """Yield a hidden partial folder that takes `dest`'s name (absent or empty) only when the
+    block completes; on failure nothing is left behind."""
+    partial = dest.parent / f".{dest.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        if dest.exists():
+            dest.rmdir()
+        partial.rename(dest)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

@@ -23,6 +23,7 @@ from kit.errors import KitError
 from kit.interpret import interpret
 from kit.models import check_arch, create_model, timm_body
 from kit.paths import (
+    building,
     data_dir,
     discard_run_dir,
     finish_run_dir,
@@ -58,16 +59,8 @@ def write_sample(name: str, dest: str | Path) -> Path:
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise KitError(f"{dest} is not empty; give a new folder for the sample")
-    partial = dest.parent / f".{dest.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with building(dest) as partial:
         load_competition(name).write_sample(partial)
-        if dest.exists():
-            dest.rmdir()
-        partial.rename(dest)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return dest
 
 
