@@ -13,8 +13,8 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from kit.errors import KitError
-from kit.paths import finish_run_dir, new_run_dir, output_root
-from kit.pipeline import score, write_probs
+from kit.paths import discard_run_dir, finish_run_dir, new_run_dir, output_root
+from kit.pipeline import publish, score, write_probs
 from kit.recipe import load_competition
 from kit.records import read_json, write_json
 from kit.submission import check_submission, read_sample, write_new
@@ -184,14 +184,13 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
                     "valid", y, {"fold": fold})  # fmt: skip
         write_probs(partial / "test_preds.csv", "id", first["test_ids"], classes,
                     {"test": blend_test}, "test")  # fmt: skip
-        text = sub.to_csv(index=False)
-        write_new(text, partial / "submission.csv")
+        write_new(sub.to_csv(index=False), partial / "submission.csv")
         metrics = {**result, "submitted": "plain", "classes": classes, "data": str(folder)}
         write_json(partial / "metrics.json", metrics)
         final = finish_run_dir(partial, run_id)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        discard_run_dir(partial)
         raise
-    submission = write_new(text, root / "submissions" / name / f"{run_id}.csv")
+    submission = publish(root, name, final)
     print(f"run folder: {final}\nsubmission: {submission}")
     return {**metrics, "run_dir": str(final), "submission": str(submission)}

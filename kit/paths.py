@@ -90,3 +90,15 @@ def building(dest: Path):
         partial.rename(dest)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def replacing(path: Path):
+    """Yield a temporary path beside `path` to write to; it replaces `path` in one step when
+    the block completes, so a reader (or a resumed run) never sees half a file."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,7 +1,6 @@
 """`kit run` as a short list of named steps, callable from the CLI or a notebook."""
 
 import dataclasses
-import os
 import platform
 import shutil
 import sys
@@ -30,6 +29,7 @@ from kit.paths import (
     in_kaggle_notebook,
     new_run_dir,
     output_root,
+    replacing,
 )
 from kit.recipe import Recipe, load_competition, override, recipe_fields
 from kit.records import read_json, write_json
@@ -199,13 +199,19 @@ def finish(job: Job, name: str, run_id: str, partial: Path, show) -> dict:
         else:
             discard_run_dir(partial)
         raise
-    submission = write_new(
-        (final / "submission.csv").read_text(), root / "submissions" / name / f"{run_id}.csv"
-    )
-    if in_kaggle_notebook():
-        shutil.copyfile(submission, root / "submission.csv")
+    submission = publish(root, name, final)
     report(r, metrics, final, submission)
     return {**metrics, "run_dir": str(final), "submission": str(submission)}
+
+
+def publish(root: Path, name: str, run_dir: Path) -> Path:
+    """Copy a finished run's submission to submissions/<name>/<run-id>.csv (never over a file),
+    and in a Kaggle notebook to submission.csv, the file Kaggle scores."""
+    dest = root / "submissions" / name / f"{run_dir.name}.csv"
+    submission = write_new((run_dir / "submission.csv").read_text(), dest)
+    if in_kaggle_notebook():
+        shutil.copyfile(submission, root / "submission.csv")
+    return submission
 
 
 def train_unit(job: Job, folder: Path, valid_idx: np.ndarray, show) -> dict:
@@ -226,9 +232,8 @@ def train_unit(job: Job, folder: Path, valid_idx: np.ndarray, show) -> dict:
     else:
         preds = predictions(learn, job.data, job.recipe)
     write_json(folder / "unit.json", unit)
-    tmp = folder / "preds.tmp.npz"
-    np.savez(tmp, **preds)
-    os.replace(tmp, done)
+    with replacing(done) as tmp:
+        np.savez(tmp, **preds)
     ckpt.unlink(missing_ok=True)
     return {**preds, **unit}
 
@@ -238,11 +243,12 @@ def weight_averaging(learn, job: Job, folder: Path, valid_idx: np.ndarray) -> tu
     of their averaged weights (SWA, batch-norm statistics recomputed); the one that scores best
     on validation is kept, and all three scores are reported."""
     r, y = job.recipe, job.data.y[valid_idx].numpy()
+    states = [torch.load(path, map_location="cpu") for path in snapshot_paths(folder)]
     snaps = []
-    for path in snapshot_paths(folder):
-        learn.model.load_state_dict(torch.load(path, map_location="cpu"))
+    for state in states:
+        learn.model.load_state_dict(state)
         snaps.append(predictions(learn, job.data, r))
-    learn.model.load_state_dict(average_weights(snapshot_paths(folder)))
+    learn.model.load_state_dict(average_weights(states))
     update_bn(learn)
     candidates = {
         "last": snaps[-1],

@@ -3,11 +3,10 @@
 Plain JSON files in each run folder; reading them imports neither torch nor kaggle."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from kit.errors import KitError
+from kit.paths import output_root, replacing
 
 
 def read_json(path: Path, default=None):
@@ -19,10 +18,8 @@ def read_json(path: Path, default=None):
 
 def write_json(path: Path, obj) -> None:
     """Replace `path` atomically: a reader never sees half a record."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def find_run(submission: Path) -> Path | None:
@@ -92,7 +89,6 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
 
 def show_runs(name: str, out=None) -> list[dict]:
     """`kit runs`: print the table of `name`'s finished runs."""
-    from kit.paths import output_root
     from kit.recipe import recipe_names
 
     if name not in recipe_names():

@@ -1,6 +1,5 @@
 """The house training method on a fastai Learner: learning-rate finder, SGDR stages, TTA."""
 
-import os
 import random
 import sys
 from functools import partial
@@ -22,6 +21,7 @@ from fastcore.imports import IN_NOTEBOOK
 
 from kit.errors import KitError
 from kit.models import layer_groups
+from kit.paths import replacing
 from kit.recipe import Recipe
 
 # PyTorch's AdamW (one fused multi-tensor step) through fastai's wrapper, which keeps freezing
@@ -157,8 +157,13 @@ def fit_sgdr(learn, n_cycles, cycle_len, cycle_mult, lr, cbs=(), start_epoch=0) 
         return sched(done + pos * (1 - done))
 
     learn.fit(n_epoch - start_epoch, cbs=[ParamScheduler({"lr": rest}), *cbs])
+    return [epoch_row(learn, i) for i in range(len(learn.recorder.values))]
+
+
+def epoch_row(learn: Learner, i: int) -> dict:
+    """The Recorder's values for epoch `i` of the current fit, by name (losses and metric)."""
     names = learn.recorder.metric_names[1:-1]
-    return [dict(zip(names, map(float, values))) for values in learn.recorder.values]
+    return dict(zip(names, map(float, learn.recorder.values[i])))
 
 
 def stage_epochs(n_cycles: int, cycle_len: int, cycle_mult: int) -> int:
@@ -188,11 +193,8 @@ class Checkpoint(Callback):
         self.path, self.state = path, state
 
     def after_epoch(self):
-        names = self.recorder.metric_names[1:-1]
         st = self.state
-        st["history"].append(
-            {"stage": st["stage"], **dict(zip(names, map(float, self.recorder.values[-1])))}
-        )
+        st["history"].append({"stage": st["stage"], **epoch_row(self.learn, -1)})
         st["epochs"][st["stage"]] = st["epochs"].get(st["stage"], 0) + 1
         checkpoint = {
             "model": self.learn.model.state_dict(),
@@ -201,9 +203,8 @@ class Checkpoint(Callback):
             "rng": random_state(self.learn),
             "smooth": (self.recorder.smooth_loss.count, self.recorder.smooth_loss.val),
         }
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, self.path)
+        with replacing(self.path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 class Snapshots(Callback):
@@ -218,18 +219,16 @@ class Snapshots(Callback):
     def after_epoch(self):
         done = self.state["epochs"].get(self.stage, 0)
         if self.state["stage"] == self.stage and done in self.ends:
-            path = self.folder / f"snapshot-{self.ends.index(done)}.pth"
-            torch.save(self.learn.model.state_dict(), path.with_suffix(".tmp"))
-            os.replace(path.with_suffix(".tmp"), path)
+            with replacing(self.folder / f"snapshot-{self.ends.index(done)}.pth") as tmp:
+                torch.save(self.learn.model.state_dict(), tmp)
 
 
 def snapshot_paths(folder: Path) -> list[Path]:
     return sorted(folder.glob("snapshot-*.pth"), key=lambda p: int(p.stem.split("-")[1]))
 
 
-def average_weights(paths: list[Path]) -> dict:
+def average_weights(states: list[dict]) -> dict:
     """Stochastic weight averaging over the snapshots: the mean of every float tensor."""
-    states = [torch.load(p, map_location="cpu") for p in paths]
     return {
         k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype)
         if v.is_floating_point()
@@ -354,9 +353,7 @@ def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show=False, checkpo
                 if rates["lr_low"] < rates["lr"]
                 else rates["lr"]
             )
-        fit_sgdr(learn, cycles, length, mult, lr, cbs, start_epoch=start)
-    if checkpoint is not None and save.best is not None:
-        learn.load("model", with_opt=False)  # the best model, as an uninterrupted run ends
+        fit_sgdr(learn, cycles, length, mult, lr, cbs, start_epoch=start)  # ends on the best
     return dict(rates), state["history"]
 
 
