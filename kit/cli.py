@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_recipe_flags(run)
     run.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (its id)")
     add_recipe_flags(command(sub, "lr-find", "run only the learning-rate finder"))
+    new = sub.add_parser("new", help="inspect a competition folder and write a recipe for it")
+    new.add_argument("name", help="the new recipe's name (competitions/NAME.py, written here)")
+    new.add_argument("--data", metavar="DIR", required=True, help="the downloaded competition")
+    new.add_argument("--metric", help="how the competition is scored (default: guessed, else "
+                     "asked): accuracy, auc, logloss, f1_macro, f1_micro or qwk")  # fmt: skip
+    new.add_argument("--slug", help="the Kaggle competition slug (default: the folder's name)")
     sample = command(sub, "sample", "write a recipe's bundled sample data into a folder")
     sample.add_argument("dir", help="a new or empty folder")
     here = "where runs/ and submissions/ are (default: here)"
@@ -96,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
-            from kit.recipe import load_competition, recipe_names
+            from kit.recipe import recipe_table
 
-            for name in recipe_names():
-                print(f"{name:12} {load_competition(name).RECIPE.description}")
+            for name, where, description in recipe_table():
+                print(f"{name:12} {description}" + (f"  ({where})" if where != "packaged" else ""))
         elif args.command == "run":
             from kit.pipeline import run
 
@@ -108,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             from kit.pipeline import lr_find
 
             lr_find(args.name, **overrides(args))
+        elif args.command == "new":
+            from kit.new import write_recipe
+
+            write_recipe(args.name, args.data, args.metric, args.slug)
         elif args.command == "sample":
             from kit.pipeline import write_sample
 

@@ -26,6 +26,7 @@ class Data:
     test_ids: list  # submission ids, in order
     test_y: torch.Tensor | None = None  # known test labels (only the bundled samples have them)
     skipped: int = 0  # unreadable training items left out
+    groups: list | None = None  # per item, a group whose items must share a fold
 
 
 def split(y: torch.Tensor, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,8 +13,10 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from kit.errors import KitError
+from kit.layouts import make_submission, submission_shape
+from kit.metrics import ON_PROBABILITIES, score
 from kit.paths import discard_run_dir, finish_run_dir, new_run_dir, output_root
-from kit.pipeline import publish, score, write_probs
+from kit.pipeline import publish, write_probs
 from kit.recipe import load_competition
 from kit.records import read_json, write_json
 from kit.submission import check_submission, read_sample, write_new
@@ -163,23 +165,24 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
         at_half = float(((blend_oof[:, 1] >= 0.5) == y).mean())
         result |= {"threshold": threshold, "accuracy_at_threshold": acc, "accuracy_at_0.5": at_half}
         print(f"threshold {threshold:.3f}: out-of-fold accuracy {acc:.4f} (0.5: {at_half:.4f})")
-        if m != "accuracy":
+        if m in ON_PROBABILITIES:
             print(f"  {m} does not depend on a threshold: the submission keeps probabilities")
 
     folder = Path(data) if data else Path(first["data"])
     sample = read_sample(folder)
     probs = blend_test
-    if tune and m == "accuracy":  # labels from the tuned threshold
+    if tune and m not in ON_PROBABILITIES:  # labels from the tuned threshold
         probs = np.stack([blend_test[:, 1] < threshold, blend_test[:, 1] >= threshold], 1) * 1.0
-    sub = comp.submission(first["test_ids"], probs, first["classes"])
-    check_submission(sub, sample, first["test_ids"], first["classes"] if m == "accuracy" else None)
+    classes = first["classes"]
+    sub = make_submission(comp.RECIPE, sample, first["test_ids"], probs, classes)
+    labels = classes if submission_shape(comp.RECIPE, sample, classes) == "label" else None
+    check_submission(sub, sample, first["test_ids"], labels)
 
     run_id, partial = new_run_dir(root, name, f"ensemble-{method}")
     try:
         write_json(partial / "recipe.json", {"name": name, "arch": f"ensemble-{method}",
                                              "metric": m, "members": list(runs)})  # fmt: skip
         shutil.copyfile(first["path"] / "folds.csv", partial / "folds.csv")
-        classes = first["classes"]
         write_probs(partial / "oof.csv", "item", first["items"], classes, {"valid": blend_oof},
                     "valid", y, {"fold": fold})  # fmt: skip
         write_probs(partial / "test_preds.csv", "id", first["test_ids"], classes,

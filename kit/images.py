@@ -13,6 +13,8 @@ from PIL import Image
 
 from kit.paths import in_kaggle_notebook
 
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+
 
 def cache_root() -> Path:
     """$KIT_CACHE; in a Kaggle notebook /tmp/kit-cache, outside the saved output; ~/.cache/kit."""
@@ -21,22 +23,35 @@ def cache_root() -> Path:
     return Path("/tmp/kit-cache") if in_kaggle_notebook() else Path.home() / ".cache" / "kit"
 
 
-def cache_dir(folder: Path, size: int) -> Path:
-    """One cache per data folder and image size."""
+def cache_dir(folder: Path, size: int, channels: int = 3) -> Path:
+    """One cache per data folder, image size and colour (RGB, or grey)."""
     key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:10]
-    return cache_root() / f"{folder.name}-{key}" / f"{size}px"
+    return cache_root() / f"{folder.name}-{key}" / f"{size}px{'-grey' if channels == 1 else ''}"
 
 
-def resize_one(job: tuple[Path, Path, int]) -> bool:
-    """Decode one photo at reduced scale, squash it to size x size, save it as .npy atomically.
+def as_mode(im: Image.Image, mode: str) -> Image.Image:
+    """Any PIL image (grey, 16-bit, RGBA, palette, CMYK) as 8-bit RGB or grey ("L")."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale, do not clip
+        a = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray((255 * a / max(a.max(), 1)).astype(np.uint8))
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # transparent is white
+        im = Image.alpha_composite(flat, rgba)
+    return im.convert(mode)
+
+
+def resize_one(job: tuple[Path, Path, int, int]) -> bool:
+    """Decode one image at reduced scale, squash it to size x size, save it as .npy atomically.
 
     Returns False for a file that cannot be decoded (corrupt or truncated).
     """
-    src, dest, size = job
+    src, dest, size, channels = job
+    mode = "L" if channels == 1 else "RGB"
     try:
         with Image.open(src) as im:
-            im.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, much faster
-            pixels = np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC))
+            im.draft(mode, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, much faster
+            pixels = np.asarray(as_mode(im, mode).resize((size, size), Image.BICUBIC))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return False
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
@@ -52,7 +67,7 @@ def cached_name(photo: Path) -> str:
     return f"{photo.name}.{stat.st_size}-{stat.st_mtime_ns}.npy"
 
 
-def resize_all(entries: dict[Path, Path], size: int, what: str) -> set[Path]:
+def resize_all(entries: dict[Path, Path], size: int, what: str, channels: int) -> set[Path]:
     """Write the resized copy of each photo (key) to its cache entry (value) unless it is
     already there; returns the photos that could not be read."""
     todo = {f: entry for f, entry in entries.items() if not entry.exists()}
@@ -60,7 +75,7 @@ def resize_all(entries: dict[Path, Path], size: int, what: str) -> set[Path]:
         return set()
     next(iter(todo.values())).parent.mkdir(parents=True, exist_ok=True)
     start, bad = time.perf_counter(), set()
-    jobs = [(f, entry, size) for f, entry in todo.items()]
+    jobs = [(f, entry, size, channels) for f, entry in todo.items()]
     workers = min(len(todo), os.cpu_count() or 1)
     with ProcessPoolExecutor(workers) as pool:
         results = pool.map(resize_one, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
@@ -82,11 +97,31 @@ def progress(items, total: int, what: str):
     return items
 
 
-def load_photos(files: list[Path], cache: Path, size: int, what: str):
-    """(uint8 tensor (N, 3, size, size), list of files that could not be read)."""
+def read_entry(photo: Path, entry: Path, size: int, channels: int) -> np.ndarray | None:
+    """A cache entry's pixels as (size, size, channels); a damaged entry is made again from its
+    photo. None when the photo itself cannot be read."""
+    shape = (size, size) if channels == 1 else (size, size, 3)
+    try:
+        pixels = np.load(entry)
+        if pixels.shape == shape and pixels.dtype == np.uint8:
+            return pixels.reshape(size, size, channels)
+    except (OSError, ValueError, EOFError):
+        pass
+    print(f"warning: rebuilding the damaged cache entry {entry.name}")
+    entry.unlink(missing_ok=True)
+    if not resize_one((photo, entry, size, channels)):
+        return None
+    return np.load(entry).reshape(size, size, channels)
+
+
+def load_photos(files: list[Path], cache: Path, size: int, what: str, channels: int = 3):
+    """(uint8 tensor (N, channels, size, size), list of files that could not be read)."""
     entries = {f: cache / cached_name(f) for f in files}
-    bad = resize_all(entries, size, what)
-    good = [f for f in files if f not in bad]
-    x = np.stack([np.load(entries[f]) for f in good]) if good else \
-        np.zeros((0, size, size, 3), np.uint8)  # fmt: skip
-    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), sorted(bad)
+    bad = resize_all(entries, size, what, channels)
+    arrays = {}
+    for f in files:
+        if f not in bad and (pixels := read_entry(f, entries[f], size, channels)) is not None:
+            arrays[f] = pixels
+    bad = [f for f in files if f not in arrays]
+    x = np.stack(list(arrays.values())) if arrays else np.zeros((0, size, size, channels), np.uint8)
+    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), bad

@@ -18,6 +18,7 @@ import pandas as pd
 
 from kit.archives import unpack
 from kit.errors import KitError
+from kit.layouts import submission_shape
 from kit.paths import building, data_candidates, data_dir, output_root
 from kit.recipe import Recipe, load_competition
 from kit.records import find_run, newest_submission, read_json, record_submission
@@ -262,9 +263,9 @@ def check_file(file: Path, r: Recipe, metrics: dict, data=None) -> None:
     except (ValueError, UnicodeDecodeError) as e:
         raise KitError(f"{file} is not a readable CSV ({e})") from None
     # label submissions: the run's classes when the file came from a run
-    labels = metrics.get("classes") if r.metric == "accuracy" else None
-    if r.metric == "accuracy" and labels is None:
-        labels = sorted(set(df.iloc[:, 1:].stack()), key=str)
+    labels = None
+    if submission_shape(r, sample, metrics.get("classes")) == "label":
+        labels = metrics.get("classes") or sorted(set(df.iloc[:, 1:].stack()), key=str)
     try:
         check_submission(df, sample, sample.iloc[:, 0].tolist(), labels)
     except KitError as e:

@@ -17,9 +17,12 @@ def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class DigitNet(nn.Module):
-    """A VGG-style CNN for 28x28 digits: three conv stages (28, 14, 7 px) with batch norm."""
+    """A VGG-style CNN for small images, 28x28 digits first: three conv stages (28, 14, 7 px)
+    with batch norm."""
 
-    def __init__(self, in_chans: int = 1, num_classes: int = 10, width: int = 32, dropout=0.25):
+    def __init__(
+        self, in_chans: int = 1, num_classes: int = 10, width: int = 32, dropout=0.25, size=28
+    ):
         super().__init__()
         w = width
         self.body = nn.Sequential(
@@ -33,7 +36,7 @@ class DigitNet(nn.Module):
             nn.MaxPool2d(2),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.LazyLinear(num_classes))
-        self.head(self.body(torch.zeros(1, in_chans, 28, 28)))  # size the head for 28 px
+        self.head(self.body(torch.zeros(1, in_chans, size, size)))  # size the head for `size`
 
     def get_classifier(self) -> nn.Module:
         return self.head
@@ -60,7 +63,9 @@ def check_arch(arch: str) -> None:
         raise KitError(f"unknown architecture {arch!r}; {hint}")
 
 
-def create_model(arch: str, num_classes: int, in_chans: int = 3, pretrained=False) -> nn.Module:
+def create_model(
+    arch: str, num_classes: int, in_chans: int = 3, pretrained=False, size: int = 28
+) -> nn.Module:
     """A network with a new `num_classes` head. A timm network gets fastai's head, as
     `vision_learner` builds it (concat pooling, batch norm, dropout, two linear layers);
     `pretrained=True` asks timm to download its weights (see kit.weights for offline)."""
@@ -69,7 +74,7 @@ def create_model(arch: str, num_classes: int, in_chans: int = 3, pretrained=Fals
         if pretrained:
             raise KitError(f"{arch} has no published weights; pass --weights FILE of your own "
                            "checkpoint, or use --no-pretrained")  # fmt: skip
-        return KIT_NETS[arch](in_chans=in_chans, num_classes=num_classes)
+        return KIT_NETS[arch](in_chans=in_chans, num_classes=num_classes, size=size)
     from fastai.vision.learner import create_timm_model
 
     model, _ = create_timm_model(arch, num_classes, pretrained=pretrained, n_in=in_chans)

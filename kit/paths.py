@@ -25,9 +25,10 @@ def data_candidates(slug: str, data: str | Path | None = None) -> list[Path]:
     return found
 
 
-def data_dir(name: str, slug: str, data: str | Path | None = None) -> Path:
-    """The competition folder; a KitError naming the fetch command when there is none."""
-    candidates = data_candidates(slug, data)
+def data_dir(name: str, slug: str, data: str | Path | None = None, also=None) -> Path:
+    """The competition folder, searched in the usual places, then in `also` (where `kit new`
+    found it); a KitError naming the fetch command when there is none."""
+    candidates = data_candidates(slug, data) + ([Path(also)] if also and data is None else [])
     for path in candidates:
         if path.is_dir():
             return path

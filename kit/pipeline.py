@@ -14,12 +14,14 @@ import pandas as pd
 import torch
 from fastai.torch_core import set_seed
 from fastcore.imports import IN_NOTEBOOK
-from sklearn.metrics import roc_auc_score
 
 from kit.augment import tta_views
 from kit.data import Data, dataloaders, fold_ids, split, test_loader
 from kit.errors import KitError
 from kit.interpret import interpret
+from kit.layouts import load as read_layout
+from kit.layouts import make_submission, submission_shape
+from kit.metrics import at_least_as_good, best, calibrate, score, temperature
 from kit.models import check_arch, create_model, timm_body
 from kit.paths import (
     building,
@@ -46,12 +48,6 @@ from kit.train import (
     update_bn,
 )
 from kit.weights import pretrained_model, resolve_weights
-
-
-def score(metric: str, y: np.ndarray, probs: np.ndarray) -> float:
-    if metric == "auc":
-        return float(roc_auc_score(y, probs[:, 1]))
-    return float((probs.argmax(1) == y).mean())
 
 
 def write_sample(name: str, dest: str | Path) -> Path:
@@ -92,8 +88,9 @@ def prepare(name, data=None, sample=False, out=None, device="auto", weights=None
         if not folder.exists():
             write_sample(name, folder)
     else:
-        folder = data_dir(name, r.slug, data)
-    return Job(comp, r, root, folder, comp.load(folder, r), dev, weights)
+        folder = data_dir(name, r.slug, data, getattr(comp, "DATA", None))
+    load = getattr(comp, "load", read_layout)  # a recipe may wrap the layout reader
+    return Job(comp, r, root, folder, load(folder, r), dev, weights)
 
 
 def norm_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[list, list]:
@@ -113,7 +110,7 @@ def build_learner(job: Job, path: Path, valid_idx: np.ndarray):
     if r.pretrained:
         model = pretrained_model(r.arch, n, chans, job.weights)
     else:
-        model = create_model(r.arch, n, chans)
+        model = create_model(r.arch, n, chans, size=r.size)
     dls = dataloaders(data, r, norm_stats(model, data.x), job.device, valid_idx)
     return make_learner(model, dls, r, path, resolve_precision(r.precision, job.device))
 
@@ -255,11 +252,11 @@ def weight_averaging(learn, job: Job, folder: Path, valid_idx: np.ndarray) -> tu
         "snapshots": {k: np.mean([p[k] for p in snaps], axis=0) for k in snaps[0]},
         "swa": predictions(learn, job.data, r),
     }
-    scores = {
-        name: max(score(r.metric, y, p[k]) for k in p if k.startswith("valid"))
-        for name, p in candidates.items()
-    }
-    chosen = max(scores, key=scores.get)  # ties go to the first: last, then snapshots
+    scores = {}
+    for name, p in candidates.items():
+        kinds = {k: score(r.metric, y, p[k]) for k in p if k.startswith("valid")}
+        scores[name] = kinds[best(r.metric, kinds)]
+    chosen = best(r.metric, scores)  # ties go to the first: last, then snapshots
     print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f": keeping {chosen}")
     return candidates[chosen], {**scores, "chosen": chosen}
 
@@ -294,8 +291,14 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
             per_fold = [score(m, y[v], u[f"valid{kind}"]) for (_, v), u in zip(units, results)]
             scores[f"folds{kind}_{m}"] = per_fold
             scores[f"folds{kind}_{m}_std"] = float(np.std(per_fold))
-    suffix = "_tta" if r.tta and scores[f"valid_tta_{m}"] >= scores[f"valid_{m}"] else ""
+    tta_wins = r.tta and at_least_as_good(m, scores[f"valid_tta_{m}"], scores[f"valid_{m}"])
+    suffix = "_tta" if tta_wins else ""
     test_probs = preds[f"test{suffix}"]
+    if m == "logloss":  # Kaggle punishes overconfidence: calibrate, if that helps out of sample
+        groups = fold[idx] if r.folds else np.arange(len(idx)) % 2
+        scores |= temperature_scaling(y[idx], preds[f"valid{suffix}"], groups)
+        if scores["calibrated"]:
+            test_probs = calibrate(test_probs, scores["temperature"])
     if d.test_y is not None:
         scores[f"test_{m}"] = score(m, d.test_y.numpy(), test_probs)
 
@@ -320,8 +323,9 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
     write_probs(run_dir / "test_preds.csv", "id", d.test_ids, d.classes, preds, "test")
     interpret(run_dir, d.x[idx], names, y[idx], preds[f"valid{suffix}"], d.classes, show)
 
-    sub = job.comp.submission(d.test_ids, test_probs, d.classes)
-    check_submission(sub, sample_df, d.test_ids, d.classes if m == "accuracy" else None)
+    sub = make_submission(r, sample_df, d.test_ids, test_probs, d.classes)
+    labels = d.classes if submission_shape(r, sample_df, d.classes) == "label" else None
+    check_submission(sub, sample_df, d.test_ids, labels)
     write_new(sub.to_csv(index=False), run_dir / "submission.csv")
     metrics = {
         **scores,
@@ -333,10 +337,26 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
         "skipped_train_images": d.skipped,
         "weights": str(job.weights) if job.weights else None,
         "data": str(job.folder.resolve()),  # whose sample_submission.csv `kit submit` checks
-        "classes": [c.item() if hasattr(c, "item") else c for c in d.classes],
+        "classes": d.classes,
     }
     write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def temperature_scaling(y: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict:
+    """Log loss before and after temperature scaling, each group's predictions scaled by a
+    temperature fitted on the other groups (folds, or halves of the validation set), so the
+    "after" is out of sample; the temperature for the test set is fitted on all of them."""
+    after = np.empty_like(probs, dtype=np.float64)
+    for g in np.unique(groups):
+        held = groups == g
+        after[held] = calibrate(probs[held], temperature(y[~held], probs[~held]))
+    before, after = score("logloss", y, probs), score("logloss", y, after)
+    t = temperature(y, probs)
+    print(f"temperature scaling (T={t:.2f}): log loss {before:.4f} -> {after:.4f} out of sample"
+          f"{'' if after < before else '; not applied'}")  # fmt: skip
+    return {"temperature": t, "logloss_before_calibration": before,
+            "logloss_after_calibration": after, "calibrated": bool(after < before)}  # fmt: skip
 
 
 def predictions(learn, d: Data, r: Recipe) -> dict:

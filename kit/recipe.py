@@ -3,13 +3,16 @@
 import dataclasses
 import difflib
 import importlib
+import importlib.util
 import inspect
-import pkgutil
 import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 from kit.errors import KitError
+from kit.paths import output_root
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,20 @@ class Recipe:
     name: str  # the CLI name: competitions/<name>.py
     slug: str  # the Kaggle competition slug
     description: str = ""  # one line for `kit list`
-    metric: str = "accuracy"  # accuracy | auc; what the validation score and best checkpoint use
+    metric: str = "accuracy"  # accuracy | auc | logloss | f1_macro | f1_micro | qwk
+    # the competition folder (kit/layouts.py reads it; `kit new` writes what it found)
+    layout: str = "csv"  # csv (images + labels CSV) | folders (one per class) | filenames | pixels
+    labels_csv: str = "train.csv"  # the training labels (pixels: labels and pixels)
+    id_col: str = "id"  # the labels CSV's image id column (pixels: test.csv's id column)
+    label_col: str = "label"  # the labels CSV's class column
+    group_col: str = ""  # a labels CSV column grouping images that must share a fold
+    train_dir: str = "train"  # the training images (folders: one subfolder per class)
+    test_dir: str = "test"  # the test images
+    test_csv: str = "test.csv"  # pixels: the test images' pixels
+    ext: str = ""  # added to an id to name its image file, when ids have no extension
+    channels: int = 3  # 3 reads images as RGB, 1 as grey
+    sub_shape: str = "auto"  # auto | label | probability | probabilities (one column per class)
+    positive: str = ""  # probability: the class whose probability is submitted (default: last)
     # model
     arch: str = "resnet18"  # a kit network (kit/models.py) or any timm model name
     pretrained: bool = True  # start from ImageNet weights (found offline first, see --weights)
@@ -53,7 +69,9 @@ class Recipe:
     seed: int = 42  # seeds the split, the new weights and the batch order
 
 
-METRICS = ("accuracy", "auc")
+METRICS = ("accuracy", "auc", "logloss", "f1_macro", "f1_micro", "qwk")  # kit/metrics.py
+LAYOUTS = ("csv", "folders", "filenames", "pixels")  # kit/layouts.py
+SHAPES = ("auto", "label", "probability", "probabilities")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PAD_MODES = ("reflection", "zeros", "border")
 
@@ -93,6 +111,9 @@ def check(r: Recipe) -> Recipe:
         (r.metric in METRICS, "metric", f"one of {', '.join(METRICS)}"),
         (r.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
         (r.pad_mode in PAD_MODES, "pad_mode", f"one of {', '.join(PAD_MODES)}"),
+        (r.layout in LAYOUTS, "layout", f"one of {', '.join(LAYOUTS)}"),
+        (r.sub_shape in SHAPES, "sub_shape", f"one of {', '.join(SHAPES)}"),
+        (r.channels in (1, 3), "channels", "1 (grey) or 3 (RGB)"),
         (r.size >= 8, "size", "at least 8 pixels"),
         (0 < r.valid_pct < 1, "valid_pct", "between 0 and 1, e.g. 0.2"),
         (r.bs >= 1, "bs", "at least 1"),
@@ -121,18 +142,70 @@ def check(r: Recipe) -> Recipe:
     return r
 
 
-def recipe_names() -> list[str]:
-    """Every recipe in competitions/, by file name."""
+def packaged_dir() -> Path:
     import competitions
 
-    return sorted(m.name for m in pkgutil.iter_modules(competitions.__path__) if not m.ispkg)
+    return Path(competitions.__path__[0])
+
+
+def local_dir() -> Path:
+    """Where `kit new` writes recipes: ./competitions (/kaggle/working/competitions in a
+    Kaggle notebook)."""
+    return output_root() / "competitions"
+
+
+def recipe_files() -> dict[str, Path]:
+    """Every recipe by name: the packaged ones, and the local ones, which win on a clash."""
+    found = {p.stem: p for p in packaged_dir().glob("*.py") if not p.name.startswith("_")}
+    local = local_dir()
+    if local.is_dir() and local.resolve() != packaged_dir().resolve():
+        found |= {p.stem: p for p in local.glob("*.py") if not p.name.startswith("_")}
+    return found
+
+
+def recipe_names() -> list[str]:
+    return sorted(recipe_files())
 
 
 def load_competition(name: str) -> ModuleType:
-    """The module competitions/<name>.py; a KitError naming the choices if there is none."""
-    names = recipe_names()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
+    """The recipe module `name`; a KitError naming the choices if there is none."""
+    files = recipe_files()
+    if name not in files:
+        close = difflib.get_close_matches(name, list(files), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise KitError(f"unknown recipe {name!r}; {hint}the recipes are: {', '.join(names)}")
-    return importlib.import_module(f"competitions.{name}")
+        raise KitError(f"unknown recipe {name!r}; {hint}the recipes are: {', '.join(sorted(files))}"
+                       f" (`kit new {name} --data DIR` writes one)")  # fmt: skip
+    path = files[name]
+    if path.parent == packaged_dir():
+        return importlib.import_module(f"competitions.{name}")
+    return import_file(f"kit_local_recipes.{name}", path)
+
+
+def import_file(module: str, path: Path) -> ModuleType:
+    """Import a local recipe file (once); a broken one is a KitError naming its line."""
+    if module in sys.modules and sys.modules[module].__file__ == str(path):
+        return sys.modules[module]
+    spec = importlib.util.spec_from_file_location(module, path)
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as e:
+        import traceback
+
+        lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == str(path)]
+        line = getattr(e, "lineno", None) or (lines[-1] if lines else None)
+        raise KitError(f"recipe {path} does not load: {type(e).__name__}: {e}"
+                       f"{f' (line {line})' if line else ''}") from None  # fmt: skip
+    if not isinstance(getattr(mod, "RECIPE", None), Recipe):
+        raise KitError(f"recipe {path} has no RECIPE = Recipe(...)")
+    sys.modules[module] = mod
+    return mod
+
+
+def recipe_table() -> list[tuple[str, str, str]]:
+    """(name, "packaged" or the local file, description) for `kit list`."""
+    rows = []
+    for name, path in sorted(recipe_files().items()):
+        where = "packaged" if path.parent == packaged_dir() else str(path)
+        rows.append((name, where, load_competition(name).RECIPE.description))
+    return rows

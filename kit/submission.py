@@ -45,6 +45,7 @@ def check_submission(
             raise KitError(f"submission column {col!r} must hold probabilities in [0, 1]")
         if (
             sample is not None
+            and labels is not None
             and pd.api.types.is_integer_dtype(sample[col])
             and not pd.api.types.is_integer_dtype(values)
         ):
@@ -66,6 +67,14 @@ def write_new(text: str, dest: Path) -> Path:
     return dest
 
 
+def sample_path(folder: Path) -> Path | None:
+    """sample_submission.csv, or the name an older competition gave it (sampleSubmission.csv)."""
+    for path in [folder / "sample_submission.csv", *sorted(folder.glob("*.csv"))]:
+        if path.is_file() and path.stem.lower().replace("_", "") == "samplesubmission":
+            return path
+    return None
+
+
 def read_sample(folder: Path) -> pd.DataFrame | None:
-    path = folder / "sample_submission.csv"
-    return pd.read_csv(path) if path.exists() else None
+    path = sample_path(folder)
+    return pd.read_csv(path) if path else None

@@ -15,11 +15,11 @@ from fastai.callback.schedule import ParamScheduler, SchedCos, combine_scheds, v
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
-from fastai.metrics import RocAucBinary, accuracy
 from fastai.optimizer import OptimWrapper
 from fastcore.imports import IN_NOTEBOOK
 
 from kit.errors import KitError
+from kit.metrics import greater_is_better, learner_metric
 from kit.models import layer_groups
 from kit.paths import replacing
 from kit.recipe import Recipe
@@ -81,7 +81,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
     """A fastai Learner with the recipe's metric, three layer groups and clean logs."""
-    metric = accuracy if r.metric == "accuracy" else RocAucBinary()
     cbs = {"bf16": [Autocast(dls.device.type)], "fp16": [MixedPrecision()], "fp32": []}[precision]
     if r.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -90,7 +89,7 @@ def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
         model,
         opt_func=ADAMW,
         loss_func=CrossEntropyLossFlat(),
-        metrics=[metric],
+        metrics=[learner_metric(r.metric)],
         splitter=layer_groups,
         wd=r.wd,
         path=path,
@@ -274,25 +273,29 @@ class Continue(Callback):
 
     order = 61  # after the Recorder's and the trackers' own before_fit
 
-    def __init__(self, smooth: tuple, early=None, values=(), min_delta=0.0):
-        self.smooth, self.early, self.values, self.min_delta = smooth, early, values, min_delta
+    def __init__(self, smooth: tuple, early=None, values=(), min_delta=0.0, greater=True):
+        self.smooth, self.early, self.values = smooth, early, values
+        self.min_delta, self.greater = min_delta, greater
 
     def before_fit(self):
         self.recorder.smooth_loss.count, self.recorder.smooth_loss.val = self.smooth
         if self.early is not None:
-            self.early.best, self.early.wait = early_stop_state(self.values, self.min_delta)
+            self.early.best, self.early.wait = early_stop_state(
+                self.values, self.min_delta, self.greater
+            )
         self.learn.remove_cb(self)
 
 
-def early_stop_state(values: list, min_delta: float) -> tuple[float, int]:
+def early_stop_state(values: list, min_delta: float, greater=True) -> tuple[float, int]:
     """fastai's EarlyStoppingCallback state after seeing `values`: (best, epochs since)."""
+    sign = 1 if greater else -1
     best, wait = -float("inf"), 0
     for v in values:
-        if v - min_delta > best:
-            best, wait = v, 0
+        if sign * v - min_delta > best:
+            best, wait = sign * v, 0
         else:
             wait += 1
-    return best, wait
+    return sign * best, wait
 
 
 def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show=False, checkpoint=None):
@@ -301,16 +304,17 @@ def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show=False, checkpo
 
     Returns the learning rates used and one row of metrics per epoch.
     """
-    monitor = monitor_name(learn)
+    monitor, up = monitor_name(learn), greater_is_better(r.metric)
     state = {"stage": None, "epochs": {}, "rates": {}, "history": []}
     # on a tie the later, more annealed epoch wins
-    save = SaveModelCallback(monitor, comp=np.greater_equal, fname="model", reset_on_fit=False)
+    save = SaveModelCallback(monitor, comp=np.greater_equal if up else np.less_equal,
+                             fname="model", reset_on_fit=False)  # fmt: skip
+    save.best = -float("inf") if up else float("inf")  # fastai starts np.less_equal at -inf
     cbs = [save, Checkpoint(run_dir / "checkpoint.pth", state)]
     early = None
     if r.patience:
-        early = EarlyStoppingCallback(
-            monitor=monitor, comp=np.greater, patience=r.patience, min_delta=r.min_delta
-        )
+        early = EarlyStoppingCallback(monitor=monitor, comp=np.greater if up else np.less,
+                                      patience=r.patience, min_delta=r.min_delta)  # fmt: skip
         cbs.append(early)
     learn.create_opt()
     stages = [
@@ -326,12 +330,13 @@ def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show=False, checkpo
         learn.freeze() if state["stage"] == "head" else learn.unfreeze()  # clears opt state
         restore(learn, checkpoint)
         history = state["history"]
-        save.best = max(h[monitor] for h in history) if history else None
+        if history:
+            save.best = (max if up else min)(h[monitor] for h in history)
         if finished(state, stages, r, monitor, state["stage"]):
             learn.load("model", with_opt=False)  # what the end of that stage's fit does
         else:
             values = [h[monitor] for h in history if h["stage"] == state["stage"]]
-            cbs.append(Continue(checkpoint["smooth"], early, values, r.min_delta))
+            cbs.append(Continue(checkpoint["smooth"], early, values, r.min_delta, up))
     rates = state["rates"]
     for stage, cycles, length, mult in stages:
         if finished(state, stages, r, monitor, stage):
@@ -363,7 +368,8 @@ def finished(state: dict, stages: list, r: Recipe, monitor: str, stage: str | No
     if not cycles or state["epochs"].get(stage, 0) >= stage_epochs(cycles, length, mult):
         return True
     values = [h[monitor] for h in state["history"] if h["stage"] == stage]
-    return bool(r.patience) and early_stop_state(values, r.min_delta)[1] >= r.patience
+    waited = early_stop_state(values, r.min_delta, greater_is_better(r.metric))[1]
+    return bool(r.patience) and waited >= r.patience
 
 
 def predict(learn: Learner, loader, views=(None,)) -> np.ndarray:

@@ -15,6 +15,7 @@ import torch
 import kit
 from competitions import invasive
 from kit.cli import main
+from kit.layouts import held_out_items
 from kit.models import create_model, timm_body
 from kit.weights import find_weights, load_weights
 
@@ -106,16 +107,16 @@ def truncate(path):
 
 BAD = {
     "label names a missing photo": (spoil_labels(lambda d: d.assign(name=d["name"] + 1000)),
-                                    "names 120 photos missing from train/, e.g. 1001.jpg"),
+                                    "names 120 images missing from train/, e.g. 1001.jpg"),
     "labels other than 0/1": (spoil_labels(lambda d: d.assign(invasive=d["invasive"] * 2)),
                               "labels must be 0 or 1"),
     "duplicate names": (spoil_labels(lambda d: pd.concat([d, d.iloc[:1]])),
-                        "names photo 1 more than once"),
+                        "names image 1 more than once"),
     "test folder missing": (lambda f: shutil.rmtree(f / "test"), "the test folder"),
     "test folder empty": (lambda f: [p.unlink() for p in (f / "test").glob("*.jpg")],
-                          "has no .jpg photos"),
+                          "has no images"),
     "corrupt test photo": (lambda f: truncate(f / "test" / "7.jpg"),
-                           "test photo"),
+                           "test image"),
 }  # fmt: skip
 
 
@@ -156,8 +157,9 @@ def test_corrupt_training_photo_is_skipped_and_counted(photos_copy, tmp_path, mo
 
 def test_missing_sample_submission_takes_ids_from_the_test_folder(photos_copy, capsys):
     (photos_copy / "sample_submission.csv").unlink()
-    ids = invasive.test_names(photos_copy)
+    ids, files = held_out_items(photos_copy, invasive.RECIPE, None)
     assert ids == [str(i) for i in range(1, 49)]
+    assert [f.name for f in files] == [f"{i}.jpg" for i in range(1, 49)]
 
 
 def test_kaggle_archives_are_unpacked_once(photos_copy, tmp_path, monkeypatch):

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from kit.layouts import load as read_layout
+from kit.layouts import make_submission, submission_shape
 from kit.pipeline import write_sample
 from kit.recipe import check, field_help, load_competition, recipe_fields, recipe_names
 from kit.submission import check_submission, read_sample
@@ -30,7 +32,7 @@ def test_sample_loads_into_tensors_and_makes_a_valid_submission(name, tmp_path):
     comp = load_competition(name)
     r = dataclasses.replace(comp.RECIPE, **getattr(comp, "SAMPLE", {}))
     folder = write_sample(name, tmp_path / name)
-    d = comp.load(folder, r)
+    d = getattr(comp, "load", read_layout)(folder, r)
     assert d.x.dtype == torch.uint8 and d.x.shape[2:] == (r.size, r.size)
     assert d.test_x.shape[1:] == d.x.shape[1:] and len(d.test_x) == len(d.test_ids)
     assert len(d.y) == len(d.x) == len(d.names)
@@ -38,6 +40,7 @@ def test_sample_loads_into_tensors_and_makes_a_valid_submission(name, tmp_path):
     assert d.test_y is not None and len(d.test_y) == len(d.test_ids)
     probs = np.full((len(d.test_ids), len(d.classes)), 1 / len(d.classes))
     probs[:, 0] += 0.01  # a definite argmax
-    sub = comp.submission(d.test_ids, probs / probs.sum(1, keepdims=True), d.classes)
-    labels = d.classes if r.metric == "accuracy" else None
-    check_submission(sub, read_sample(folder), d.test_ids, labels)
+    sample = read_sample(folder)
+    sub = make_submission(r, sample, d.test_ids, probs / probs.sum(1, keepdims=True), d.classes)
+    labels = d.classes if submission_shape(r, sample, d.classes) == "label" else None
+    check_submission(sub, sample, d.test_ids, labels)

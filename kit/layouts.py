@@ -1,0 +1,321 @@
+"""Kaggle's image-classification layouts read into memory, and the submission's shape.
+
+A recipe names its layout and the columns and folders it found (`kit new` writes them):
+
+- `csv`: images in a folder and a CSV of id and label (Aerial Cactus, Cassava, Dog Breed...);
+- `folders`: one training folder per class (Plant Seedlings);
+- `filenames`: the label is the file name up to its first dot, `cat.0.jpg` (Dogs vs Cats);
+- `pixels`: a CSV of pixel values per image (Digit Recognizer, Kannada-MNIST).
+
+`sample_submission.csv` is the contract: its ids, in its order, are the test items, and its
+columns decide the shape: a label column, one probability column, or one per class.
+"""
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from kit.data import Data
+from kit.errors import KitError
+from kit.images import IMAGE_EXTS, cache_dir, load_photos
+from kit.metrics import ON_PROBABILITIES
+from kit.recipe import Recipe
+from kit.submission import read_sample
+
+
+def natural_key(name: str) -> list:
+    """'img10' after 'img9': digit runs compare as numbers."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images directly inside `folder`, in natural order."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def images_in(folder: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise KitError(f"the {what} folder {folder} is missing; check --{what}-dir, or unpack "
+                       "the competition's archives there")  # fmt: skip
+    files = image_files(folder)
+    if not files:
+        raise KitError(f"the {what} folder {folder} has no images "
+                       f"({', '.join(sorted(IMAGE_EXTS))})")  # fmt: skip
+    return files
+
+
+def read_table(path: Path, what: str, **kw) -> pd.DataFrame:
+    if not path.is_file():
+        raise KitError(f"{path} is missing; the folder should hold the competition's {what}")
+    try:
+        return pd.read_csv(path, low_memory=False, **kw)
+    except pd.errors.EmptyDataError:
+        raise KitError(f"{path} is empty; download it again from Kaggle") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise KitError(f"{path} is not a readable CSV ({e})") from None
+
+
+def column(df: pd.DataFrame, col: str, path: Path, flag: str) -> pd.Series:
+    if col not in df.columns:
+        have = ", ".join(map(str, df.columns[:6]))
+        raise KitError(f"{path.name} has no {col!r} column (it has {have}); name the right one "
+                       f"with --{flag}")  # fmt: skip
+    values = df[col]
+    if values.isna().any():
+        row = int(values.isna().to_numpy().argmax())
+        raise KitError(f"{path.name} has no {col} on row {row + 2}")
+    return values
+
+
+def file_for(folder: Path, item, ext: str, by_name: dict) -> Path | None:
+    """The image that `item` (an id, with or without its extension) names in `folder`."""
+    item = str(item)
+    for name in (item, item + ext):
+        if name in by_name:
+            return by_name[name]
+    return None
+
+
+def match_files(folder: Path, items: list, ext: str, csv: str, what: str) -> list[Path]:
+    """The image file for every id; a KitError naming the first id without one."""
+    files = images_in(folder, what)
+    by_name = {f.name: f for f in files} | {f.stem: f for f in files if not ext}
+    found = [file_for(folder, i, ext, by_name) for i in items]
+    missing = [str(i) + ext for i, f in zip(items, found) if f is None]
+    if missing:
+        raise KitError(f"{csv} names {len(missing)} images missing from {folder.name}/, "
+                       f"e.g. {missing[0]}")  # fmt: skip
+    return found
+
+
+def csv_items(folder: Path, r: Recipe) -> tuple[list[Path], list, list | None]:
+    """Images and labels from a CSV of id and label: (files, labels, groups)."""
+    path = folder / r.labels_csv
+    df = read_table(path, f"training labels ({r.id_col},{r.label_col})", dtype={r.id_col: str})
+    ids = column(df, r.id_col, path, "id-col")
+    labels = column(df, r.label_col, path, "label-col")
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise KitError(f"{path.name} names image {dup.iloc[0]} more than once")
+    files = match_files(folder / r.train_dir, ids.tolist(), r.ext, path.name, "train")
+    groups = column(df, r.group_col, path, "group-col").tolist() if r.group_col else None
+    return files, labels.tolist(), groups
+
+
+def folder_items(folder: Path, r: Recipe) -> tuple[list[Path], list, None]:
+    """One subfolder of the training folder per class."""
+    root = folder / r.train_dir
+    if not root.is_dir():
+        raise KitError(f"the train folder {root} is missing; it should hold one folder per class")
+    classes = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name))
+    files, labels = [], []
+    for d in classes:
+        found = image_files(d)
+        files += found
+        labels += [d.name] * len(found)
+    if len(set(labels)) < 2:
+        raise KitError(f"{root} should hold one folder of images per class; found "
+                       f"{len(set(labels))} with images")  # fmt: skip
+    return files, labels, None
+
+
+def filename_items(folder: Path, r: Recipe) -> tuple[list[Path], list, None]:
+    """Labels from file names: `cat.0.jpg` is a cat."""
+    files = images_in(folder / r.train_dir, "train")
+    labels = [f.name.split(".")[0] for f in files]
+    if len(set(labels)) < 2:
+        raise KitError(f"the file names in {folder / r.train_dir} name only {labels[0]!r}; "
+                       "they should read <label>.<n>.<ext>")  # fmt: skip
+    return files, labels, None
+
+
+def held_out_items(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> tuple[list, list[Path]]:
+    """The test ids in submission order, and each one's image."""
+    if sample is not None:
+        ids = sample.iloc[:, 0].tolist()
+        return ids, match_files(folder / r.test_dir, ids, r.ext, "sample_submission.csv", "test")
+    files = images_in(folder / r.test_dir, "test")
+    return [f.name if not r.ext else f.stem for f in files], files
+
+
+def pixels(df: pd.DataFrame, path: Path, size: int) -> torch.Tensor:
+    """The pixel columns as a uint8 (N, 1, size, size) tensor, checked."""
+    n = df.shape[1]
+    side = math.isqrt(n)
+    if side * side != n:
+        raise KitError(f"{path.name} has {n} pixel columns, not a square number like 784 (28x28)")
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        col = bad[0]
+        row = pd.to_numeric(df[col], errors="coerce").isna().to_numpy().argmax()
+        raise KitError(f"{path.name} column {col} has a non-numeric value {df[col].iloc[row]!r} "
+                       f"on row {row + 2}; pixels must be numbers 0-255")  # fmt: skip
+    values = df.to_numpy()
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        row, col = np.argwhere(np.isnan(values))[0]
+        raise KitError(f"{path.name} is missing a value on row {row + 2} ({df.columns[col]}); "
+                       "every pixel needs a number 0-255")  # fmt: skip
+    if values.min() < 0 or values.max() > 255:
+        raise KitError(f"{path.name} has pixel values outside 0-255")
+    x = torch.from_numpy(values.astype(np.uint8)).view(-1, 1, side, side)
+    if side != size:
+        x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True)
+        x = x.round().clamp(0, 255).to(torch.uint8)
+    return x
+
+
+def pixel_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
+    """A training CSV of label and pixels, a test CSV of (id and) pixels."""
+    train_path, test_path = folder / r.labels_csv, folder / r.test_csv
+    train = read_table(train_path, "training pixels")
+    test = read_table(test_path, "test pixels")
+    labels = column(train, r.label_col, train_path, "label-col")
+    train = train.drop(columns=[r.label_col, *([r.group_col] if r.group_col else [])])
+    train = train.drop(columns=[r.id_col], errors="ignore")
+    if len(test) == 0:
+        raise KitError(f"{test_path.name} has no rows; there is nothing to predict")
+    if r.id_col in test.columns:
+        ids = test.pop(r.id_col).tolist()
+    elif sample is not None and len(sample) == len(test):
+        ids = sample.iloc[:, 0].tolist()
+    else:
+        ids = list(range(1, len(test) + 1))  # Kaggle counts test rows from 1 (ImageId)
+    if train.shape[1] != test.shape[1]:
+        raise KitError(f"{train_path.name} has {train.shape[1]} pixel columns but "
+                       f"{test_path.name} has {test.shape[1]}; both must hold the same image "
+                       "size")  # fmt: skip
+    x = pixels(train, train_path, r.size)
+    return dict(x=x, labels=labels.tolist(), names=[f"{train_path.name} row {i + 2}"
+                for i in range(len(x))], test_x=pixels(test, test_path, r.size), test_ids=ids,
+                groups=None, skipped=0)  # fmt: skip
+
+
+def image_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
+    """Image files through the resized cache; unreadable training images are skipped."""
+    reader = {"csv": csv_items, "folders": folder_items, "filenames": filename_items}[r.layout]
+    files, labels, groups = reader(folder, r)
+    ids, test_files = held_out_items(folder, r, sample)
+    cache = cache_dir(folder, r.size, r.channels)
+    x, bad = load_photos(files, cache / "train", r.size, "train", r.channels)
+    if bad:
+        print(f"warning: skipped {len(bad)} unreadable training images, e.g. {bad[0].name}")
+    keep = [f not in set(bad) for f in files]
+    test_x, bad_test = load_photos(test_files, cache / "test", r.size, "test", r.channels)
+    if bad_test:
+        raise KitError(f"test image {bad_test[0]} cannot be read, and every test image must be "
+                       "predicted; download the test set again")  # fmt: skip
+    root = folder / r.train_dir
+    return dict(x=x, labels=[v for v, k in zip(labels, keep) if k],
+                names=[str(f.relative_to(root)) for f, k in zip(files, keep) if k],
+                groups=[g for g, k in zip(groups, keep) if k] if groups else None,
+                test_x=test_x, test_ids=ids, skipped=len(bad))  # fmt: skip
+
+
+def plain(value):
+    """numpy scalars as Python ones (JSON, CSV and comparisons with sample columns)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def solution_labels(folder: Path, ids: list, classes: list) -> torch.Tensor | None:
+    """Test labels from `solution.csv` (id, label), which only the bundled samples ship."""
+    path = folder / "solution.csv"
+    if not path.is_file():
+        return None
+    truth = pd.read_csv(path)
+    by_id = dict(zip(truth.iloc[:, 0].astype(str), truth.iloc[:, 1]))
+    index = {str(c): i for i, c in enumerate(classes)}
+    return torch.tensor([index[str(plain(by_id[str(i)]))] for i in ids])
+
+
+def load(folder: Path, r: Recipe) -> Data:
+    """Read a competition folder laid out as `r.layout` says; every check on the input is here,
+    the submission's shape against `sample_submission.csv` included."""
+    sample = read_sample(folder)
+    read = pixel_data if r.layout == "pixels" else image_data
+    d = read(folder, r, sample)
+    classes = sorted({plain(v) for v in d["labels"]}, key=lambda c: (str(type(c)), c))
+    if len(classes) < 2:
+        raise KitError(f"the training labels hold only one class ({classes}); nothing to learn")
+    index = {c: i for i, c in enumerate(classes)}
+    submission_shape(r, sample, classes)  # a mismatch with sample_submission.csv stops here
+    return Data(
+        x=d["x"],
+        y=torch.tensor([index[plain(v)] for v in d["labels"]], dtype=torch.long),
+        classes=classes,
+        names=d["names"],
+        test_x=d["test_x"],
+        test_ids=d["test_ids"],
+        test_y=solution_labels(folder, d["test_ids"], classes),
+        skipped=d["skipped"],
+        groups=d["groups"],
+    )
+
+
+def submission_shape(r: Recipe, sample: pd.DataFrame | None, classes: list | None) -> str:
+    """label | probability | probabilities, from the recipe, else from sample_submission.csv's
+    columns and the metric; a KitError where the sample and the training `classes` (if known)
+    disagree."""
+    values = list(sample.columns[1:]) if sample is not None else []
+    shape = r.sub_shape
+    if shape == "auto":
+        many = classes is not None and len(classes) > 2
+        if len(values) > 1 or (not values and r.metric in ON_PROBABILITIES and many):
+            shape = "probabilities"
+        else:
+            shape = "probability" if r.metric in ON_PROBABILITIES else "label"
+    if classes is None:
+        return shape
+    if shape == "probability" and len(classes) != 2:
+        raise KitError(f"one probability column needs two classes; the training labels have "
+                       f"{len(classes)}: use --sub-shape probabilities or label")  # fmt: skip
+    if shape == "probabilities" and sample is not None:
+        names = {str(c) for c in classes}
+        extra = [c for c in values if str(c) not in names]
+        if extra:
+            raise KitError(f"sample_submission.csv has a column {extra[0]!r} that no training "
+                           f"label names; check the labels column (--label-col)")  # fmt: skip
+        lacking = sorted(names - {str(c) for c in values})
+        if lacking:
+            raise KitError(f"training label {lacking[0]!r} has no column in "
+                           "sample_submission.csv; check --label-col")  # fmt: skip
+    if shape in ("label", "probability") and sample is not None and len(values) != 1:
+        raise KitError(f"sample_submission.csv has {len(values)} value columns; a {shape} "
+                       "submission has one (--sub-shape probabilities: one per class)")  # fmt: skip
+    return shape
+
+
+def positive_class(r: Recipe, classes: list) -> int:
+    """The class whose probability a one-column submission holds: `r.positive`, else the last
+    (1 of 0/1, `dog` of cat/dog)."""
+    if not r.positive:
+        return len(classes) - 1
+    names = [str(c) for c in classes]
+    if r.positive not in names:
+        raise KitError(f"--positive {r.positive!r} is not a class; the classes are "
+                       f"{', '.join(names)}")  # fmt: skip
+    return names.index(r.positive)
+
+
+def make_submission(r: Recipe, sample, ids: list, probs: np.ndarray, classes: list) -> pd.DataFrame:
+    """Predictions in the shape sample_submission.csv asks for, its column names as written."""
+    shape = submission_shape(r, sample, classes)
+    id_col = sample.columns[0] if sample is not None else r.id_col
+    df = pd.DataFrame({id_col: ids})
+    if shape == "label":
+        col = sample.columns[1] if sample is not None else r.label_col
+        df[col] = [classes[i] for i in probs.argmax(1)]
+    elif shape == "probability":
+        col = sample.columns[1] if sample is not None else r.label_col
+        df[col] = probs[:, positive_class(r, classes)].astype(np.float64)
+    else:
+        cols = list(sample.columns[1:]) if sample is not None else [str(c) for c in classes]
+        index = {str(c): i for i, c in enumerate(classes)}
+        for col in cols:
+            df[col] = probs[:, index[str(col)]].astype(np.float64)
+    return df

@@ -1,0 +1,100 @@
+"""The metrics Kaggle scores image classification with, and which way each one is better.
+
+Every function takes the class indices `y` (N,) and class probabilities `probs` (N, classes).
+Whatever picks "the best" (checkpoint, early stopping, TTA, snapshots, blends) asks
+`greater_is_better`.
+"""
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
+
+# Kaggle clips probabilities to [eps, 1 - eps] and renormalises each row before taking logs.
+LOGLOSS_EPS = 1e-15
+
+
+def accuracy(y: np.ndarray, probs: np.ndarray) -> float:
+    return float((probs.argmax(1) == y).mean())
+
+
+def auc(y: np.ndarray, probs: np.ndarray) -> float:
+    """ROC AUC of class 1 for a binary task; one-vs-rest macro average for more classes."""
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(y, probs[:, 1]))
+    return float(roc_auc_score(y, probs, multi_class="ovr", labels=range(probs.shape[1])))
+
+
+def logloss(y: np.ndarray, probs: np.ndarray) -> float:
+    p = np.clip(probs.astype(np.float64), LOGLOSS_EPS, 1 - LOGLOSS_EPS)
+    p /= p.sum(1, keepdims=True)
+    return float(-np.log(p[np.arange(len(y)), y]).mean())
+
+
+def f1_macro(y: np.ndarray, probs: np.ndarray) -> float:
+    return float(f1_score(y, probs.argmax(1), average="macro"))
+
+
+def f1_micro(y: np.ndarray, probs: np.ndarray) -> float:
+    return float(f1_score(y, probs.argmax(1), average="micro"))
+
+
+def qwk(y: np.ndarray, probs: np.ndarray) -> float:
+    """Quadratic weighted kappa: classes in their sorted order are the ordinal grades."""
+    return float(cohen_kappa_score(y, probs.argmax(1), weights="quadratic"))
+
+
+METRICS = {f.__name__: f for f in (accuracy, auc, logloss, f1_macro, f1_micro, qwk)}
+LOWER_IS_BETTER = {"logloss"}
+# Scored on probabilities: the submission holds probabilities, never hard labels.
+ON_PROBABILITIES = {"auc", "logloss"}
+
+
+def score(metric: str, y: np.ndarray, probs: np.ndarray) -> float:
+    return METRICS[metric](np.asarray(y), np.asarray(probs))
+
+
+def greater_is_better(metric: str) -> bool:
+    return metric not in LOWER_IS_BETTER
+
+
+def best(metric: str, scores: dict):
+    """The key of the best of `scores` by `metric`'s direction; a tie goes to the first."""
+    sign = 1 if greater_is_better(metric) else -1
+    return max(scores, key=lambda k: sign * scores[k])
+
+
+def at_least_as_good(metric: str, a: float, b: float) -> bool:
+    return a >= b if greater_is_better(metric) else a <= b
+
+
+def learner_metric(metric: str):
+    """The metric as a fastai metric over the whole validation set, named after `metric`."""
+    from fastai.metrics import AccumMetric, ActivationType
+    from fastai.metrics import accuracy as batch_accuracy
+
+    if metric == "accuracy":
+        return batch_accuracy  # averaged per batch: the same number, without keeping the preds
+    return AccumMetric(METRICS[metric], dim_argmax=-1, activation=ActivationType.Softmax,
+                       to_np=True, invert_arg=True, flatten=False, name=metric)  # fmt: skip
+
+
+def temperature(y: np.ndarray, probs: np.ndarray) -> float:
+    """The temperature T that minimises log loss of probs ** (1 / T), renormalised: T > 1
+    softens overconfident probabilities (Guo et al., 2017, on log-probabilities)."""
+    from scipy.optimize import minimize_scalar
+
+    logp = np.log(np.clip(probs.astype(np.float64), LOGLOSS_EPS, 1))
+    found = minimize_scalar(lambda t: logloss(y, scaled(logp, t)), bounds=(0.05, 20),
+                            method="bounded")  # fmt: skip
+    return float(found.x)
+
+
+def scaled(logp: np.ndarray, t: float) -> np.ndarray:
+    z = logp / t
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def calibrate(probs: np.ndarray, t: float) -> np.ndarray:
+    """`probs` at temperature `t`."""
+    return scaled(np.log(np.clip(probs.astype(np.float64), LOGLOSS_EPS, 1)), t)

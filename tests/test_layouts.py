@@ -1,0 +1,236 @@
+"""`kit new` and `kit run` on a small folder of each Kaggle layout, through the CLI."""
+
+import contextlib
+import json
+import os
+import shutil
+
+import layouts_data
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.cli import main
+from kit.layouts import load as read_layout
+from kit.recipe import load_competition
+
+# What `kit new` must find in each folder: recipe fields (as written in the file).
+EXPECTED = {
+    "cactus": dict(layout="csv", metric="auc", train_dir="train/train", test_dir="test/test",
+                   ext="", sub_shape="probability", arch="digitnet", size=32, channels=3),
+    "histopathologic": dict(layout="csv", labels_csv="train_labels.csv", ext=".tif",
+                            metric="auc", sub_shape="probability", size=40),
+    "cassava": dict(layout="csv", id_col="image_id", train_dir="train_images",
+                    test_dir="test_images", metric="accuracy", sub_shape="label"),
+    "breeds": dict(layout="csv", labels_csv="labels.csv", label_col="breed", ext=".jpg",
+                   metric="logloss", sub_shape="probabilities"),
+    "seedlings": dict(layout="folders", train_dir="train", metric="f1_micro", sub_shape="label"),
+    "dogscats": dict(layout="filenames", ext=".jpg", metric="logloss", sub_shape="probability",
+                     arch="tf_efficientnet_lite0", pretrained=True, size=64),
+    "kannada": dict(layout="pixels", id_col="id", metric="accuracy", channels=1, size=28,
+                    flip=False),
+}  # fmt: skip
+# Short schedules at a pinned rate (no finder runs) keep each run to seconds.
+FLAGS = {"dogscats": ["--lr", "2e-3", "--head-cycles", "1", "--cycles", "1", "--bs", "32"]}
+SHORT = ["--lr", "3e-3", "--cycles", "3", "--cycle-mult", "1", "--bs", "32"]
+# Held-out scores well above chance (AUC 0.5, accuracy/F1 1/classes, log loss ln(classes)).
+BETTER_THAN = {"auc": 0.8, "accuracy": 0.6, "f1_micro": 0.6}
+LOGLOSS_AT_MOST = {"breeds": 0.8 * np.log(10), "dogscats": 0.6}
+
+
+@contextlib.contextmanager
+def working_in(folder):
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+@pytest.fixture(scope="module", params=list(layouts_data.LAYOUTS))
+def layout_run(request, tmp_path_factory):
+    """One layout: its folder, `kit new NAME --data DIR`, then `kit run NAME`, from a fresh
+    working folder."""
+    name = request.param
+    parent = tmp_path_factory.mktemp(name)
+    folder = layouts_data.write(name, parent)
+    work = parent / "work"
+    work.mkdir()
+    with working_in(work):
+        assert main(["new", name, "--data", str(folder)]) == 0
+        assert main(["run", name, *FLAGS.get(name, SHORT)]) == 0
+    (run_dir,) = (work / "runs" / name).iterdir()
+    return {"name": name, "folder": folder, "work": work, "run_dir": run_dir,
+            "recipe": load_competition_in(work, name),
+            "metrics": json.loads((run_dir / "metrics.json").read_text())}  # fmt: skip
+
+
+def load_competition_in(work, name):
+    with working_in(work):
+        return load_competition(name).RECIPE
+
+
+def test_kit_new_reads_the_layout(layout_run):
+    r = layout_run["recipe"]
+    for field, value in EXPECTED[layout_run["name"]].items():
+        assert getattr(r, field) == value, field
+    text = (layout_run["work"] / "competitions" / f"{layout_run['name']}.py").read_text()
+    assert f"layout={r.layout!r},  # " in text  # every inferred choice says what was found
+    assert "# sample_submission.csv: " in text
+
+
+def test_the_submission_follows_sample_submission(layout_run):
+    folder, work, name = layout_run["folder"], layout_run["work"], layout_run["name"]
+    sample = pd.read_csv(folder / "sample_submission.csv")
+    (path,) = (work / "submissions" / name).glob("*.csv")
+    sub = pd.read_csv(path)
+    assert list(sub.columns) == list(sample.columns)  # names with spaces and punctuation too
+    assert sub.iloc[:, 0].astype(str).tolist() == sample.iloc[:, 0].astype(str).tolist()
+    values = sub.iloc[:, 1:]
+    if layout_run["recipe"].sub_shape == "label":
+        train = read_layout(folder, layout_run["recipe"])
+        assert set(values.iloc[:, 0]) <= set(train.classes)
+    else:
+        assert ((values >= 0) & (values <= 1)).all().all()
+    if layout_run["recipe"].sub_shape == "probabilities":
+        assert np.allclose(values.sum(1), 1, atol=1e-4)
+
+
+def test_it_scores_well_above_chance_on_held_out_labels(layout_run):
+    r, metrics = layout_run["recipe"], layout_run["metrics"]
+    got = metrics[f"test_{r.metric}"]
+    if r.metric == "logloss":
+        assert got < LOGLOSS_AT_MOST[layout_run["name"]]
+        # calibrated on validation, the "after" measured out of sample
+        assert metrics["temperature"] > 0
+        assert {"logloss_before_calibration", "logloss_after_calibration"} <= set(metrics)
+    else:
+        assert got > BETTER_THAN[r.metric]
+
+
+def test_kit_list_says_where_each_recipe_comes_from(layout_run, capsys):
+    with working_in(layout_run["work"]):
+        assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith(layout_run["name"] + " "))
+    assert str(layout_run["work"] / "competitions") in line
+    assert "mnist" in out and "invasive" in out
+
+
+# --- bad input: one line, a non-zero exit, nothing written ---
+
+
+@pytest.fixture(scope="module")
+def cactus(tmp_path_factory):
+    return layouts_data.write("cactus", tmp_path_factory.mktemp("cactus"))
+
+
+@pytest.fixture(scope="module")
+def breeds(tmp_path_factory):
+    return layouts_data.write("breeds", tmp_path_factory.mktemp("breeds"))
+
+
+def run_spoiled(source, tmp_path, capsys, spoil, name="x", new_args=()):
+    """Copy `source`, write its recipe, spoil the copy, run: (exit code, stderr line)."""
+    folder = shutil.copytree(source, tmp_path / source.name)
+    with working_in(tmp_path):
+        assert main(["new", name, "--data", str(folder), *new_args]) == 0
+        spoil(folder)
+        capsys.readouterr()
+        code = main(["run", name])
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and err.startswith("kit: error: ")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.csv"))
+    assert not (tmp_path / "submissions").exists()
+    return code, err
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def first(folder, pattern):
+    return sorted(folder.glob(pattern))[0]
+
+
+BAD_RUNS = {
+    "a label names a missing image": (
+        "cactus", lambda f: first(f, "train/train/*.jpg").unlink(),
+        "train.csv names 1 images missing from train/"),
+    "a test id has no image": (
+        "cactus", lambda f: first(f, "test/test/*.jpg").unlink(),
+        "sample_submission.csv names 1 images missing from test/"),
+    "an unreadable test image": (
+        "cactus", lambda f: truncate(first(f, "test/test/*.jpg")), "cannot be read"),
+    "a sample column no label has": (
+        "breeds", lambda f: drop_breed(f, "pug"),
+        "sample_submission.csv has a column 'pug' that no training label names"),
+    "a label with no sample column": (
+        "breeds", lambda f: rename_column(f, "pug", "pug dog"),
+        "training label 'pug' has no column in sample_submission.csv"),
+}  # fmt: skip
+
+
+def drop_breed(folder, breed):
+    labels = pd.read_csv(folder / "labels.csv")
+    labels[labels["breed"] != breed].to_csv(folder / "labels.csv", index=False)
+
+
+def rename_column(folder, old, new):
+    sample = pd.read_csv(folder / "sample_submission.csv")
+    sample.rename(columns={old: new}).to_csv(folder / "sample_submission.csv", index=False)
+
+
+@pytest.mark.parametrize("case", BAD_RUNS)
+def test_bad_folder_is_one_line(case, cactus, breeds, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path / "cache"))
+    which, spoil, message = BAD_RUNS[case]
+    code, err = run_spoiled({"cactus": cactus, "breeds": breeds}[which], tmp_path, capsys, spoil)
+    assert code == 1 and message in err, err
+
+
+def test_an_unknown_layout_names_what_was_found(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("no images here")
+    pd.DataFrame({"a": [1], "b": [2]}).to_csv(tmp_path / "data" / "things.csv", index=False)
+    with working_in(tmp_path):
+        code = main(["new", "x", "--data", "data"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.splitlines() == [err]
+    assert "cannot recognise the layout" in err and "things.csv" in err
+    assert "one folder per class" in err and "pixel CSVs" in err
+    assert not (tmp_path / "competitions").exists()
+
+
+def test_an_unguessable_metric_is_asked_for(cactus, tmp_path, capsys):
+    folder = shutil.copytree(cactus, tmp_path / "some-new-competition")
+    with working_in(tmp_path):
+        code = main(["new", "x", "--data", str(folder)])
+        assert code == 1 and not (tmp_path / "competitions" / "x.py").exists()
+        err = capsys.readouterr().err
+        assert "pass --metric with one of accuracy, auc, logloss, f1_macro, f1_micro, qwk" in err
+        assert main(["new", "x", "--data", str(folder), "--metric", "auc"]) == 0
+        assert load_competition("x").RECIPE.metric == "auc"
+
+
+def test_kit_new_never_overwrites_a_recipe(cactus, tmp_path, capsys):
+    with working_in(tmp_path):
+        assert main(["new", "cactus", "--data", str(cactus)]) == 0
+        before = (tmp_path / "competitions" / "cactus.py").read_text()
+        assert main(["new", "cactus", "--data", str(cactus), "--metric", "accuracy"]) == 1
+    assert "already exists; nothing was overwritten" in capsys.readouterr().err
+    assert (tmp_path / "competitions" / "cactus.py").read_text() == before
+
+
+def test_a_corrupt_cache_entry_is_rebuilt(cactus, tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path / "cache"))
+    with working_in(tmp_path):
+        assert main(["new", "cactus", "--data", str(cactus)]) == 0
+        r = load_competition("cactus").RECIPE
+    before = read_layout(cactus, r)
+    entry = first(tmp_path / "cache", "**/train/*.npy")
+    truncate(entry)
+    after = read_layout(cactus, r)
+    assert np.array_equal(before.x.numpy(), after.x.numpy())
+    assert entry.stat().st_size > 200
