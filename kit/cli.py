@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "accuracy")  # fmt: skip
     ens.add_argument("--data", metavar="PATH", help="the competition folder (default: the runs')")
 
-    download = command(sub, "download", "fetch and unpack a competition's data from Kaggle")
+    download = command(sub, "download", "fetch and unpack a competition's data from Kaggle "
+                       "(NAME: a recipe, or a competition's slug)")  # fmt: skip
     download.add_argument("--data", metavar="PATH", help="where to put it (default: data/<slug>)")
     submit = command(sub, "submit", "check, upload and score a submission on Kaggle", here)
     submit.add_argument("file", nargs="?", help="the CSV (default: the newest for NAME)")
@@ -128,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             ensemble(args.name, args.runs, args.method, args.tune_threshold, args.out, args.data)
         elif args.command == "download":
             from kit.kaggle_api import download
-            from kit.recipe import load_competition
+            from kit.recipe import competition_slug
 
-            download(args.name, load_competition(args.name).RECIPE.slug, args.data)
+            download(args.name, competition_slug(args.name), args.data)
         elif args.command == "submit":
             from kit.kaggle_api import submit_run
 

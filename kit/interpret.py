@@ -1,5 +1,6 @@
 """Interpretation plots from validation predictions: plain arrays in, PNGs and CSVs out."""
 
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -9,6 +10,8 @@ import torch
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from kit.train import save_figure
+
+MAX_CLASS_PLOTS = 20  # per-class image grids for at most this many classes
 
 
 def plot_roc(y: np.ndarray, p1: np.ndarray, path: Path, show: bool) -> float:
@@ -39,9 +42,9 @@ def most_confused(cm: np.ndarray, classes: list) -> pd.DataFrame:
 
 
 def plot_confusion(cm: np.ndarray, classes: list, path: Path, show: bool, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(classes),) * 2)
+    fig, ax = plt.subplots(figsize=(min(1 + 0.6 * len(classes), 24),) * 2)
     ax.imshow(cm, cmap="Blues")
-    for (a, p), count in np.ndenumerate(cm):
+    for (a, p), count in np.ndenumerate(cm if len(classes) <= 30 else []):  # readable counts
         ax.text(
             p,
             a,
@@ -77,6 +80,11 @@ def plot_images(rows: list, path: Path, show: bool, title: str = "") -> None:
             ax.set_title(caption, fontsize=8)
     fig.suptitle(title)
     save_figure(fig, path, show)
+
+
+def file_name(label) -> str:
+    """A class label as a file name: anything but letters, digits, '-' and '.' becomes '_'."""
+    return re.sub(r"[^\w.-]+", "_", str(label)).strip("_.") or "class"
 
 
 def top_losses(y: np.ndarray, probs: np.ndarray, k: int) -> np.ndarray:
@@ -129,9 +137,11 @@ def interpret(
     ]
     rows = [cells[i : i + k] for i in range(0, len(cells), k)] or [[]]
     plot_images(rows, run_dir / "top_losses.png", show, "top losses (validation)")
-    for c, label in enumerate(classes):
+    errors = np.bincount(y[pred != y], minlength=len(classes))
+    for c in np.argsort(-errors, kind="stable")[:MAX_CLASS_PLOTS]:  # the classes missed most
+        label = classes[c]
         rows = [
             [(images[i], f"{kind}\n{names[i]}  p({label})={probs[i, c]:.2f}") for i in idx]
             for kind, idx in by_class(y, probs, c, k).items()
         ]
-        plot_images(rows, run_dir / f"class_{label}.png", show, f"actual class {label}")
+        plot_images(rows, run_dir / f"class_{file_name(label)}.png", show, f"actual class {label}")

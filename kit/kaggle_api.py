@@ -20,7 +20,7 @@ from kit.archives import unpack
 from kit.errors import KitError
 from kit.layouts import submission_shape
 from kit.paths import building, data_candidates, data_dir, output_root
-from kit.recipe import Recipe, load_competition
+from kit.recipe import Recipe, load_competition, recipe_names
 from kit.records import find_run, newest_submission, read_json, record_submission
 from kit.submission import check_submission, read_sample
 
@@ -144,7 +144,10 @@ def download(name: str, slug: str, data: str | Path | None = None) -> Path:
             raise KitError(f"Kaggle sent no {slug}.zip; try again")
         unpack(partial)
         archive.unlink()
-    print(f"{name} data is in {dest}; train with `kit run {name}`")
+    if name in recipe_names():
+        print(f"{name} data is in {dest}; train with `kit run {name}`")
+    else:
+        print(f"{slug} data is in {dest}; write its recipe with `kit new NAME --data {dest}`")
     return dest
 
 

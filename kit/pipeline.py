@@ -52,11 +52,13 @@ from kit.weights import pretrained_model, resolve_weights
 
 def write_sample(name: str, dest: str | Path) -> Path:
     """Write the recipe's bundled sample, in the competition's layout, into a new folder."""
-    dest = Path(dest)
+    dest, comp = Path(dest), load_competition(name)
+    if not hasattr(comp, "write_sample"):
+        raise KitError(f"recipe {name} has no bundled sample; give its data with --data")
     if dest.exists() and any(dest.iterdir()):
         raise KitError(f"{dest} is not empty; give a new folder for the sample")
     with building(dest) as partial:
-        load_competition(name).write_sample(partial)
+        comp.write_sample(partial)
     return dest
 
 

@@ -202,6 +202,12 @@ def import_file(module: str, path: Path) -> ModuleType:
     return mod
 
 
+def competition_slug(name: str) -> str:
+    """A recipe's Kaggle slug; a name that is no recipe is taken as a slug itself, so that
+    `kit download SLUG` fetches a competition before `kit new` writes its recipe."""
+    return load_competition(name).RECIPE.slug if name in recipe_files() else name
+
+
 def recipe_table() -> list[tuple[str, str, str]]:
     """(name, "packaged" or the local file, description) for `kit list`."""
     rows = []

@@ -105,6 +105,24 @@ def test_download_unpacks_nested_zips_where_run_looks_and_only_once(
     assert len(signed_in.calls("DownloadDataFiles")) == 1
 
 
+def test_download_by_slug_then_kit_new_writes_its_recipe(signed_in, tmp_path, capsys):
+    import layouts_data
+
+    source = layouts_data.write("cactus", tmp_path / "kaggle")
+    whole = io.BytesIO()
+    with zipfile.ZipFile(whole, "w") as z:
+        for f in sorted(source.rglob("*")):
+            if f.is_file():
+                z.write(f, f.relative_to(source).as_posix())
+    signed_in.zips[source.name] = whole.getvalue()
+    code, out, _ = kit_main(capsys, "download", source.name)
+    assert code == 0 and f"kit new NAME --data data/{source.name}" in out
+    code, out, _ = kit_main(capsys, "new", "cactus", "--data", f"data/{source.name}")
+    assert code == 0 and Path("competitions/cactus.py").is_file()
+    code, out, _ = kit_main(capsys, "list")
+    assert "aerial-cactus-identification" in out and "competitions/cactus.py" in out
+
+
 def test_download_without_accepted_rules_says_where_to_accept(signed_in, mnist_sample, capsys):
     signed_in.zips[SLUG] = zipped(mnist_sample)
     signed_in.rules_accepted = False

@@ -30,12 +30,15 @@ EXPECTED = {
     "kannada": dict(layout="pixels", id_col="id", metric="accuracy", channels=1, size=28,
                     flip=False),
 }  # fmt: skip
-# Short schedules at a pinned rate (no finder runs) keep each run to seconds.
-FLAGS = {"dogscats": ["--lr", "2e-3", "--head-cycles", "1", "--cycles", "1", "--bs", "32"]}
-SHORT = ["--lr", "3e-3", "--cycles", "3", "--cycle-mult", "1", "--bs", "32"]
-# Held-out scores well above chance (AUC 0.5, accuracy/F1 1/classes, log loss ln(classes)).
-BETTER_THAN = {"auc": 0.8, "accuracy": 0.6, "f1_micro": 0.6}
-LOGLOSS_AT_MOST = {"breeds": 0.8 * np.log(10), "dogscats": 0.6}
+# The recipes as `kit new` writes them (small images: a pinned rate, no finder run), in
+# batches of 32 for more steps on 260-400 images; the pretrained one shorter, at a pinned rate.
+FLAGS = {"dogscats": ["--lr", "2e-3", "--head-cycles", "2", "--cycles", "2", "--cycle-mult", "1",
+                      "--bs", "32"]}  # fmt: skip
+SHORT = ["--bs", "32"]
+# Held-out scores well above chance: AUC 0.5; accuracy and F1 0.2 (5 classes); log loss ln(5)
+# and ln(2).
+BETTER_THAN = {"auc": 0.8, "accuracy": 0.5, "f1_micro": 0.5}
+LOGLOSS_AT_MOST = {"breeds": 0.75 * np.log(5), "dogscats": 0.6}
 
 
 @contextlib.contextmanager
@@ -167,7 +170,7 @@ BAD_RUNS = {
         "breeds", lambda f: drop_breed(f, "pug"),
         "sample_submission.csv has a column 'pug' that no training label names"),
     "a label with no sample column": (
-        "breeds", lambda f: rename_column(f, "pug", "pug dog"),
+        "breeds", lambda f: drop_column(f, "pug"),
         "training label 'pug' has no column in sample_submission.csv"),
 }  # fmt: skip
 
@@ -177,9 +180,9 @@ def drop_breed(folder, breed):
     labels[labels["breed"] != breed].to_csv(folder / "labels.csv", index=False)
 
 
-def rename_column(folder, old, new):
+def drop_column(folder, column):
     sample = pd.read_csv(folder / "sample_submission.csv")
-    sample.rename(columns={old: new}).to_csv(folder / "sample_submission.csv", index=False)
+    sample.drop(columns=[column]).to_csv(folder / "sample_submission.csv", index=False)
 
 
 @pytest.mark.parametrize("case", BAD_RUNS)
