@@ -97,7 +97,7 @@ def test_the_submission_follows_sample_submission(layout_run):
     else:
         assert ((values >= 0) & (values <= 1)).all().all()
     if layout_run["recipe"].sub_shape == "probabilities":
-        assert np.allclose(values.sum(1), 1, atol=1e-4)
+        assert np.allclose(values.sum(axis=1), 1, atol=1e-4)
 
 
 def test_it_scores_well_above_chance_on_held_out_labels(layout_run):
