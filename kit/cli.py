@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     command(sub, "submissions", "the competition's submissions on Kaggle", here)
     command(sub, "runs", "the local runs with their validation and public scores", here)
     kernel = command(sub, "kernel", "a Kaggle notebook that runs the recipe offline")
-    kernel.add_argument("dir", help="a new or empty folder for kernel-metadata.json and the script")
+    kernel.add_argument(
+        "dir", help="a new or empty folder for kernel-metadata.json and the notebook"
+    )
     kernel.add_argument("--push", action="store_true",
                         help="build and upload the wheels dataset and push the kernel")  # fmt: skip
     kernel.add_argument("--user", help="your Kaggle user name (default: from the credentials)")
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
             show_runs(args.name, args.out)
         elif args.command == "kernel":
-            from kit.kaggle_api import kernel
+            from kit.kernel import kernel
 
             kernel(args.name, args.dir, args.push, args.user)
     except KitError as e:
