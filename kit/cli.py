@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = command(sub, "run", "train a recipe and write a checked submission")
     add_recipe_flags(run)
     run.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (its id)")
+    run.add_argument("--nproc", metavar="N", help="train in N processes started by torchrun: "
+                     "DDP, or with --folds one fold per device; auto: one per GPU")  # fmt: skip
+    run.add_argument("--torchrun", metavar="OPTS", default="", help="torchrun's own options for "
+                     "--nproc, e.g. \"--nnodes 2 --rdzv-endpoint HOST:PORT\"")  # fmt: skip
     add_recipe_flags(command(sub, "lr-find", "run only the learning-rate finder"))
     sample = command(sub, "sample", "write a recipe's bundled sample data into a folder")
     sample.add_argument("dir", help="a new or empty folder")
@@ -105,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             from kit.pipeline import run
 
-            run(args.name, resume=args.resume, **overrides(args))
+            run(args.name, resume=args.resume, nproc=args.nproc, torchrun=args.torchrun,
+                **overrides(args))  # fmt: skip
         elif args.command == "lr-find":
             from kit.pipeline import lr_find
 
