@@ -132,6 +132,8 @@ def failure(summary: str, code: int, nproc: int, name: str, run_id: str | None) 
     """One line for a failed launch: which process failed and how, and how to go on."""
     failed = re.findall(r"rank\s*:\s*(\d+).*?\n\s*exitcode\s*:\s*(-?\d+)", summary)
     failed = sorted({(int(r), int(c)) for r, c in failed}, key=lambda f: (f[1] >= 0, f[0]))
+    # SIGTERM is how torchrun stops the others once one has failed: name the ones that failed
+    failed = [f for f in failed if f[1] != -15] or failed
     if failed:  # a process killed by a signal first: the others usually failed because of it
 
         def why(c):
@@ -164,7 +166,7 @@ def setup(device: torch.device, folds: int) -> torch.device:
         for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
             os.environ.pop(var, None)
     FOLDS["on"] = folds > 0
-    if ddp() and not is_main():
+    if not is_main():
         sys.stdout = open(os.devnull, "w")  # one process reports (errors still show)
     return device
 

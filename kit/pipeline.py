@@ -247,7 +247,7 @@ def train_unit(job: Job, folder: Path, valid_idx: np.ndarray, show) -> dict:
     ckpt = folder / "checkpoint.pth"
     saved = torch.load(ckpt, weights_only=False) if ckpt.exists() else None
     rates, history = fine_tune_sgdr(learn, job.recipe, folder, show, saved)
-    unit = {"rates": rates, "history": history}
+    unit = {"rates": rates, "history": history, "process": distributed.rank()}
     if job.recipe.snapshots:
         preds, unit["averaging"] = weight_averaging(learn, job, folder, valid_idx)
     else:
@@ -355,6 +355,7 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
         **(results[0]["rates"] if not r.folds else {}),
         **({"averaging": [u["averaging"] for u in results]} if r.snapshots else {}),
         "folds": r.folds,
+        "processes": distributed.world(),
         "epochs": len(history),
         "submitted": "tta" if suffix else "plain",
         "skipped_train_images": d.skipped,
