@@ -79,9 +79,10 @@ def flags(options: dict) -> list[str]:
     return argv
 
 
-def launch(name: str, nproc: int, root: Path, options: dict, resume=None, torchrun="") -> dict:
+def launch(name, nproc: int, root: Path, options: dict, resume=None, torchrun="", show=False):
     """Run `kit run NAME` in `nproc` processes under torchrun, its output streamed here (into
-    a notebook's cell too); returns what `run` returns, read from the run folder."""
+    a notebook's cell too), then its plots shown if `show`; returns what `run` returns, read
+    from the run folder."""
     from kit.records import read_json
 
     runs = root / "runs" / name
@@ -93,23 +94,31 @@ def launch(name: str, nproc: int, root: Path, options: dict, resume=None, torchr
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if options.get("device") == "cpu":  # the cores shared out, as torchrun would with a warning
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    code, summary = stream(cmd, env)
+    code, summary, errors = stream(cmd, env)
     new = sorted(set(runs.iterdir()) - before) if runs.is_dir() else []
     if code:
         partial = [p for p in new if p.name.endswith(".partial")]
         run_id = resume or (partial[0].name[1 : -len(".partial")] if partial else None)
+        if errors:  # a process said what was wrong (bad data...): that is the one line
+            raise KitError(errors[0].removeprefix("kit: error: ").rstrip())
         raise KitError(failure(summary, code, nproc, name, run_id))
     finished = [p for p in new if not p.name.startswith(".")]
     run_dir = runs / resume if resume else finished[-1]
+    if show:
+        from IPython.display import Image, display
+
+        for png in sorted(run_dir.rglob("*.png")):
+            display(Image(filename=png))
     return {**read_json(run_dir / "metrics.json"), "run_dir": str(run_dir),
             "submission": str(root / "submissions" / name / f"{run_dir.name}.csv")}  # fmt: skip
 
 
-def stream(cmd: list, env: dict) -> tuple[int, str]:
-    """Run `cmd`, printing its output line by line; torchrun's failure report is kept aside."""
+def stream(cmd: list, env: dict) -> tuple[int, str, list[str]]:
+    """Run `cmd`, printing its output line by line; returns its exit code, and what it printed
+    that is not shown: torchrun's own log and failure report, and the processes' kit errors."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                             text=True, bufsize=1)  # fmt: skip
-    summary, traceback, seen = [], None, set()
+    summary, traceback, errors = [], None, []
     for line in proc.stdout:
         if summary or re.match(r"^\[?[WIE]\d{4} ", line):  # torchrun's own log and report
             summary.append(line)
@@ -122,10 +131,11 @@ def stream(cmd: list, env: dict) -> tuple[int, str]:
                 else:
                     print(text, end="", flush=True)
                 traceback = None
-        elif not (line.startswith("kit: error:") and line in seen):  # each process says it
-            seen.add(line)
+        elif line.startswith("kit: error:"):  # every process says it: the launcher says it once
+            errors.append(line)
+        else:
             print(line, end="", flush=True)
-    return proc.wait(), "".join(summary)
+    return proc.wait(), "".join(summary), errors
 
 
 def failure(summary: str, code: int, nproc: int, name: str, run_id: str | None) -> str:
@@ -231,12 +241,17 @@ def main_first():
 def workspace(partial: Path):
     """Where this process writes: the run folder, or in a DDP run outside rank 0 a scratch copy
     (a resumed run's checkpoints included), removed afterwards."""
-    if not ddp() or is_main():
+    if not ddp():
+        yield partial
+        return
+    if is_main():
+        barrier()  # until the others have their copies: rank 0 writes into it from now on
         yield partial
         return
     scratch = Path(tempfile.mkdtemp(prefix=f"kit-rank{rank()}-"))
     try:
         shutil.copytree(partial, scratch / "run")
+        barrier()
         yield scratch / "run"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

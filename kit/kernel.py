@@ -34,7 +34,8 @@ Attached: the competition's data and the dataset `{wheels}` (the kit's wheels, m
 `kit kernel {name} DIR --push`). Change the recipe in `OPTIONS`."""
 
 OPTIONS = """\
-# Recipe fields and run options, as `kit.run` takes them: {"cycles": 4, "folds": 5, "lr": 3e-3}
+# Recipe fields and run options, as `kit.run` takes them: {"cycles": 4, "folds": 5, "lr": 3e-3};
+# "nproc": "auto" trains on both GPUs (DDP, or with "folds" one fold per GPU)
 OPTIONS = {}"""
 
 INSTALL = """\

@@ -152,7 +152,8 @@ def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun=""
         n = distributed.resolve_nproc(nproc, options.get("device") or "auto")
         if n > 1:
             root = output_root(options.get("out"))
-            return distributed.launch(name, n, root, options, resume, torchrun)
+            show = IN_NOTEBOOK if show is None else show
+            return distributed.launch(name, n, root, options, resume, torchrun, show)
     if resume:
         return resume_run(name, resume, show, **options)
     job = prepare(name, **options)

@@ -69,6 +69,14 @@ def test_bad_nproc_is_one_line(monkeypatch, tmp_path, capsys, gpus, argv, messag
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_error_in_the_processes_is_one_line_from_the_launcher(tmp_path):
+    done = kit("run", "mnist", "--data", tmp_path / "nowhere", *CPU2, "--out", tmp_path / "o")
+    assert done.returncode == 1
+    assert done.stderr.count("kit: error:") == 1 and done.stderr.endswith("\n")
+    assert done.stderr.strip().splitlines()[-1].startswith("kit: error: no data for mnist at ")
+    assert not list((tmp_path / "o" / "runs" / "mnist").glob("*"))
+
+
 def test_a_killed_process_stops_all_and_the_ddp_run_resumes_to_one_submission(tmp_path):
     out = tmp_path / "o"
     argv = ["run", "mnist", "--sample", *CPU2, *QUICK, "--cycles", "2", "--out", out]

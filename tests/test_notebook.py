@@ -1,6 +1,7 @@
 """The kit inside a real Jupyter kernel, with a Kaggle notebook simulated: KAGGLE_KERNEL_RUN_TYPE
 set and KIT_KAGGLE_ROOT standing in for /kaggle (input/ and working/ in tmp_path)."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -83,15 +84,17 @@ def test_the_generated_notebook_installs_the_wheels_offline_and_runs_the_recipe(
     tmp_path, mnist_sample
 ):
     """`kit kernel`'s notebook as written, but for its OPTIONS cell, with the kit's own wheel
-    (built by the code `--push` uses) in a stand-in for the attached dataset. The kernel's
-    environment is left as it is: the notebook installs into a folder of its own."""
+    (built by the code `--push` uses) in a stand-in for the attached dataset, training in two
+    processes that torchrun starts. The kernel's environment is left as it is: the notebook
+    installs into a folder of its own, which the processes find through PYTHONPATH."""
     root = kaggle_root(tmp_path)
     tiny_competition(mnist_sample, root / "input" / "digit-recognizer")
     build_wheels(root / "input" / "kit-wheels", "someone/kit-wheels", extra=())
     folder = kernel("mnist", tmp_path / "k", user="someone")
     nb = nbformat.read(folder / "kit-mnist.ipynb", as_version=4)
     options = next(c for c in nb.cells if c.get("id") == "options")
-    options.source += f"\nOPTIONS = {TINY!r}"  # what a user edits
+    # what a user edits; two processes on the CPU, as two GPUs on Kaggle
+    options.source += f"\nOPTIONS = {TINY | dict(nproc=2, device='cpu')!r}"
     execute(nb, root, None)
 
     line = next(s for s in text(nb).splitlines() if s.startswith("kit 0.1.0 from "))
@@ -100,5 +103,8 @@ def test_the_generated_notebook_installs_the_wheels_offline_and_runs_the_recipe(
     assert not site.is_relative_to(REPO)  # imported from the installed wheel, not this checkout
     submission = pd.read_csv(root / "working" / "submission.csv")
     assert submission["ImageId"].tolist() == list(range(1, 41))
-    assert images(nb)
+    (run_dir,) = (root / "working" / "runs" / "mnist").iterdir()
+    assert json.loads((run_dir / "metrics.json").read_text())["processes"] == 2
+    assert "epoch 0  train_loss" in text(nb) and "\r" not in text(nb)  # streamed into the cell
+    assert len(images(nb)) == len(list(run_dir.glob("*.png")))  # and the plots shown after
     shutil.rmtree(site, ignore_errors=True)
