@@ -2,6 +2,7 @@
 DDP, one fold per process, a process killed mid-epoch, and bad requests."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import torch
 
 from kit.cli import main
 from kit.data import TensorLoader
+from kit.distributed import failure, stream
 
 KIT = Path(sys.executable).with_name("kit")
 CPU2 = ["--nproc", "2", "--device", "cpu"]
@@ -69,12 +71,29 @@ def test_bad_nproc_is_one_line(monkeypatch, tmp_path, capsys, gpus, argv, messag
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_error_in_the_processes_is_one_line_from_the_launcher(tmp_path):
-    done = kit("run", "mnist", "--data", tmp_path / "nowhere", *CPU2, "--out", tmp_path / "o")
-    assert done.returncode == 1
-    assert done.stderr.count("kit: error:") == 1 and done.stderr.endswith("\n")
-    assert done.stderr.strip().splitlines()[-1].startswith("kit: error: no data for mnist at ")
-    assert not list((tmp_path / "o" / "runs" / "mnist").glob("*"))
+def test_the_launcher_shows_the_output_once_and_keeps_torchrun_s_report_aside(capsys):
+    """stream() on a stand-in for torchrun: two processes failing with the same kit error, a
+    torchrun log line and its failure report."""
+    script = (
+        "import sys\n"
+        "print('epoch 0  train_loss 1.0')\n"
+        "print('kit: error: no data for mnist at x', file=sys.stderr)\n"
+        "print('kit: error: no data for mnist at x', file=sys.stderr)\n"
+        "print('W1122 00:00:00.000000 1 torch/distributed/run.py:1] OMP_NUM_THREADS', flush=True)\n"
+        "print('Traceback (most recent call last):\\n  File \"torch/distributed/run.py\"\\n'\n"
+        "      'torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \\n'\n"
+        "      '  rank      : 1 (local_rank: 1)\\n  exitcode  : -9 (pid: 7)\\n'\n"
+        "      '  rank      : 0 (local_rank: 0)\\n  exitcode  : -15 (pid: 6)')\n"
+        "sys.exit(1)\n"
+    )
+    code, summary, errors = stream([sys.executable, "-c", script], dict(os.environ))
+    assert code == 1 and errors == ["kit: error: no data for mnist at x\n"] * 2
+    assert capsys.readouterr().out == "epoch 0  train_loss 1.0\n"  # all that is shown
+    assert "OMP_NUM_THREADS" in summary and "ChildFailedError" in summary
+    assert failure(summary, code, 2, "mnist", "RUN") == (
+        "process 1 of 2 was killed by signal 9; torchrun stopped the others; "
+        "continue the run with `kit run mnist --resume RUN --nproc 2`"
+    )
 
 
 def test_a_killed_process_stops_all_and_the_ddp_run_resumes_to_one_submission(tmp_path):
