@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = command(sub, "run", "train a recipe and write a checked submission")
     add_recipe_flags(run)
     run.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (its id)")
+    run.add_argument("--nproc", metavar="N", help="train in N processes started by torchrun: "
+                     "DDP, or with --folds one fold per device; auto: one per GPU")  # fmt: skip
+    run.add_argument("--torchrun", metavar="OPTS", default="", help="torchrun's own options for "
+                     "--nproc, e.g. \"--nnodes 2 --rdzv-endpoint HOST:PORT\"")  # fmt: skip
     add_recipe_flags(command(sub, "lr-find", "run only the learning-rate finder"))
     new = sub.add_parser("new", help="inspect a competition folder and write a recipe for it")
     new.add_argument("name", help="the new recipe's name (competitions/NAME.py, written here)")
@@ -87,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     command(sub, "submissions", "the competition's submissions on Kaggle", here)
     command(sub, "runs", "the local runs with their validation and public scores", here)
     kernel = command(sub, "kernel", "a Kaggle notebook that runs the recipe offline")
-    kernel.add_argument("dir", help="a new or empty folder for kernel-metadata.json and the script")
+    kernel.add_argument(
+        "dir", help="a new or empty folder for kernel-metadata.json and the notebook"
+    )
     kernel.add_argument("--push", action="store_true",
                         help="build and upload the wheels dataset and push the kernel")  # fmt: skip
     kernel.add_argument("--user", help="your Kaggle user name (default: from the credentials)")
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             from kit.pipeline import run
 
-            run(args.name, resume=args.resume, **overrides(args))
+            run(args.name, resume=args.resume, nproc=args.nproc, torchrun=args.torchrun,
+                **overrides(args))  # fmt: skip
         elif args.command == "lr-find":
             from kit.pipeline import lr_find
 
@@ -146,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
             show_runs(args.name, args.out)
         elif args.command == "kernel":
-            from kit.kaggle_api import kernel
+            from kit.kernel import kernel
 
             kernel(args.name, args.dir, args.push, args.user)
     except KitError as e:

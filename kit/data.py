@@ -77,12 +77,31 @@ class TensorLoader:
         self.device, self.channels_last = torch.device(device), channels_last
         self.gen = torch.Generator().manual_seed(seed)
         self.n = len(x)
+        self.rank, self.world = 0, 1  # serves every world-th item of each epoch, from rank on
+
+    def shard(self, rank: int, world: int):
+        """Serve only this process's share of every epoch (several processes). A training
+        loader's shares are cut to one length, so every process takes as many steps, and its
+        batch is `world` times smaller: the recipe's bs stays the batch of one step."""
+        self.rank, self.world = rank, world
+        if self.shuffle:
+            self.bs = max(1, self.bs // world)
+        self.drop_last = self.drop_last and self.items() >= self.bs
+        return self
+
+    def items(self) -> int:
+        """Items served per epoch."""
+        if self.world == 1:
+            return self.n
+        return self.n // self.world if self.shuffle else len(range(self.rank, self.n, self.world))
 
     def __len__(self):
-        return self.n // self.bs if self.drop_last else math.ceil(self.n / self.bs)
+        n = self.items()
+        return n // self.bs if self.drop_last else math.ceil(n / self.bs)
 
     def __iter__(self):
         order = torch.randperm(self.n, generator=self.gen) if self.shuffle else torch.arange(self.n)
+        order = order[self.rank :: self.world][: self.items()]
         for i in range(len(self)):
             idx = order[i * self.bs : (i + 1) * self.bs]
             xb = self.x[idx].to(self.device, non_blocking=True).float()

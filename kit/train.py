@@ -16,8 +16,10 @@ from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import OptimWrapper
+from fastai.torch_core import get_model
 from fastcore.imports import IN_NOTEBOOK
 
+from kit import distributed
 from kit.errors import KitError
 from kit.metrics import greater_is_better, learner_metric
 from kit.models import layer_groups
@@ -128,7 +130,7 @@ def find_lr(learn: Learner, png: Path, show: bool = False) -> float:
     fig = plt.gcf()
     fig.axes[0].set_title(f"learning-rate finder: suggestion {suggestion:.2e}")
     save_figure(fig, png, show)
-    return float(suggestion)
+    return distributed.same(float(suggestion))  # rank 0's rate, in every process of a DDP run
 
 
 def save_figure(fig, path: Path, show: bool) -> None:
@@ -196,7 +198,7 @@ class Checkpoint(Callback):
         st["history"].append({"stage": st["stage"], **epoch_row(self.learn, -1)})
         st["epochs"][st["stage"]] = st["epochs"].get(st["stage"], 0) + 1
         checkpoint = {
-            "model": self.learn.model.state_dict(),
+            "model": get_model(self.learn.model).state_dict(),  # without a DDP wrapper
             "opt": self.learn.opt.state_dict(),
             "state": st,
             "rng": random_state(self.learn),
@@ -219,7 +221,7 @@ class Snapshots(Callback):
         done = self.state["epochs"].get(self.stage, 0)
         if self.state["stage"] == self.stage and done in self.ends:
             with replacing(self.folder / f"snapshot-{self.ends.index(done)}.pth") as tmp:
-                torch.save(self.learn.model.state_dict(), tmp)
+                torch.save(get_model(self.learn.model).state_dict(), tmp)
 
 
 def snapshot_paths(folder: Path) -> list[Path]:
@@ -242,6 +244,7 @@ def update_bn(learn: Learner) -> None:
 
     with torch.no_grad():
         torch_update_bn((xb for xb, _ in learn.dls.train), learn.model)
+    distributed.sync_buffers(learn.model)  # each process saw its own shard
 
 
 def random_state(learn) -> dict:
@@ -374,5 +377,10 @@ def finished(state: dict, stages: list, r: Recipe, monitor: str, stage: str | No
 
 def predict(learn: Learner, loader, views=(None,)) -> np.ndarray:
     """Class probabilities for every item of `loader`, averaged over the TTA `views`."""
-    probs = [learn.get_preds(dl=loader.new(augment=view))[0] for view in views]
+    probs = [
+        distributed.gather(
+            learn.get_preds(dl=distributed.shard(loader.new(augment=view)))[0], loader.n
+        )
+        for view in views
+    ]  # in a DDP run each process predicts its share
     return torch.stack(probs).mean(0).float().numpy()

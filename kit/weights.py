@@ -10,6 +10,7 @@ from torch import nn
 
 from kit.errors import KitError
 from kit.models import create_model, timm_body
+from kit.paths import in_kaggle_notebook, kaggle_input
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 # ImageNet checkpoints that pip packages ship, by timm name: (module, function returning the path)
@@ -22,8 +23,8 @@ PACKAGED = {
 def weight_folders() -> list[Path]:
     """$KIT_WEIGHTS, and in a Kaggle notebook every folder of the attached datasets."""
     folders = [Path(os.environ["KIT_WEIGHTS"])] if os.environ.get("KIT_WEIGHTS") else []
-    kaggle = Path("/kaggle/input")
-    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ and kaggle.is_dir():
+    kaggle = kaggle_input()
+    if in_kaggle_notebook() and kaggle.is_dir():
         # datasets mount at /kaggle/input/<slug>, or deeper (datasets/<owner>/<slug>/<version>)
         found = (p for depth in ("*", "*/*", "*/*/*", "*/*/*/*") for p in kaggle.glob(depth))
         folders += sorted(p for p in found if p.is_dir())

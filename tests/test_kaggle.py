@@ -11,6 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 from fake_kaggle import KEY, TOKEN, USER, FakeKaggle
@@ -19,7 +20,7 @@ from kagglesdk.kaggle_env import KaggleEnv, _env_to_endpoint
 import kit
 from competitions import mnist
 from kit.cli import main
-from kit.kaggle_api import kernel
+from kit.kernel import kernel
 from kit.paths import data_dir
 from kit.recipe import override
 
@@ -277,7 +278,7 @@ def test_submit_without_any_submission_says_how_to_make_one(signed_in, tmp_path,
 # --- kernels --------------------------------------------------------------------------------
 
 
-def test_kernel_folder_runs_offline_on_a_gpu_with_the_competition_attached(server, capsys):
+def test_kernel_folder_is_a_notebook_that_runs_offline_on_two_gpus(server, capsys):
     code, _, err = kit_main(capsys, "kernel", "mnist", "k", "--user", "someone")
     assert code == 0, err
     meta = json.loads(Path("k/kernel-metadata.json").read_text())
@@ -285,13 +286,22 @@ def test_kernel_folder_runs_offline_on_a_gpu_with_the_competition_attached(serve
         meta["enable_internet"] is False
         and '"enable_internet": false' in Path("k/kernel-metadata.json").read_text()
     )
-    assert meta["enable_gpu"] is True
+    assert meta["enable_gpu"] is True and meta["machine_shape"] == "NvidiaTeslaT4"
     assert meta["competition_sources"] == [SLUG]
     assert meta["dataset_sources"] == ["someone/kit-wheels"]
     assert meta["id"] == "someone/kit-mnist"
-    script = Path("k", meta["code_file"]).read_text()
-    compile(script, meta["code_file"], "exec")
-    assert '"--no-index"' in script and '"kit.cli", "run", "mnist"' in script
+    assert meta["kernel_type"] == "notebook" and meta["code_file"] == "kit-mnist.ipynb"
+    assert sorted(p.name for p in Path("k").iterdir()) == [
+        "kernel-metadata.json",
+        "kit-mnist.ipynb",
+    ]
+    nb = nbformat.read(Path("k", meta["code_file"]), as_version=4)
+    nbformat.validate(nb)
+    sources = {c.id: c.source for c in nb.cells}
+    for source in (sources["options"], sources["install"], sources["run"]):
+        compile(source, meta["code_file"], "exec")
+    assert '"--no-index", "--no-deps"' in sources["install"]
+    assert 'kit.run("mnist", **OPTIONS)' in sources["run"]
     assert server.received == []  # writing a kernel does not talk to Kaggle
 
     code, _, err = kit_main(capsys, "kernel", "mnist", "k", "--user", "someone")
@@ -311,7 +321,9 @@ def test_kernel_push_uploads_the_wheels_dataset_then_versions_it(signed_in, tmp_
     assert pushed["enableInternet"] is False and pushed["enableGpu"] is True
     assert pushed["competitionDataSources"] == [SLUG]
     assert pushed["datasetDataSources"] == [f"{USER}/kit-wheels"]
-    assert pushed["text"] == (folder / "kit-mnist.py").read_text()
+    assert pushed["kernelType"] == "notebook" and pushed["machineShape"] == "NvidiaTeslaT4"
+    sent, written = json.loads(pushed["text"]), json.loads((folder / "kit-mnist.ipynb").read_text())
+    assert [c["source"] for c in sent["cells"]] == [c["source"] for c in written["cells"]]
     assert "pushed the kernel" in capsys.readouterr().out
 
     kernel("mnist", tmp_path / "k2", push=True, extra=())

@@ -6,6 +6,7 @@ import pytest
 
 from kit.errors import KitError
 from kit.paths import data_candidates, data_dir, new_run_dir, output_root
+from kit.weights import weight_folders
 
 
 def test_search_order(monkeypatch, tmp_path):
@@ -45,6 +46,23 @@ def test_kaggle_notebook_outputs_go_to_working(monkeypatch, tmp_path):
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
     assert output_root() == Path("/kaggle/working")
     assert output_root(tmp_path / "o") == tmp_path / "o"
+
+
+def test_one_variable_moves_the_kaggle_input_and_working_roots(monkeypatch, tmp_path):
+    """KIT_KAGGLE_ROOT stands in for /kaggle: data, outputs and attached weights follow it."""
+    monkeypatch.delenv("KIT_DATA", raising=False)
+    monkeypatch.delenv("KIT_WEIGHTS", raising=False)
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    monkeypatch.setenv("KIT_KAGGLE_ROOT", str(tmp_path))
+    comp = tmp_path / "input" / "competitions" / "slug"
+    weights = tmp_path / "input" / "datasets" / "someone" / "weights"
+    comp.mkdir(parents=True)
+    weights.mkdir(parents=True)
+    assert data_dir("r", "slug") == comp
+    assert output_root() == tmp_path / "working"
+    assert weights in weight_folders() and comp in weight_folders()
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE")  # not in a notebook: no attached datasets
+    assert weight_folders() == []
 
 
 def test_run_ids_are_never_reused(tmp_path):

