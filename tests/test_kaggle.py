@@ -308,6 +308,24 @@ def test_kernel_folder_is_a_notebook_that_runs_offline_on_two_gpus(server, capsy
     assert code == 1 and "not empty" in err
 
 
+def test_a_kernel_of_a_local_recipe_carries_the_recipe(server, tmp_path, capsys, monkeypatch):
+    import layouts_data
+
+    source = layouts_data.write("cactus", tmp_path / "kaggle-data")
+    assert kit_main(capsys, "new", "cactus", "--data", source)[0] == 0
+    code, _, err = kit_main(capsys, "kernel", "cactus", "k", "--user", "someone")
+    assert code == 0, err
+    meta = json.loads(Path("k/kernel-metadata.json").read_text())
+    assert meta["competition_sources"] == ["aerial-cactus-identification"]
+    nb = nbformat.read(Path("k", meta["code_file"]), as_version=4)
+    cells = {c.id: c.source for c in nb.cells}
+    assert list(cells)[-2:] == ["recipe", "run"]  # written before kit.run looks for it
+    monkeypatch.setenv("KIT_KAGGLE_ROOT", str(tmp_path / "notebook"))
+    exec(cells["recipe"], {})
+    written = tmp_path / "notebook" / "working" / "competitions" / "cactus.py"
+    assert written.read_text() == Path("competitions/cactus.py").read_text()
+
+
 def test_kernel_push_uploads_the_wheels_dataset_then_versions_it(signed_in, tmp_path, capsys):
     folder = kernel("mnist", tmp_path / "k1", push=True, extra=())
     wheels = list((folder / "wheels").glob("kit-*.whl"))
