@@ -12,7 +12,9 @@ import pytest
 
 from kit.cli import main
 from kit.layouts import load as read_layout
+from kit.layouts import make_submission, submission_shape
 from kit.recipe import load_competition
+from kit.submission import check_submission, read_sample
 
 # What `kit new` must find in each folder: recipe fields (as written in the file).
 EXPECTED = {
@@ -51,10 +53,15 @@ def working_in(folder):
         os.chdir(before)
 
 
+# Trained end to end: every layout and every submission shape and metric kind among them.
+# Histopathologic (like cactus: csv, AUC, one probability) and Cassava (like kannada: labels,
+# accuracy) are read and checked without training, to keep the suite short.
+TRAINED = ["cactus", "breeds", "seedlings", "dogscats", "kannada"]
+
+
 @pytest.fixture(scope="module", params=list(layouts_data.LAYOUTS))
-def layout_run(request, tmp_path_factory):
-    """One layout: its folder, `kit new NAME --data DIR`, then `kit run NAME`, from a fresh
-    working folder."""
+def layout(request, tmp_path_factory):
+    """One layout: its folder and `kit new NAME --data DIR`, in a fresh working folder."""
     name = request.param
     parent = tmp_path_factory.mktemp(name)
     folder = layouts_data.write(name, parent)
@@ -62,23 +69,48 @@ def layout_run(request, tmp_path_factory):
     work.mkdir()
     with working_in(work):
         assert main(["new", name, "--data", str(folder)]) == 0
+        recipe = load_competition(name).RECIPE
+    return {"name": name, "folder": folder, "work": work, "recipe": recipe}
+
+
+@pytest.fixture(scope="module", params=TRAINED)
+def layout_run(request, tmp_path_factory):
+    """`kit new NAME --data DIR`, then `kit run NAME`, in a fresh working folder."""
+    name = request.param
+    parent = tmp_path_factory.mktemp(f"{name}-run")
+    folder = layouts_data.write(name, parent)
+    work = parent / "work"
+    work.mkdir()
+    with working_in(work):
+        assert main(["new", name, "--data", str(folder)]) == 0
         assert main(["run", name, *FLAGS.get(name, SHORT)]) == 0
+        recipe = load_competition(name).RECIPE
     (run_dir,) = (work / "runs" / name).iterdir()
-    return {"name": name, "folder": folder, "work": work, "run_dir": run_dir,
-            "recipe": load_competition_in(work, name),
+    return {"name": name, "folder": folder, "work": work, "run_dir": run_dir, "recipe": recipe,
             "metrics": json.loads((run_dir / "metrics.json").read_text())}  # fmt: skip
 
 
-def load_competition_in(work, name):
-    with working_in(work):
-        return load_competition(name).RECIPE
+def test_every_layout_reads_into_a_valid_submission(layout):
+    """Without training: the folder read as `kit new` wrote, and a submission of uniform
+    probabilities in the sample's shape, checked as `kit run` checks it."""
+    r, folder = layout["recipe"], layout["folder"]
+    d = read_layout(folder, r)
+    assert len(d.x) == len(d.y) == len(d.names) and d.x.shape[1] == r.channels
+    assert d.x.shape[2:] == (r.size, r.size) and d.test_x.shape[1:] == d.x.shape[1:]
+    sample = read_sample(folder)
+    assert [str(i) for i in d.test_ids] == sample.iloc[:, 0].astype(str).tolist()
+    probs = np.full((len(d.test_ids), len(d.classes)), 1 / len(d.classes))
+    sub = make_submission(r, sample, d.test_ids, probs, d.classes)
+    shape = submission_shape(r, sample, d.classes)
+    check_submission(sub, sample, d.test_ids, d.classes if shape == "label" else None)
+    assert d.test_y is not None and len(d.test_y) == len(d.test_ids)
 
 
-def test_kit_new_reads_the_layout(layout_run):
-    r = layout_run["recipe"]
-    for field, value in EXPECTED[layout_run["name"]].items():
+def test_kit_new_reads_the_layout(layout):
+    r = layout["recipe"]
+    for field, value in EXPECTED[layout["name"]].items():
         assert getattr(r, field) == value, field
-    text = (layout_run["work"] / "competitions" / f"{layout_run['name']}.py").read_text()
+    text = (layout["work"] / "competitions" / f"{layout['name']}.py").read_text()
     assert f"layout={r.layout!r},  # " in text  # every inferred choice says what was found
     assert "# sample_submission.csv: " in text
 
@@ -112,12 +144,12 @@ def test_it_scores_well_above_chance_on_held_out_labels(layout_run):
         assert got > BETTER_THAN[r.metric]
 
 
-def test_kit_list_says_where_each_recipe_comes_from(layout_run, capsys):
-    with working_in(layout_run["work"]):
+def test_kit_list_says_where_each_recipe_comes_from(layout, capsys):
+    with working_in(layout["work"]):
         assert main(["list"]) == 0
     out = capsys.readouterr().out
-    line = next(row for row in out.splitlines() if row.startswith(layout_run["name"] + " "))
-    assert str(layout_run["work"] / "competitions") in line
+    line = next(row for row in out.splitlines() if row.startswith(layout["name"] + " "))
+    assert str(layout["work"] / "competitions") in line
     assert "mnist" in out and "invasive" in out
 
 
