@@ -40,9 +40,12 @@ def in_worker() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ
 
 
-def resolve_nproc(nproc, device: str = "auto") -> int:
+def resolve_nproc(nproc, device: str = "auto", sync_bn=False) -> int:
     """How many processes `--nproc` asks for on this machine; bad requests are one line."""
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if sync_bn and (device == "cpu" or not gpus):
+        raise KitError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm runs only there); "
+                       "drop it on the CPU")  # fmt: skip
     if nproc in (None, "auto"):
         return gpus if gpus and device != "cpu" else 1
     try:
@@ -272,10 +275,13 @@ class DDP(Callback):
             self.learn.model = self.learn.model.module
 
 
-def attach(learn):
-    """In a DDP run: this process's shard of the training data, and the DDP wrapper."""
+def attach(learn, sync_bn: bool = False):
+    """In a DDP run: this process's shard of the training data, the DDP wrapper, and with
+    `sync_bn` batch norm whose statistics span every process's batch."""
     if ddp():
         learn.dls.train.shard(rank(), world())
+        if sync_bn:
+            learn.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(learn.model)
         learn.add_cb(DDP())
     return learn
 

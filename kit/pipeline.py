@@ -117,7 +117,7 @@ def build_learner(job: Job, path: Path, valid_idx: np.ndarray):
         model = create_model(r.arch, n, chans, size=r.size)
     dls = dataloaders(data, r, norm_stats(model, data.x), job.device, valid_idx)
     learn = make_learner(model, dls, r, path, resolve_precision(r.precision, job.device))
-    return distributed.attach(learn)
+    return distributed.attach(learn, r.sync_bn)
 
 
 def lr_find(name: str, show=None, **options) -> float:
@@ -147,7 +147,9 @@ def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun=""
     own options, e.g. "--nnodes 2 ..."). Returns the metrics and the paths written.
     """
     if nproc is not None and not distributed.in_worker():
-        n = distributed.resolve_nproc(nproc, options.get("device") or "auto")
+        n = distributed.resolve_nproc(
+            nproc, options.get("device") or "auto", options.get("sync_bn")
+        )
         if n > 1:
             root = output_root(options.get("out"))
             show = IN_NOTEBOOK if show is None else show

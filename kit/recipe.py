@@ -66,6 +66,7 @@ class Recipe:
     tta: bool = True  # also predict with test-time augmentation and report both scores
     precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto is bf16/fp16 on CUDA, fp32 on CPU
     channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and GPU
+    sync_bn: bool = False  # --nproc on GPUs: batch-norm statistics over every process's batch
     seed: int = 42  # seeds the split, the new weights and the batch order
 
 

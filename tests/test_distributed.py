@@ -60,6 +60,7 @@ def test_training_shards_are_disjoint_equal_and_cover_the_epoch():
         (0, ["--nproc", "2"], "--nproc 2 asks for 2 GPUs, and torch sees none; add --device cpu"),
         (2, ["--nproc", "3"], "--nproc 3 asks for 3 GPUs, and torch sees 2; use --nproc 2"),
         (0, ["--nproc", "two"], "--nproc 'two' is not a number"),
+        (0, ["--nproc", "2", "--device", "cpu", "--sync-bn"], "--sync-bn needs CUDA GPUs"),
     ],
 )
 def test_bad_nproc_is_one_line(monkeypatch, tmp_path, capsys, gpus, argv, message):
@@ -147,3 +148,23 @@ def test_folds_train_one_per_process_as_one_process_would(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     # the same folds in one process (OMP_NUM_THREADS=1): 0.3074, 0.2493, measured
     assert metrics["folds_accuracy"] == pytest.approx([0.3074, 0.2493], abs=0.03)
+
+
+def test_sync_bn_turns_every_batch_norm_into_a_synchronised_one(monkeypatch):
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+
+    from kit import distributed
+    from kit.models import create_model
+
+    monkeypatch.setattr(distributed, "ddp", lambda: True)
+    monkeypatch.setattr(distributed, "rank", lambda: 0)
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    x, y = torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.long)
+    loader = TensorLoader(x, y, 4, ([0.0], [1.0]))
+    model = create_model("digitnet", 10, 1)
+    learn = Learner(DataLoaders(loader, loader), model, loss_func=torch.nn.CrossEntropyLoss())
+    norms = lambda m: {type(n).__name__ for n in m.modules() if "BatchNorm" in type(n).__name__}  # noqa: E731
+    assert norms(learn.model) == {"BatchNorm2d"}
+    distributed.attach(learn, sync_bn=True)
+    assert norms(learn.model) == {"SyncBatchNorm"}
