@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ens = command(sub, "ensemble", "blend k-fold runs: mean, weighted or stacked", here)
     ens.add_argument("runs", nargs="+", metavar="RUN", help="run ids (or folders) trained with "
-                     "the same --folds and --seed")  # fmt: skip
+                     "the same --folds and --fold-seed (or folds.csv)")  # fmt: skip
     ens.add_argument("--method", default="mean", choices=["mean", "weighted", "stack"],
                      help="plain average, weights fitted on the out-of-fold predictions, or a "
                      "logistic regression on them (default: mean)")  # fmt: skip

@@ -17,8 +17,9 @@ from fastcore.imports import IN_NOTEBOOK
 from sklearn.metrics import roc_auc_score
 
 from kit.augment import tta_views
-from kit.data import Data, dataloaders, fold_ids, split, test_loader
+from kit.data import Data, dataloaders, test_loader
 from kit.errors import KitError
+from kit.folds import FOLDS_CSV, assign_folds, read_folds
 from kit.interpret import interpret
 from kit.models import check_arch, create_model, timm_body
 from kit.paths import (
@@ -75,11 +76,22 @@ class Job:
     data: Data
     device: torch.device
     weights: Path | None  # the checkpoint for a pretrained recipe (None: timm's download)
+    fold: np.ndarray  # each training item's fold; a single split validates on fold 0
 
 
-def prepare(name, data=None, sample=False, out=None, device="auto", weights=None, **overrides):
-    """Resolve the recipe, folders, device and weights, and read the data: everything that can
-    fail on bad input happens here, before any output is created."""
+def prepare(
+    name,
+    data=None,
+    sample=False,
+    out=None,
+    device="auto",
+    weights=None,
+    folds_csv=None,
+    **overrides,
+):
+    """Resolve the recipe, folders, device and weights, read the data and its folds (from
+    `folds_csv` when given): everything that can fail on bad input happens here, before any
+    output is created."""
     comp = load_competition(name)
     given = {k: v for k, v in overrides.items() if v is not None}
     r = override(comp.RECIPE, **(getattr(comp, "SAMPLE", {}) if sample else {}) | given)
@@ -93,7 +105,9 @@ def prepare(name, data=None, sample=False, out=None, device="auto", weights=None
             write_sample(name, folder)
     else:
         folder = data_dir(name, r.slug, data)
-    return Job(comp, r, root, folder, comp.load(folder, r), dev, weights)
+    d = comp.load(folder, r)
+    fold = read_folds(folds_csv, d.names, r.folds) if folds_csv else assign_folds(d, r, folder)
+    return Job(comp, r, root, folder, d, dev, weights, fold)
 
 
 def norm_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[list, list]:
@@ -126,7 +140,7 @@ def lr_find(name: str, show=None, **options) -> float:
     r = job.recipe
     folder = job.root / "runs" / name / "lr-find"
     folder.mkdir(parents=True, exist_ok=True)
-    learn = build_learner(job, folder, split(job.data.y, r.valid_pct, r.seed)[1])
+    learn = build_learner(job, folder, np.flatnonzero(job.fold == 0))
     learn.create_opt()
     if r.head_cycles:
         learn.freeze()
@@ -149,6 +163,9 @@ def run(name: str, show=None, resume: str | None = None, **options) -> dict:
     run_id, partial = new_run_dir(job.root, name, job.recipe.arch)
     write_json(partial / "recipe.json", dataclasses.asdict(job.recipe))
     write_json(partial / "job.json", {"data": str(job.folder.resolve()), "weights": job.weights})
+    pd.DataFrame({"item": job.data.names, "fold": job.fold}).to_csv(
+        partial / FOLDS_CSV, index=False
+    )
     return finish(job, name, run_id, partial, show)
 
 
@@ -173,8 +190,16 @@ def resume_run(name: str, run_id: str, show=None, out=None, device="auto", **opt
         for f in recipe_fields()
         if (v := read_json(partial / "recipe.json").get(f.name)) is not None
     }
+    recipe.setdefault("fold_seed", recipe.get("seed"))  # a run from before folds had a seed
+    folds_csv = partial / FOLDS_CSV  # the very folds it started with (a single split: fold 0)
     job = prepare(
-        name, data=saved["data"], out=out, device=device, weights=saved["weights"], **recipe
+        name,
+        data=saved["data"],
+        out=out,
+        device=device,
+        weights=saved["weights"],
+        folds_csv=folds_csv if folds_csv.is_file() else None,
+        **recipe,
     )
     print(f"resuming run {run_id}")
     return finish(job, name, run_id, partial, show)
@@ -269,13 +294,11 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
     r, d = job.recipe, job.data
     m, y = r.metric, d.y.numpy()
     write_json(run_dir / "versions.json", versions(job.device))
+    fold = job.fold
     if r.folds:
-        fold = fold_ids(d.y, r.folds, r.seed)
-        pd.DataFrame({"item": d.names, "fold": fold}).to_csv(run_dir / "folds.csv", index=False)
         units = [(run_dir / f"fold{k}", np.flatnonzero(fold == k)) for k in range(r.folds)]
     else:
-        fold = None
-        units = [(run_dir, split(d.y, r.valid_pct, r.seed)[1])]
+        units = [(run_dir, np.flatnonzero(fold == 0))]
     results = []
     for k, (folder, valid_idx) in enumerate(units):
         if r.folds:
