@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--data", metavar="PATH", help="the competition folder whose "
                         "sample_submission.csv checks the file (default: the run's)")  # fmt: skip
     command(sub, "submissions", "the competition's submissions on Kaggle", here)
-    command(sub, "runs", "the local runs with their validation and public scores", here)
+    runs = command(sub, "runs", "the local runs with their scores, or compare some", here)
+    runs.add_argument("runs", nargs="*", metavar="RUN", help="compare these runs (ids, a unique "
+                      "start of one, or folders): where recipes differ, and scores")  # fmt: skip
     kernel = command(sub, "kernel", "a Kaggle notebook that runs the recipe offline")
     kernel.add_argument("dir", help="a new or empty folder for kernel-metadata.json and the script")
     kernel.add_argument("--push", action="store_true",
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "runs":
             from kit.records import show_runs
 
-            show_runs(args.name, args.out)
+            show_runs(args.name, args.out, args.runs)
         elif args.command == "kernel":
             from kit.kaggle_api import kernel
 

@@ -4,6 +4,7 @@ import dataclasses
 import platform
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from fastcore.imports import IN_NOTEBOOK
 from sklearn.metrics import roc_auc_score
 
 from kit.augment import tta_views
+from kit.budget import Clock, check_up_front, fitted
 from kit.data import Data, dataloaders, test_loader
 from kit.errors import KitError
 from kit.folds import FOLDS_CSV, assign_folds, read_folds
@@ -34,6 +36,7 @@ from kit.paths import (
 )
 from kit.recipe import Recipe, load_competition, override, recipe_fields
 from kit.records import read_json, write_json
+from kit.report import write_report
 from kit.submission import check_submission, read_sample, write_new
 from kit.train import (
     average_weights,
@@ -77,6 +80,8 @@ class Job:
     device: torch.device
     weights: Path | None  # the checkpoint for a pretrained recipe (None: timm's download)
     fold: np.ndarray  # each training item's fold; a single split validates on fold 0
+    started: float  # time.monotonic() when the run began: --time-limit counts from here
+    clock: Clock | None = None  # the time limit, once the run has a folder to keep its plan in
 
 
 def prepare(
@@ -92,6 +97,7 @@ def prepare(
     """Resolve the recipe, folders, device and weights, read the data and its folds (from
     `folds_csv` when given): everything that can fail on bad input happens here, before any
     output is created."""
+    started = time.monotonic()
     comp = load_competition(name)
     given = {k: v for k, v in overrides.items() if v is not None}
     r = override(comp.RECIPE, **(getattr(comp, "SAMPLE", {}) if sample else {}) | given)
@@ -107,7 +113,7 @@ def prepare(
         folder = data_dir(name, r.slug, data)
     d = comp.load(folder, r)
     fold = read_folds(folds_csv, d.names, r.folds) if folds_csv else assign_folds(d, r, folder)
-    return Job(comp, r, root, folder, d, dev, weights, fold)
+    return Job(comp, r, root, folder, d, dev, weights, fold, started)
 
 
 def norm_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[list, list]:
@@ -214,8 +220,11 @@ def finish(job: Job, name: str, run_id: str, partial: Path, show) -> dict:
         print("warning: no sample_submission.csv; ids and order come from the test folder")
     print(f"run {run_id}: {len(d.x)} training images, {len(d.test_x)} test images, "
           f"on {job.device}")  # fmt: skip
+    if r.time_limit:
+        job.clock = Clock(r.time_limit, job.started, partial / "budget.json", len(d.test_x))
     try:
         metrics = train_and_predict(job, partial, sample_df, show)
+        write_report(partial, run_id)
         final = finish_run_dir(partial, run_id)
     except BaseException:
         if any(partial.rglob("checkpoint.pth")) or any(partial.rglob("preds.npz")):
@@ -225,7 +234,7 @@ def finish(job: Job, name: str, run_id: str, partial: Path, show) -> dict:
             discard_run_dir(partial)
         raise
     submission = publish(root, name, final)
-    report(r, metrics, final, submission)
+    report(job.recipe, metrics, final, submission)  # the schedule a time limit kept
     return {**metrics, "run_dir": str(final), "submission": str(submission)}
 
 
@@ -250,7 +259,11 @@ def train_unit(job: Job, folder: Path, valid_idx: np.ndarray, show) -> dict:
     learn = build_learner(job, folder, valid_idx)
     ckpt = folder / "checkpoint.pth"
     saved = torch.load(ckpt, weights_only=False) if ckpt.exists() else None
-    rates, history = fine_tune_sgdr(learn, job.recipe, folder, show, saved)
+    if job.clock and job.clock.plan is None and saved is None:
+        check_up_front(learn, job.recipe, job.clock)  # before any training
+    rates, history = fine_tune_sgdr(learn, job.recipe, folder, show, saved, job.clock)
+    if job.clock:  # the schedule the time limit kept (TTA included) is the recipe from here on
+        job.recipe = fitted(job.recipe, job.clock.plan)
     unit = {"rates": rates, "history": history}
     if job.recipe.snapshots:
         preds, unit["averaging"] = weight_averaging(learn, job, folder, valid_idx)
@@ -304,6 +317,7 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
         if r.folds:
             print(f"fold {k + 1}/{r.folds}: {len(valid_idx)} held out")
         results.append(train_unit(job, folder, valid_idx, show))
+    r = job.recipe = fitted(job.recipe, job.clock.plan) if job.clock else job.recipe
 
     idx = np.concatenate([v for _, v in units])
     kinds = ["", "_tta"] if r.tta else [""]
@@ -352,6 +366,8 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
         **({"averaging": [u["averaging"] for u in results]} if r.snapshots else {}),
         "folds": r.folds,
         "epochs": len(history),
+        **({"budget": job.clock.plan} if job.clock else {}),
+        "seconds": round(time.monotonic() - job.started, 1),
         "submitted": "tta" if suffix else "plain",
         "skipped_train_images": d.skipped,
         "weights": str(job.weights) if job.weights else None,
