@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from kit.paths import replacing
 from kit.records import read_json
 
 STYLE = """
@@ -23,7 +24,7 @@ INTERPRETATION = ("roc.png", "confusion_matrix.png", "top_losses.png")
 
 def cell(v) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1e-2 and v else f"{v:.4f}"
+        return f"{v:.2e}" if abs(v) < 1e-2 and v else f"{v:.4f}"
     if isinstance(v, list):
         return ", ".join(cell(x) for x in v)
     return html.escape("-" if v is None else str(v))
@@ -51,19 +52,18 @@ def units(run_dir: Path) -> list[str]:
 
 
 def scores(metrics: dict, m: str) -> list[tuple]:
+    valid = "out-of-fold" if metrics.get("folds") else "validation"
     rows = [
-        ("validation" if not metrics.get("folds") else "out-of-fold", metrics.get(f"valid_{m}")),
-        ("with TTA", metrics.get(f"valid_tta_{m}")),
-        ("per fold", metrics.get(f"folds_{m}")),
-        ("per fold, with TTA", metrics.get(f"folds_tta_{m}")),
-        ("test (held-out sample labels)", metrics.get(f"test_{m}")),
-        ("submitted", metrics.get("submitted")),
+        (f"{valid} {m}", metrics.get(f"valid_{m}")),
+        (f"{valid} {m} with TTA", metrics.get(f"valid_tta_{m}")),
+        (f"{m} per fold", metrics.get(f"folds_{m}")),
+        (f"{m} per fold with TTA", metrics.get(f"folds_tta_{m}")),
+        (f"test {m} (held-out sample labels)", metrics.get(f"test_{m}")),
+        ("submitted predictions", metrics.get("submitted")),
         ("epochs", metrics.get("epochs")),
         ("seconds", metrics.get("seconds")),
     ]
-    return [
-        (f"{name} {m}" if i < 5 else name, v) for i, (name, v) in enumerate(rows) if v is not None
-    ]
+    return [(name, v) for name, v in rows if v is not None]
 
 
 def rate_rule(recipe: dict, metrics: dict) -> str:
@@ -99,15 +99,24 @@ def write_report(run_dir: Path, run_id: str) -> Path:
              "<h2>Scores</h2>", table(scores(metrics, m)),
              "<h2>Learning rates</h2>", rates(run_dir, recipe, metrics)]  # fmt: skip
     if metrics.get("budget"):
-        parts += ["<h2>Time limit</h2>", f"<p>{html.escape(metrics['budget'].get('note', ''))}</p>"]
-    parts.append("<h2>Training curves</h2>")
-    for u in units(run_dir):
-        parts.append(
-            figure(run_dir, f"{u}training_curves.png", f"{u or 'run'} training curves", True)
-        )
+        parts += ["<h2>Time limit</h2>", f"<p>{html.escape(metrics['budget']['note'])}</p>"]
+    parts += [*plots(run_dir), "<h2>Recipe</h2>", table(sorted(recipe.items())),
+              "<h2>Files</h2>", files(run_dir)]  # fmt: skip
+    page = ("<!doctype html><html lang=en><head><meta charset=utf-8>"
+            f"<title>{html.escape(name)} {html.escape(run_id)}</title><style>{STYLE}</style></head>"
+            f"<body>{''.join(parts)}</body></html>\n")  # fmt: skip
+    with replacing(run_dir / "report.html") as tmp:
+        tmp.write_text(page)
+    return run_dir / "report.html"
+
+
+def plots(run_dir: Path) -> list[str]:
+    """The curves and finder plots of every model, then the interpretation."""
+    parts = ["<h2>Training curves</h2>"]
+    parts += [figure(run_dir, f"{u}training_curves.png", f"{u}training_curves.png", True)
+              for u in units(run_dir)]  # fmt: skip
     parts.append("<h2>Learning-rate finder</h2>")
-    for u in units(run_dir):
-        parts += [figure(run_dir, f"{u}{png}", f"{u}{png}") for png in FINDER]
+    parts += [figure(run_dir, f"{u}{png}", f"{u}{png}") for u in units(run_dir) for png in FINDER]
     parts.append("<h2>Interpretation (validation)</h2>")
     parts += [figure(run_dir, png, png) for png in INTERPRETATION]
     classes = sorted(run_dir.glob("class_*.png"), key=lambda p: p.name)
@@ -115,18 +124,9 @@ def write_report(run_dir: Path, run_id: str) -> Path:
     confused = run_dir / "most_confused.csv"
     if confused.is_file():
         df = pd.read_csv(confused).head(10)
-        parts += [
-            "<h3>Most confused</h3>",
-            table([tuple(r) for r in df.itertuples(index=False)], tuple(df.columns)),
-        ]
-    parts += ["<h2>Recipe</h2>", table(sorted(recipe.items())),
-              "<h2>Files</h2>", files(run_dir)]  # fmt: skip
-    page = ("<!doctype html><html lang=en><head><meta charset=utf-8>"
-            f"<title>{html.escape(name)} {html.escape(run_id)}</title><style>{STYLE}</style></head>"
-            f"<body>{''.join(parts)}</body></html>\n")  # fmt: skip
-    path = run_dir / "report.html"
-    path.write_text(page)
-    return path
+        rows = [tuple(r) for r in df.itertuples(index=False)]
+        parts += ["<h3>Most confused</h3>", table(rows, tuple(df.columns))]
+    return parts
 
 
 def files(run_dir: Path) -> str:

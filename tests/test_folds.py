@@ -175,6 +175,30 @@ def test_snapshots_report_last_snapshot_ensemble_and_swa(tmp_path, capsys):
     assert f"keeping {averaging['chosen']}" in printed
 
 
+def test_kit_runs_compares_runs_side_by_side(fold_runs, capsys):
+    out, a, b = fold_runs
+    a_id, b_id = ids(fold_runs)
+    assert main(["runs", "mnist", a_id, b_id, "--out", str(out)]) == 0
+    lines = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
+    assert lines[a_id] == [b_id]  # the header: one column per run
+    assert lines["seed"] == ["3", "8"] and lines["tta"] == ["True", "False"]
+    assert "arch" not in lines and "folds" not in lines  # only what differs
+    assert lines["valid"] == [f"{a['valid_accuracy']:.4f}", f"{b['valid_accuracy']:.4f}"]
+    assert main(["runs", "mnist", a_id, "nope", "--out", str(out)]) == 1
+    assert "no finished run 'nope'" in capsys.readouterr().err
+
+
+def test_a_fold_run_report_shows_every_fold(fold_runs):
+    out, _, _ = fold_runs
+    run = out / "runs" / "mnist" / ids(fold_runs)[0]
+    page = (run / "report.html").read_text()
+    for k in (0, 1):
+        assert (run / f"fold{k}" / "training_curves.png").is_file()
+        assert f'src="fold{k}/training_curves.png"' in page
+        assert f'src="fold{k}/lr_find.png"' in page
+    assert "out-of-fold accuracy" in page
+
+
 def digits(mnist_sample, **changes):
     r = override(mnist.RECIPE, **changes)
     return mnist.load(mnist_sample, r), r
