@@ -117,7 +117,7 @@ def probe(learn, n: int = 3) -> tuple[float, float]:
     """Seconds per training step (forward and backward) and per prediction batch, the fastest
     of `n` timed on validation batches; the model, its statistics and the random state are
     left as they were, so a run with a time limit trains exactly as one without."""
-    model, rng = learn.model, torch.get_rng_state()
+    model, rng = learn.model.to(learn.dls.device), torch.get_rng_state()  # fit moves it too
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     kinds = {type(c).__name__ for c in learn.cbs}  # the autocast the run's callbacks apply
     dtype = (
