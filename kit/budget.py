@@ -75,15 +75,21 @@ def fit_schedule(r: Recipe, epoch_s: float, left_s: float, finder=0.0, predict=0
 
 def note(r: Recipe, p: dict, epoch_s: float, need: float, left_s: float) -> str:
     """What was kept, in one line."""
-    head = epochs(p["head_cycles"], r.head_cycle_len, 1)
-    body = epochs(p["cycles"], r.cycle_len, r.cycle_mult)
-    parts = [f"keeping {p['cycles']} of {r.cycles} cycles ({body} epochs)"]
+
+    def kept(key, what, n_epochs):
+        return f"{p[key]} of {getattr(r, key)} {what} ({n_epochs} epoch{'s' * (n_epochs != 1)})"
+
+    parts = [kept("cycles", "cycles", epochs(p["cycles"], r.cycle_len, r.cycle_mult))]
     if r.head_cycles:
-        parts.insert(0, f"{p['head_cycles']} of {r.head_cycles} head cycles ({head} epochs)")
+        parts.insert(
+            0, kept("head_cycles", "head cycles", epochs(p["head_cycles"], r.head_cycle_len, 1))
+        )
         if not r.lr and r.cycles and p["cycles"]:
             parts.append("second finder " + ("on" if p["finder"] else "off (fine_tune's rates)"))
     parts.append("TTA " + ("on" if p["tta"] else "off"))
-    text = f"time limit {r.time_limit:g} min: first epoch {epoch_s:.0f} s; " + ", ".join(parts)
+    text = f"time limit {r.time_limit:g} min: first epoch {epoch_s:.0f} s; keeping " + ", ".join(
+        parts
+    )
     if need > MARGIN * left_s:
         text += f"; even this needs about {need:.0f} s of the {left_s:.0f} s left"
     return text
