@@ -23,7 +23,7 @@ class Steps(Callback):
             self.state["steps"].append({
                 "stage": st["stage"],
                 "epoch": len(st["history"]),
-                "loss": float(self.learn.loss),
+                "loss": float(self.learn.loss.detach()),
                 "lr": float(self.learn.opt.hypers[-1]["lr"]),
             })  # fmt: skip
 

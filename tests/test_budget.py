@@ -100,7 +100,8 @@ def test_a_run_keeps_the_cycles_and_tta_that_fit(tmp_path, monkeypatch, capsys):
         return real(r, epoch_s, 1.5 * epoch_s / MARGIN, 0.0, 0.4)
 
     monkeypatch.setattr(budget, "fit_schedule", granted)
-    result = kit.run("mnist", sample=True, out=tmp_path, cycles=3, cycle_mult=1, time_limit=30)
+    result = kit.run("mnist", sample=True, out=tmp_path, cycles=3, cycle_mult=1, lr=3e-3,
+                     time_limit=30)  # fmt: skip
     printed = capsys.readouterr().out
     assert "keeping 2 of 3 cycles (2 epochs), TTA off" in printed
     assert result["epochs"] == 2 and "valid_tta_accuracy" not in result
