@@ -83,7 +83,7 @@ def rates(run_dir: Path, recipe: dict, metrics: dict) -> str:
         ("run", {k: metrics[k] for k in ("head_lr", "lr", "lr_low") if k in metrics})
     ]
     keys = ["head_lr", "lr", "lr_low"]
-    rows = [(u.rstrip("/"), *(r.get(k) for k in keys)) for u, r in found]
+    rows = [(u.rstrip("/"), *(f"{r[k]:.2e}" if k in r else None for k in keys)) for u, r in found]
     head = ("model", "head (body frozen)", "top group, unfrozen", "first group, unfrozen")
     rule = html.escape(rate_rule(recipe, metrics))
     return f"<p>Rule: {rule}; discriminative rates over the layer groups.</p>" + table(rows, head)

@@ -1,5 +1,6 @@
 """`kit run mnist` end to end on the bundled sample of real handwritten digits."""
 
+import html
 import json
 import re
 import shutil
@@ -85,8 +86,9 @@ def test_demo_report_links_every_plot_relatively(demo_run):
         sources
     )
     assert all((run_dir / src).is_file() and not src.startswith("/") for src in sources)
-    assert f"{metrics['valid_accuracy']:.4f}" in page and f"{metrics['lr']:.2e}" in page
-    assert "learning-rate finder's suggestion" in page
+    text = html.unescape(page)
+    assert f"{metrics['valid_accuracy']:.4f}" in text and f"{metrics['lr']:.2e}" in text
+    assert "Rule: the learning-rate finder's suggestion" in text
     assert (run_dir / "training_curves.png").stat().st_size > 20_000
 
 
