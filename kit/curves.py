@@ -55,7 +55,8 @@ def plot_curves(steps: list, history: list, metric: str, path: Path, show: bool 
     ax_metric.plot(ends, [h.get(metric) for h in rows], "o-", c="C2")
     ax_metric.set(ylabel=f"validation {metric}")
     ax_lr.plot(x, lr, c="C3")
-    ax_lr.set(ylabel="learning rate (last group)", xlabel="training step", yscale="log")
+    ax_lr.set(ylabel="learning rate (last group)", xlabel="training step")  # linear: SGDR
+    # anneals each cycle to 0, which a log scale would stretch over ten decades
     stages = [s["stage"] for s in steps]
     for i, stage in enumerate(stages):
         if i == 0 or stage != stages[i - 1]:  # where a stage starts: the unfreeze

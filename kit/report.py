@@ -24,7 +24,7 @@ INTERPRETATION = ("roc.png", "confusion_matrix.png", "top_losses.png")
 
 def cell(v) -> str:
     if isinstance(v, float):
-        return f"{v:.2e}" if abs(v) < 1e-2 and v else f"{v:.4f}"
+        return f"{v:.2e}" if abs(v) < 1e-2 and v else f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
     if isinstance(v, list):
         return ", ".join(cell(x) for x in v)
     return html.escape("-" if v is None else str(v))
