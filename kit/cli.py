@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ens = command(sub, "ensemble", "blend k-fold runs: mean, weighted or stacked", here)
     ens.add_argument("runs", nargs="+", metavar="RUN", help="run ids (or folders) trained with "
-                     "the same --folds and --seed")  # fmt: skip
+                     "the same --folds and --fold-seed (or folds.csv)")  # fmt: skip
     ens.add_argument("--method", default="mean", choices=["mean", "weighted", "stack"],
                      help="plain average, weights fitted on the out-of-fold predictions, or a "
                      "logistic regression on them (default: mean)")  # fmt: skip
@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--data", metavar="PATH", help="the competition folder whose "
                         "sample_submission.csv checks the file (default: the run's)")  # fmt: skip
     command(sub, "submissions", "the competition's submissions on Kaggle", here)
-    command(sub, "runs", "the local runs with their validation and public scores", here)
+    runs = command(sub, "runs", "the local runs with their scores, or compare some", here)
+    runs.add_argument("runs", nargs="*", metavar="RUN", help="compare these runs (ids, a unique "
+                      "start of one, or folders): where recipes differ, and scores")  # fmt: skip
     kernel = command(sub, "kernel", "a Kaggle notebook that runs the recipe offline")
     kernel.add_argument(
         "dir", help="a new or empty folder for kernel-metadata.json and the notebook"
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "runs":
             from kit.records import show_runs
 
-            show_runs(args.name, args.out)
+            show_runs(args.name, args.out, args.runs)
         elif args.command == "kernel":
             from kit.kernel import kernel
 

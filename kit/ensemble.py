@@ -63,7 +63,8 @@ def check_members(members: list) -> None:
     for m in members[1:]:
         if m["items"] != first["items"] or not np.array_equal(m["fold"], first["fold"]):
             raise KitError(f"runs {first['run']} and {m['run']} have different folds; ensemble "
-                           "runs trained with the same --folds and --seed")  # fmt: skip
+                           "runs trained on the same data with the same --folds and --fold-seed "
+                           "(or folds.csv); --seed, arch and size may differ")  # fmt: skip
         if m["classes"] != first["classes"] or m["test_ids"] != first["test_ids"]:
             raise KitError(f"runs {first['run']} and {m['run']} predict different classes or "
                            "test items")  # fmt: skip

@@ -4,6 +4,7 @@ import dataclasses
 import platform
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,8 +18,10 @@ from fastcore.imports import IN_NOTEBOOK
 
 from kit import distributed
 from kit.augment import tta_views
-from kit.data import Data, dataloaders, fold_ids, split, test_loader
+from kit.budget import Clock, check_up_front, fitted
+from kit.data import Data, dataloaders, test_loader
 from kit.errors import KitError
+from kit.folds import FOLDS_CSV, assign_folds, read_folds
 from kit.interpret import interpret
 from kit.layouts import load as read_layout
 from kit.layouts import make_submission, submission_shape
@@ -36,6 +39,7 @@ from kit.paths import (
 )
 from kit.recipe import Recipe, load_competition, override, recipe_fields
 from kit.records import read_json, write_json
+from kit.report import write_report
 from kit.submission import check_submission, read_sample, write_new
 from kit.train import (
     average_weights,
@@ -74,11 +78,25 @@ class Job:
     data: Data
     device: torch.device
     weights: Path | None  # the checkpoint for a pretrained recipe (None: timm's download)
+    fold: np.ndarray  # each training item's fold; a single split validates on fold 0
+    started: float  # time.monotonic() when the run began: --time-limit counts from here
+    clock: Clock | None = None  # the time limit, once the run has a folder to keep its plan in
 
 
-def prepare(name, data=None, sample=False, out=None, device="auto", weights=None, **overrides):
-    """Resolve the recipe, folders, device and weights, and read the data: everything that can
-    fail on bad input happens here, before any output is created."""
+def prepare(
+    name,
+    data=None,
+    sample=False,
+    out=None,
+    device="auto",
+    weights=None,
+    folds_csv=None,
+    **overrides,
+):
+    """Resolve the recipe, folders, device and weights, read the data and its folds (from
+    `folds_csv` when given): everything that can fail on bad input happens here, before any
+    output is created."""
+    started = time.monotonic()
     comp = load_competition(name)
     given = {k: v for k, v in overrides.items() if v is not None}
     r = override(comp.RECIPE, **(getattr(comp, "SAMPLE", {}) if sample else {}) | given)
@@ -93,8 +111,9 @@ def prepare(name, data=None, sample=False, out=None, device="auto", weights=None
                 write_sample(name, folder)
         else:
             folder = data_dir(name, r.slug, data, getattr(comp, "DATA", None))
-        loaded = getattr(comp, "load", read_layout)(folder, r)  # a recipe may wrap the reader
-    return Job(comp, r, root, folder, loaded, dev, weights)
+        d = getattr(comp, "load", read_layout)(folder, r)  # a recipe may wrap the reader
+    fold = read_folds(folds_csv, d.names, r.folds) if folds_csv else assign_folds(d, r, folder)
+    return Job(comp, r, root, folder, d, dev, weights, fold, started)
 
 
 def norm_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[list, list]:
@@ -128,7 +147,7 @@ def lr_find(name: str, show=None, **options) -> float:
     r = job.recipe
     folder = job.root / "runs" / name / "lr-find"
     folder.mkdir(parents=True, exist_ok=True)
-    learn = build_learner(job, folder, split(job.data.y, r.valid_pct, r.seed)[1])
+    learn = build_learner(job, folder, np.flatnonzero(job.fold == 0))
     learn.create_opt()
     if r.head_cycles:
         learn.freeze()
@@ -166,6 +185,9 @@ def start_run(job: Job, name: str) -> tuple[str, Path]:
     run_id, partial = new_run_dir(job.root, name, job.recipe.arch)
     write_json(partial / "recipe.json", dataclasses.asdict(job.recipe))
     write_json(partial / "job.json", {"data": str(job.folder.resolve()), "weights": job.weights})
+    pd.DataFrame({"item": job.data.names, "fold": job.fold}).to_csv(
+        partial / FOLDS_CSV, index=False
+    )
     return run_id, partial
 
 
@@ -190,8 +212,16 @@ def resume_run(name: str, run_id: str, show=None, out=None, device="auto", **opt
         for f in recipe_fields()
         if (v := read_json(partial / "recipe.json").get(f.name)) is not None
     }
+    recipe.setdefault("fold_seed", recipe.get("seed"))  # a run from before folds had a seed
+    folds_csv = partial / FOLDS_CSV  # the very folds it started with (a single split: fold 0)
     job = prepare(
-        name, data=saved["data"], out=out, device=device, weights=saved["weights"], **recipe
+        name,
+        data=saved["data"],
+        out=out,
+        device=device,
+        weights=saved["weights"],
+        folds_csv=folds_csv if folds_csv.is_file() else None,
+        **recipe,
     )
     print(f"resuming run {run_id}")
     return finish(job, name, run_id, partial, show)
@@ -206,11 +236,14 @@ def finish(job: Job, name: str, run_id: str, partial: Path, show) -> dict:
         print("warning: no sample_submission.csv; ids and order come from the test folder")
     print(f"run {run_id}: {len(d.x)} training images, {len(d.test_x)} test images, "
           f"on {job.device}")  # fmt: skip
+    if r.time_limit:
+        job.clock = Clock(r.time_limit, job.started, partial / "budget.json", len(d.test_x))
     try:
         with distributed.workspace(partial) as work:
             metrics = train_and_predict(job, work, sample_df, show)
         if not distributed.is_main():
             return metrics
+        write_report(partial, run_id)
         final = finish_run_dir(partial, run_id)
     except BaseException:
         if not distributed.is_main():
@@ -222,7 +255,7 @@ def finish(job: Job, name: str, run_id: str, partial: Path, show) -> dict:
             discard_run_dir(partial)
         raise
     submission = publish(root, name, final)
-    report(r, metrics, final, submission)
+    report(job.recipe, metrics, final, submission)  # the schedule a time limit kept
     return {**metrics, "run_dir": str(final), "submission": str(submission)}
 
 
@@ -247,7 +280,11 @@ def train_unit(job: Job, folder: Path, valid_idx: np.ndarray, show) -> dict:
     learn = build_learner(job, folder, valid_idx)
     ckpt = folder / "checkpoint.pth"
     saved = torch.load(ckpt, weights_only=False) if ckpt.exists() else None
-    rates, history = fine_tune_sgdr(learn, job.recipe, folder, show, saved)
+    if job.clock and job.clock.plan is None and saved is None:
+        check_up_front(learn, job.recipe, job.clock)  # before any training
+    rates, history = fine_tune_sgdr(learn, job.recipe, folder, show, saved, job.clock)
+    if job.clock:  # the schedule the time limit kept (TTA included) is the recipe from here on
+        job.recipe = fitted(job.recipe, job.clock.plan)
     unit = {"rates": rates, "history": history, "process": distributed.rank()}
     if job.recipe.snapshots:
         preds, unit["averaging"] = weight_averaging(learn, job, folder, valid_idx)
@@ -293,14 +330,11 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
     main = distributed.is_main()
     if main:
         write_json(run_dir / "versions.json", versions(job.device))
+    fold = job.fold
     if r.folds:
-        fold = fold_ids(d.y, r.folds, r.seed)
-        if main:
-            pd.DataFrame({"item": d.names, "fold": fold}).to_csv(run_dir / "folds.csv", index=False)
         units = [(run_dir / f"fold{k}", np.flatnonzero(fold == k)) for k in range(r.folds)]
     else:
-        fold = None
-        units = [(run_dir, split(d.y, r.valid_pct, r.seed)[1])]
+        units = [(run_dir, np.flatnonzero(fold == 0))]
     for k in distributed.my_units(len(units)):  # all, or this process's folds
         if r.folds:
             print(f"fold {k + 1}/{r.folds}: {len(units[k][1])} held out")
@@ -309,6 +343,7 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
     if not main:
         return {}
     results = [train_unit(job, folder, v, show) for folder, v in units]  # read back, not retrained
+    r = job.recipe = fitted(job.recipe, job.clock.plan) if job.clock else job.recipe
 
     idx = np.concatenate([v for _, v in units])
     kinds = ["", "_tta"] if r.tta else [""]
@@ -365,6 +400,8 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
         "folds": r.folds,
         "processes": distributed.world(),
         "epochs": len(history),
+        **({"budget": job.clock.plan} if job.clock else {}),
+        "seconds": round(time.monotonic() - job.started, 1),
         "submitted": "tta" if suffix else "plain",
         "skipped_train_images": d.skipped,
         "weights": str(job.weights) if job.weights else None,

@@ -41,7 +41,10 @@ class Recipe:
     pretrained: bool = True  # start from ImageNet weights (found offline first, see --weights)
     size: int = 224  # pixels; images are resized (and cached) to size x size
     # data
-    valid_pct: float = 0.2  # stratified, seeded validation split
+    valid_pct: float = 0.2  # stratified validation split, seeded by fold_seed
+    # The folds belong to the data, not the run: runs that differ in --seed, arch or size share
+    # them, so they blend. A folds.csv (columns item, fold) in the data folder wins over fold_seed.
+    fold_seed: int = 0  # seeds the folds and the validation split (a folds.csv in the data wins)
     bs: int = 64  # images per batch
     # augmentation, applied to whole batches as tensors
     rotate: float = 10.0  # max degrees either way
@@ -67,7 +70,8 @@ class Recipe:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto is bf16/fp16 on CUDA, fp32 on CPU
     channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and GPU
     sync_bn: bool = False  # --nproc on GPUs: batch-norm statistics over every process's batch
-    seed: int = 42  # seeds the split, the new weights and the batch order
+    seed: int = 42  # seeds the new weights, the batch order and augmentation (not the folds)
+    time_limit: float = 0.0  # minutes for the run; cycles, finder and TTA cut to fit (0: none)
 
 
 METRICS = ("accuracy", "auc", "logloss", "f1_macro", "f1_micro", "qwk")  # kit/metrics.py
@@ -134,6 +138,7 @@ def check(r: Recipe) -> Recipe:
             "used with at least 2 cycles in the last stage (--cycles)",
         ),  # fmt: skip
         (r.folds == 0 or r.folds >= 2, "folds", "0 (one validation split) or at least 2"),
+        (r.time_limit >= 0, "time_limit", "0 (no limit) or a positive number of minutes"),
     ]
     for ok, field, want in rules:
         if not ok:

@@ -87,17 +87,71 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
 
 
-def show_runs(name: str, out=None) -> list[dict]:
-    """`kit runs`: print the table of `name`'s finished runs."""
+def show_runs(name: str, out=None, runs=()) -> list[dict]:
+    """`kit runs`: print the table of `name`'s finished runs, or compare the `runs` named."""
     from kit.recipe import recipe_names
 
     if name not in recipe_names():
         raise KitError(f"unknown recipe {name!r}; the recipes are: {', '.join(recipe_names())}")
     root = output_root(out)
+    if runs:
+        return compare_runs(root, name, runs)
     rows = runs_table(root, name)
     if not rows:
         print(f"no finished {name} runs in {root / 'runs' / name}; train one with `kit run {name}`")
         return rows
     cols = ["date", "arch", "metric", "valid", "valid_tta", "public", "submission"]
     print(format_table(rows, cols))
+    return rows
+
+
+SCORES = ["valid", "valid_tta", "test", "public", "epochs", "seconds", "head_lr", "lr", "lr_low"]
+
+
+def run_folder(root: Path, name: str, run: str) -> Path:
+    """A finished run by id, folder, or a unique start of its id."""
+    runs = root / "runs" / name
+    if Path(run).is_dir() and (Path(run) / "metrics.json").exists():
+        return Path(run)
+    found = [p for p in completed_runs(root, name) if p.name.startswith(run)]
+    if len(found) != 1:
+        what = "no finished run" if not found else f"{len(found)} finished runs"
+        raise KitError(f"{what} {run!r} in {runs}; `kit runs {name}` lists them")
+    return found[0]
+
+
+def run_column(run_dir: Path) -> tuple[dict, dict]:
+    """A run's recipe, and its scores and rates under SCORES' names."""
+    metrics = read_json(run_dir / "metrics.json", {})
+    recipe = read_json(run_dir / "recipe.json", {})
+    m = recipe.get("metric", "accuracy")
+    scored = [e for e in read_json(run_dir / "submissions.json", []) if e.get("public_score")]
+    rates = metrics if "lr" in metrics else read_json(run_dir / "fold0" / "unit.json", {})
+    rates = rates.get("rates", rates)
+    scores = {
+        "valid": metrics.get(f"valid_{m}"),
+        "valid_tta": metrics.get(f"valid_tta_{m}"),
+        "test": metrics.get(f"test_{m}"),
+        "public": scored[-1]["public_score"] if scored else None,
+        "epochs": metrics.get("epochs"),
+        "seconds": metrics.get("seconds"),
+        **{k: f"{rates[k]:.2e}" for k in ("head_lr", "lr", "lr_low") if k in rates},
+    }
+    return recipe, scores
+
+
+def compare_runs(root: Path, name: str, runs: list) -> list[dict]:
+    """`kit runs NAME RUN RUN...`: the recipe fields in which the runs differ, then their
+    scores, one column per run; returns one row per line printed."""
+    folders = [run_folder(root, name, run) for run in runs]
+    columns = [run_column(f) for f in folders]
+    keys = sorted({k for recipe, _ in columns for k in recipe})
+    differ = [k for k in keys if len({repr(recipe.get(k)) for recipe, _ in columns}) > 1]
+    differ = differ if len(folders) > 1 else keys  # one run: its whole recipe
+    rows = [{"": k, **{f.name: c[0].get(k) for f, c in zip(folders, columns)}} for k in differ]
+    rows += [{"": k, **{f.name: c[1].get(k) for f, c in zip(folders, columns)}} for k in SCORES
+             if any(c[1].get(k) is not None for c in columns)]  # fmt: skip
+    print(format_table(rows, ["", *(f.name for f in folders)]))
+    if len(folders) > 1 and not differ:
+        print("(the recipes are the same)")
     return rows

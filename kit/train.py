@@ -20,6 +20,8 @@ from fastai.torch_core import get_model
 from fastcore.imports import IN_NOTEBOOK
 
 from kit import distributed
+from kit.budget import Budget, fitted
+from kit.curves import Steps, plot_curves
 from kit.errors import KitError
 from kit.metrics import greater_is_better, learner_metric
 from kit.models import layer_groups
@@ -301,29 +303,32 @@ def early_stop_state(values: list, min_delta: float, greater=True) -> tuple[floa
     return sign * best, wait
 
 
-def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show=False, checkpoint=None):
+def fine_tune_sgdr(
+    learn: Learner, r: Recipe, run_dir: Path, show=False, checkpoint=None, clock=None
+):
     """The house schedule, keeping the best model (run_dir/model.pth) and a checkpoint after
-    every epoch (run_dir/checkpoint.pth); given that checkpoint, it carries on from it.
+    every epoch (run_dir/checkpoint.pth); given that checkpoint, it carries on from it. With a
+    `clock` (kit.budget), the schedule is cut to the time limit after the first epoch.
 
     Returns the learning rates used and one row of metrics per epoch.
     """
     monitor, up = monitor_name(learn), greater_is_better(r.metric)
-    state = {"stage": None, "epochs": {}, "rates": {}, "history": []}
+    state = {"stage": None, "epochs": {}, "rates": {}, "history": [], "steps": []}
     # on a tie the later, more annealed epoch wins
     save = SaveModelCallback(monitor, comp=np.greater_equal if up else np.less_equal,
                              fname="model", reset_on_fit=False)  # fmt: skip
     save.best = -float("inf") if up else float("inf")  # fastai starts np.less_equal at -inf
-    cbs = [save, Checkpoint(run_dir / "checkpoint.pth", state)]
+    cbs = [save, Checkpoint(run_dir / "checkpoint.pth", state), Steps(state)]
     early = None
     if r.patience:
         early = EarlyStoppingCallback(monitor=monitor, comp=np.greater if up else np.less,
                                       patience=r.patience, min_delta=r.min_delta)  # fmt: skip
         cbs.append(early)
     learn.create_opt()
-    stages = [
-        ("head", r.head_cycles, r.head_cycle_len, 1),
-        ("all", r.cycles, r.cycle_len, r.cycle_mult),
-    ]
+    if clock is not None:
+        cbs.append(Budget(clock, r, state))
+        r = fitted(r, clock.plan)  # a later fold, or a resumed run, keeps the plan made
+    stages = schedule(r)
     if r.snapshots:
         last, cycles, length, mult = [st for st in stages if st[1]][-1]
         ends = [stage_epochs(k, length, mult) for k in range(1, cycles + 1)]
@@ -341,7 +346,11 @@ def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show=False, checkpo
             values = [h[monitor] for h in history if h["stage"] == state["stage"]]
             cbs.append(Continue(checkpoint["smooth"], early, values, r.min_delta, up))
     rates = state["rates"]
-    for stage, cycles, length, mult in stages:
+    for k in range(len(stages)):
+        if clock is not None:  # the plan made after the first epoch holds from then on
+            r = fitted(r, clock.plan)
+            stages = schedule(r)
+        stage, cycles, length, mult = stages[k]
         if finished(state, stages, r, monitor, stage):
             continue
         start = state["epochs"].get(stage, 0)
@@ -354,7 +363,9 @@ def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show=False, checkpo
             lr = rates["head_lr"]
         else:
             if "lr" not in rates:
-                found = r.lr or find_lr(learn, run_dir / "lr_find.png", show)
+                # a time limit may skip this finder run: fastai fine_tune's rates then
+                skip = bool(clock and clock.plan and not clock.plan["finder"])
+                found = r.lr or (0.0 if skip else find_lr(learn, run_dir / "lr_find.png", show))
                 rates["lr"], rates["lr_low"] = unfrozen_rates(r, found, rates.get("head_lr"))
             lr = (
                 slice(rates["lr_low"], rates["lr"])
@@ -362,7 +373,16 @@ def fine_tune_sgdr(learn: Learner, r: Recipe, run_dir: Path, show=False, checkpo
                 else rates["lr"]
             )
         fit_sgdr(learn, cycles, length, mult, lr, cbs, start_epoch=start)  # ends on the best
+    plot_curves(state["steps"], state["history"], monitor, run_dir / "training_curves.png", show)
     return dict(rates), state["history"]
+
+
+def schedule(r: Recipe) -> list[tuple]:
+    """(stage, cycles, first cycle's epochs, cycle_mult) for the head stage and the unfrozen one."""
+    return [
+        ("head", r.head_cycles, r.head_cycle_len, 1),
+        ("all", r.cycles, r.cycle_len, r.cycle_mult),
+    ]
 
 
 def finished(state: dict, stages: list, r: Recipe, monitor: str, stage: str | None) -> bool:

@@ -8,18 +8,25 @@ import pandas as pd
 import pytest
 
 import kit
+from competitions import mnist
 from kit.cli import main
+from kit.data import fold_ids
 from kit.ensemble import cross_validated, greedy_weights, log_loss, tune_threshold
+from kit.errors import KitError
+from kit.folds import assign_folds
+from kit.recipe import override
 
 FOLDS = dict(folds=2, cycles=3, cycle_mult=1, seed=3, bs=32)  # 2 x 3 epochs: ~25 s a run
 
 
 @pytest.fixture(scope="module")
 def fold_runs(tmp_path_factory):
-    """Two different models on the same folds: the house digitnet, and one without augmentation."""
+    """Two different models on the same folds: the house digitnet, and one without augmentation
+    at another --seed (the folds belong to the data, not the seed)."""
     out = tmp_path_factory.mktemp("folds")
     a = kit.run("mnist", sample=True, out=out, **FOLDS)
-    b = kit.run("mnist", sample=True, out=out, rotate=0, shift=0, zoom=1, tta=False, **FOLDS)
+    b = kit.run("mnist", sample=True, out=out, rotate=0, shift=0, zoom=1, tta=False,
+                **(FOLDS | {"seed": 8}))  # fmt: skip
     return out, a, b
 
 
@@ -55,6 +62,18 @@ def test_a_fold_run_predicts_every_training_image_out_of_fold(fold_runs):
         assert not (run / f"fold{k}" / "checkpoint.pth").exists()  # removed once a fold is done
     test = pd.read_csv(run / "test_preds.csv")
     assert len(test) == 360 and (out / "submissions" / "mnist" / f"{run.name}.csv").exists()
+
+
+def test_runs_differing_in_seed_share_their_folds(fold_runs):
+    out, a, b = fold_runs
+    runs = out / "runs" / "mnist"
+    seeds = [json.loads((runs / r / "recipe.json").read_text())["seed"] for r in ids(fold_runs)]
+    assert seeds == [3, 8]
+    first, second = ((runs / r / "folds.csv").read_text() for r in ids(fold_runs))
+    assert first == second
+    oofs = [pd.read_csv(runs / r / "oof.csv") for r in ids(fold_runs)]
+    assert (oofs[0]["fold"] == oofs[1]["fold"]).all()
+    assert not np.allclose(oofs[0]["p_0"], oofs[1]["p_0"])  # two models, one set of folds
 
 
 @pytest.mark.parametrize("method", ["mean", "weighted", "stack"])
@@ -154,3 +173,104 @@ def test_snapshots_report_last_snapshot_ensemble_and_swa(tmp_path, capsys):
     assert averaging[averaging["chosen"]] == best
     assert max(result["valid_accuracy"], result["valid_tta_accuracy"]) == pytest.approx(best)
     assert f"keeping {averaging['chosen']}" in printed
+
+
+def test_kit_runs_compares_runs_side_by_side(fold_runs, capsys):
+    out, a, b = fold_runs
+    a_id, b_id = ids(fold_runs)
+    assert main(["runs", "mnist", a_id, b_id, "--out", str(out)]) == 0
+    lines = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
+    assert lines[a_id] == [b_id]  # the header: one column per run
+    assert lines["seed"] == ["3", "8"] and lines["tta"] == ["True", "False"]
+    assert "arch" not in lines and "folds" not in lines  # only what differs
+    assert lines["valid"] == [f"{a['valid_accuracy']:.4f}", f"{b['valid_accuracy']:.4f}"]
+    assert main(["runs", "mnist", a_id, "nope", "--out", str(out)]) == 1
+    assert "no finished run 'nope'" in capsys.readouterr().err
+
+
+def test_a_fold_run_report_shows_every_fold(fold_runs):
+    out, _, _ = fold_runs
+    run = out / "runs" / "mnist" / ids(fold_runs)[0]
+    page = (run / "report.html").read_text()
+    for k in (0, 1):
+        assert (run / f"fold{k}" / "training_curves.png").is_file()
+        assert f'src="fold{k}/training_curves.png"' in page
+        assert f'src="fold{k}/lr_find.png"' in page
+    assert "out-of-fold accuracy" in page
+
+
+def digits(mnist_sample, **changes):
+    r = override(mnist.RECIPE, **changes)
+    return mnist.load(mnist_sample, r), r
+
+
+def test_folds_depend_on_fold_seed_only(mnist_sample, tmp_path):
+    data, r = digits(mnist_sample, folds=5)
+    folds = assign_folds(data, r, tmp_path)
+    assert (folds == assign_folds(data, override(r, seed=1, arch="resnet18"), tmp_path)).all()
+    assert not (folds == assign_folds(data, override(r, fold_seed=1), tmp_path)).all()
+    assert sorted(np.bincount(folds)) == [287, 287, 287, 288, 288]
+    single = assign_folds(data, override(r, folds=0), tmp_path)  # one split: fold 0 validates
+    assert (single == 0).sum() == round(0.1 * len(data.y))
+
+
+def test_a_folds_csv_in_the_data_wins(mnist_sample, tmp_path):
+    data, r = digits(mnist_sample, folds=3)
+    given = np.arange(len(data.y)) % 3
+    pd.DataFrame({"item": data.names[::-1], "fold": given[::-1]}).to_csv(
+        tmp_path / "folds.csv", index=False
+    )
+    assert (assign_folds(data, r, tmp_path) == given).all()
+    assert (assign_folds(data, override(r, fold_seed=9), tmp_path) == given).all()
+    single = assign_folds(data, override(r, folds=0), tmp_path)
+    assert (single == given).all()  # and a single split validates on its fold 0
+    with pytest.raises(KitError, match="holds 3 folds; run with --folds 3"):
+        assign_folds(data, override(r, folds=5), tmp_path)
+
+
+def test_grouped_folds_keep_each_group_in_one_fold(mnist_sample):
+    data, _ = digits(mnist_sample)
+    groups = np.arange(len(data.y)) // 7  # e.g. seven photos of one patient
+    folds = fold_ids(data.y, 4, 0, groups)
+    assert pd.Series(folds).groupby(groups).nunique().max() == 1
+    assert set(folds) == {0, 1, 2, 3}
+    counts = pd.crosstab(data.y.numpy(), folds)  # still stratified, as far as groups allow
+    assert (counts.min(axis=1) >= 0.15 * counts.sum(axis=1)).all()
+    assert not (fold_ids(data.y, 4, 0) == folds).all()
+    with pytest.raises(KitError, match="at least 4 groups"):
+        fold_ids(data.y, 4, 0, np.arange(len(data.y)) % 3)
+
+
+def test_group_col_without_groups_from_the_reader_is_an_error(mnist_sample, tmp_path):
+    data, r = digits(mnist_sample, group_col="patient")
+    with pytest.raises(KitError, match="gives no groups"):
+        assign_folds(data, r, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda df: df.iloc[1:], "has no fold for 1 training images, e.g. 'train row 1'"),
+        (lambda df: pd.concat([df, df.iloc[:1].assign(item="train row 9999")]), "not training"),
+        (
+            lambda df: df.assign(fold=df["fold"].astype(object).where(df.index != 3, "x")),
+            "fold 'x'; folds are whole numbers",
+        ),  # fmt: skip
+        (lambda df: df.assign(fold=df["fold"] + 0.5), "folds are whole numbers"),
+        (lambda df: pd.concat([df, df.iloc[:1]]), "more than once"),
+        (lambda df: df.assign(fold=df["fold"] + 1), "0..K-1"),
+        (lambda df: df.rename(columns={"fold": "kfold"}), "needs the columns item,fold"),
+    ],
+    ids=["missing", "unknown", "text", "fraction", "twice", "from-1", "columns"],
+)
+def test_a_bad_folds_csv_is_one_line_before_anything_is_written(
+    mnist_copy, tmp_path, capsys, change, message
+):
+    names = [f"train row {i + 1}" for i in range(1437)]
+    df = pd.DataFrame({"item": names, "fold": np.arange(1437) % 2})
+    change(df).to_csv(mnist_copy / "folds.csv", index=False)
+    out = tmp_path / "out"
+    code = main(["run", "mnist", "--data", str(mnist_copy), "--folds", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and message in err, err
+    assert not out.exists()

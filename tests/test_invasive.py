@@ -66,17 +66,22 @@ def test_a_checkpoint_of_another_network_is_refused(tmp_path):
 def test_run_end_to_end_offline(photos, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "kit.cli", "run", "invasive", "--data", str(photos), "--out",
-         str(tmp_path), "--size", "128", "--head-cycles", "1", "--cycles", "2"],
+         str(tmp_path), "--size", "128", "--head-cycles", "1", "--cycles", "2",
+         "--time-limit", "60"],  # generous: the whole schedule fits, through every budget hook
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "valid auc" in done.stdout and "with TTA" in done.stdout
+    kept = "keeping 1 of 1 head cycles (1 epoch), 2 of 2 cycles (3 epochs), second finder on"
+    assert f"{kept}, TTA on" in done.stdout
     (run_dir,) = (tmp_path / "runs" / "invasive").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["test_auc"] >= 0.9
+    assert metrics["test_auc"] >= 0.9 and metrics["epochs"] == 4
+    assert metrics["budget"]["head_cycles"] == 1 and metrics["budget"]["cycles"] == 2
     assert metrics["weights"].endswith("efficientnet-lite0-57934424.pth")
     for name in ["roc.png", "confusion_matrix.png", "class_0.png", "class_1.png",
-                 "lr_find_frozen.png", "lr_find.png", "top_losses.png"]:  # fmt: skip
+                 "lr_find_frozen.png", "lr_find.png", "top_losses.png", "training_curves.png",
+                 "report.html"]:  # fmt: skip
         assert (run_dir / name).stat().st_size > 5000
     sub = pd.read_csv(next((tmp_path / "submissions" / "invasive").iterdir()))
     sample = pd.read_csv(photos / "sample_submission.csv")

@@ -1,7 +1,9 @@
 """`kit run mnist` end to end on the bundled sample of real handwritten digits."""
 
+import html
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +64,9 @@ def test_demo_writes_the_run_folder(demo_run):
         "most_confused.csv",
         "top_losses.png",
         "submission.csv",
+        "training_curves.png",
+        "report.html",
+        "folds.csv",
         *(f"class_{d}.png" for d in range(10)),
     }
     assert expected <= {p.name for p in run_dir.iterdir()}
@@ -69,6 +74,58 @@ def test_demo_writes_the_run_folder(demo_run):
     assert "fastai" in json.loads((run_dir / "versions.json").read_text())
     preds = pd.read_csv(run_dir / "test_preds.csv")
     assert list(preds.columns[:3]) == ["id", "p_0", "p_1"] and "p_9_tta" in preds.columns
+
+
+def test_demo_report_links_every_plot_relatively(demo_run):
+    out, _ = demo_run
+    (run_dir,) = (out / "runs" / "mnist").iterdir()
+    page = (run_dir / "report.html").read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert {"training_curves.png", "lr_find.png", "confusion_matrix.png", "class_7.png"} <= set(
+        sources
+    )
+    assert all((run_dir / src).is_file() and not src.startswith("/") for src in sources)
+    text = html.unescape(page)
+    assert f"{metrics['valid_accuracy']:.4f}" in text and f"{metrics['lr']:.2e}" in text
+    assert "Rule: the learning-rate finder's suggestion" in text
+    assert (run_dir / "training_curves.png").stat().st_size > 20_000
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROME_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+LOADED = (  # appended to a copy of the page: how many of its images the browser decoded
+    "<script>addEventListener('load', () => { const im = [...document.images]; "
+    "document.body.dataset.images = im.filter(i => i.naturalWidth > 0).length + '/' + im.length"
+    " })</script></body>"
+)
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="no chromium on PATH (apt-get install chromium)")
+def test_report_renders_in_a_headless_browser_after_the_folder_moves(demo_run, tmp_path):
+    out, _ = demo_run
+    (run_dir,) = (out / "runs" / "mnist").iterdir()
+    moved = shutil.copytree(run_dir, tmp_path / "elsewhere")
+    check = moved / "check.html"
+    check.write_text((moved / "report.html").read_text().replace("</body>", LOADED))
+    profile = tmp_path / "profile"
+    dom = subprocess.run(
+        [CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+         "--dump-dom", check.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    n = len(re.findall(r"<img ", (moved / "report.html").read_text()))
+    assert f'data-images="{n}/{n}"' in dom.stdout, dom.stderr[-2000:]
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", "--window-size=1200,2400",
+         f"--screenshot={shot}", (moved / "report.html").as_uri()],
+        capture_output=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
 
 
 def test_demo_submission_is_what_kaggle_expects(demo_run):
@@ -89,6 +146,7 @@ def test_notebook_api_runs_twice_without_overwriting(mnist_sample, tmp_path):
     assert first["run_dir"] != second["run_dir"]
     assert len(list((tmp_path / "submissions" / "mnist").iterdir())) == 2
     assert first["epochs"] == 1 and "valid_tta_accuracy" not in first
+    assert "budget" not in first  # --time-limit 0: no limit
     assert 0 <= first["valid_accuracy"] <= 1
 
 

@@ -1,0 +1,68 @@
+"""Which images validate which model. The folds belong to the data, not to a run: every run on
+a competition folder gets the same ones, so runs that differ in --seed, arch or size blend."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit.data import Data, fold_ids, split
+from kit.errors import KitError
+from kit.recipe import Recipe
+
+FOLDS_CSV = "folds.csv"  # columns item (as the run's CSVs name images) and fold; kept in the data
+
+
+def assign_folds(data: Data, r: Recipe, folder: Path) -> np.ndarray:
+    """Each training item's fold; a single split (no --folds) validates on fold 0.
+
+    A folds.csv in `folder` wins (as competitors keep theirs); else folds seeded by
+    `fold_seed`, grouped when the data has groups."""
+    if r.group_col and data.groups is None:
+        raise KitError(f"--group-col {r.group_col}: the {r.name} recipe's reader gives no groups; "
+                       "drop --group-col or give the data a folds.csv")  # fmt: skip
+    path = folder / FOLDS_CSV
+    if path.is_file():
+        return read_folds(path, data.names, r.folds)
+    if r.folds:
+        return fold_ids(data.y, r.folds, r.fold_seed, data.groups)
+    fold = np.ones(len(data.y), dtype=np.int64)
+    fold[split(data.y, r.valid_pct, r.fold_seed, data.groups)[1]] = 0
+    return fold
+
+
+def read_folds(path: Path, names: list, folds: int = 0) -> np.ndarray:
+    """The folds in `path`, in `names`' order, checked: every training item exactly once, no
+    other item, folds numbered 0..K-1 (and K == `folds` when folds are asked for)."""
+    try:
+        df = pd.read_csv(path, dtype={"item": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
+        raise KitError(f"{path} cannot be read as CSV ({e}); it needs columns item,fold") from None
+    if not {"item", "fold"} <= set(df.columns):
+        raise KitError(f"{path} needs the columns item,fold (it has {', '.join(df.columns)})")
+    fold = pd.to_numeric(df["fold"], errors="coerce")
+    bad = df["item"][fold.isna() | (fold != fold.round()) | (fold < 0)]
+    if len(bad):
+        raise KitError(f"{path} gives {bad.iloc[0]!r} the fold {df['fold'][bad.index[0]]!r}; "
+                       "folds are whole numbers 0, 1, 2...")  # fmt: skip
+    dup = df["item"][df["item"].duplicated()]
+    if len(dup):
+        raise KitError(f"{path} names {dup.iloc[0]!r} more than once")
+    given = dict(zip(df["item"], fold.astype(int)))
+    known = [str(n) for n in names]
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise KitError(f"{path} names {len(unknown)} items that are not training images, e.g. "
+                       f"{unknown[0]!r}; items are named as in a run's folds.csv")  # fmt: skip
+    missing = [n for n in known if n not in given]
+    if missing:
+        raise KitError(f"{path} has no fold for {len(missing)} training images, e.g. "
+                       f"{missing[0]!r}; give every training image a fold")  # fmt: skip
+    ids = np.array([given[n] for n in known], dtype=np.int64)
+    k = len(np.unique(ids))
+    if k < 2 or set(np.unique(ids)) != set(range(k)):
+        raise KitError(f"{path} must number at least 2 folds 0..K-1; it has "
+                       f"{sorted(set(ids.tolist()))}")  # fmt: skip
+    if folds and folds != k:
+        raise KitError(f"{path} holds {k} folds; run with --folds {k} (or move the file away)")
+    return ids
