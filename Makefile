@@ -27,3 +27,4 @@ bench: install  ## the speed and accuracy tables in the README
 	$(BIN)/python benchmarks/mnist.py
 	$(BIN)/python benchmarks/invasive.py
 	$(BIN)/python benchmarks/ensemble.py
+	$(BIN)/python benchmarks/layouts.py
