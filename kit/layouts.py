@@ -73,8 +73,8 @@ def column(df: pd.DataFrame, col: str, path: Path, flag: str) -> pd.Series:
     return values
 
 
-def file_for(folder: Path, item, ext: str, by_name: dict) -> Path | None:
-    """The image that `item` (an id, with or without its extension) names in `folder`."""
+def file_for(item, ext: str, by_name: dict) -> Path | None:
+    """The image that `item` (an id, with or without its extension) names among `by_name`."""
     item = str(item)
     for name in (item, item + ext):
         if name in by_name:
@@ -86,7 +86,7 @@ def match_files(folder: Path, items: list, ext: str, csv: str, what: str) -> lis
     """The image file for every id; a KitError naming the first id without one."""
     files = images_in(folder, what)
     by_name = {f.name: f for f in files} | {f.stem: f for f in files if not ext}
-    found = [file_for(folder, i, ext, by_name) for i in items]
+    found = [file_for(i, ext, by_name) for i in items]
     missing = [str(i) + ext for i, f in zip(items, found) if f is None]
     if missing:
         raise KitError(f"{csv} names {len(missing)} images missing from {folder.name}/, "
