@@ -44,8 +44,8 @@ def load(folder: Path, r: Recipe) -> Data:
     d = read_layout(folder, r)
     bad = [c for c in d.classes if c not in range(10)]
     if bad:
-        row = d.names[int((d.y == d.classes.index(bad[0])).nonzero()[0, 0])]
-        raise KitError(f"train.csv has labels outside 0-9, e.g. {str(bad[0])!r} on {row}")
+        row = int((d.y == d.classes.index(bad[0])).nonzero()[0, 0]) + 2  # the file's line
+        raise KitError(f"train.csv has labels outside 0-9, e.g. {str(bad[0])!r} on row {row}")
     return d
 
 

@@ -191,9 +191,9 @@ def pixel_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
                        f"{test_path.name} has {test.shape[1]}; both must hold the same image "
                        "size")  # fmt: skip
     x = pixels(train, train_path, r.size)
-    return dict(x=x, labels=labels.tolist(), names=[f"{train_path.name} row {i + 2}"
-                for i in range(len(x))], test_x=pixels(test, test_path, r.size), test_ids=ids,
-                groups=None, skipped=0)  # fmt: skip
+    names = [f"{train_path.stem} row {i + 1}" for i in range(len(x))]  # "train row 1"
+    return dict(x=x, labels=labels.tolist(), names=names, test_x=pixels(test, test_path, r.size),
+                test_ids=ids, groups=None, skipped=0)  # fmt: skip
 
 
 def image_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:

@@ -55,7 +55,7 @@ CASES = {
     ),
     "label outside classes": (
         edit("train.csv", set_cell(2, "label", 11)),
-        "labels outside 0-9, e.g. '11' on train.csv row 4",
+        "labels outside 0-9, e.g. '11' on row 4",
     ),
     "empty test.csv": (edit("test.csv", lambda d: d.iloc[:0]), "test.csv has no rows"),
     "zero-byte test.csv": (lambda f: (f / "test.csv").write_text(""), "test.csv is empty"),
