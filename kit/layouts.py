@@ -176,6 +176,7 @@ def pixel_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
     train = read_table(train_path, "training pixels")
     test = read_table(test_path, "test pixels")
     labels = column(train, r.label_col, train_path, "label-col")
+    groups = column(train, r.group_col, train_path, "group-col").tolist() if r.group_col else None
     train = train.drop(columns=[r.label_col, *([r.group_col] if r.group_col else [])])
     train = train.drop(columns=[r.id_col], errors="ignore")
     if len(test) == 0:
@@ -193,7 +194,7 @@ def pixel_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
     x = pixels(train, train_path, r.size)
     names = [f"{train_path.stem} row {i + 1}" for i in range(len(x))]  # "train row 1"
     return dict(x=x, labels=labels.tolist(), names=names, test_x=pixels(test, test_path, r.size),
-                test_ids=ids, groups=None, skipped=0)  # fmt: skip
+                test_ids=ids, groups=groups, skipped=0)  # fmt: skip
 
 
 def image_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:

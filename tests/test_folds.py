@@ -242,9 +242,11 @@ def test_grouped_folds_keep_each_group_in_one_fold(mnist_sample):
 
 
 def test_group_col_without_groups_from_the_reader_is_an_error(mnist_sample, tmp_path):
-    data, r = digits(mnist_sample, group_col="patient")
-    with pytest.raises(KitError, match="gives no groups"):
-        assign_folds(data, r, tmp_path)
+    with pytest.raises(KitError, match="train.csv has no 'patient' column"):
+        digits(mnist_sample, group_col="patient")  # the layout reader looks for the column
+    data, r = digits(mnist_sample)
+    with pytest.raises(KitError, match="gives no groups"):  # a reader that ignores it
+        assign_folds(data, override(r, group_col="patient"), tmp_path)
 
 
 @pytest.mark.parametrize(
