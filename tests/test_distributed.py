@@ -146,8 +146,8 @@ def test_folds_train_one_per_process_as_one_process_would(tmp_path):
     sub = pd.read_csv(run_dir / "submission.csv")
     assert sub["ImageId"].tolist() == list(range(1, 361))
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    # the same folds in one process (OMP_NUM_THREADS=1): 0.3074, 0.2493, measured
-    assert metrics["folds_accuracy"] == pytest.approx([0.3074, 0.2493], abs=0.03)
+    # the same folds in one process (OMP_NUM_THREADS=1): 0.2809, 0.3412, measured
+    assert metrics["folds_accuracy"] == pytest.approx([0.2809, 0.3412], abs=0.03)
 
 
 def test_sync_bn_turns_every_batch_norm_into_a_synchronised_one(monkeypatch):
