@@ -229,9 +229,12 @@ def solution_labels(folder: Path, ids: list, classes: list) -> torch.Tensor | No
     if not path.is_file():
         return None
     truth = pd.read_csv(path)
-    by_id = dict(zip(truth.iloc[:, 0].astype(str), truth.iloc[:, 1]))
+    by_id = dict(zip(truth.iloc[:, 0].astype(str), truth.iloc[:, 1].map(plain).astype(str)))
     index = {str(c): i for i, c in enumerate(classes)}
-    return torch.tensor([index[str(plain(by_id[str(i)]))] for i in ids])
+    labels = [by_id.get(str(i)) for i in ids]
+    if not all(label in index for label in labels):
+        return None  # labels the training data does not have: the recipe's own checks say so
+    return torch.tensor([index[label] for label in labels])
 
 
 def load(folder: Path, r: Recipe) -> Data:
