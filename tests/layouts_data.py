@@ -54,15 +54,21 @@ def save(image: Image.Image, path: Path, mode: str | None = None) -> None:
     (image.convert(mode) if mode else image).save(path)
 
 
+def draw(dest: Path, scans, n_train: int, dirs: tuple, files: list, side: int, rng, mode=None):
+    """Each scan as a colour image: the first `n_train` into dirs[0], the rest into dirs[1];
+    `mode(i)` may save image i in another colour mode."""
+    for i, scan in enumerate(scans):
+        where = dirs[0] if i < n_train else dirs[1]
+        save(digit_image(scan, side, rng, True), dest / where / files[i], mode(i) if mode else None)
+
+
 def cactus(dest: Path) -> str:
     """Aerial Cactus: train.csv `id,has_cactus` with ids that include `.jpg`, 32x32 RGB JPEGs in
     train/train and test/test. Label: the digit is a 1 (not a 0). Metric AUC."""
     rng = np.random.default_rng(1)
     (tx, ty), (vx, vy) = split(260, N_TEST, 2, seed=1)  # the 0s and 1s: 360 scans
     ids = [f"{rng.integers(16**12):012x}.jpg" for _ in range(len(tx) + len(vx))]
-    for i, scan in enumerate([*tx, *vx]):
-        where = "train/train" if i < len(tx) else "test/test"
-        save(digit_image(scan, 32, rng, True), dest / where / ids[i])
+    draw(dest, [*tx, *vx], len(tx), ("train/train", "test/test"), ids, 32, rng)
     pd.DataFrame({"id": ids[: len(tx)], "has_cactus": ty}).to_csv(
         dest / "train.csv", index=False)  # fmt: skip
     test_ids = ids[len(tx) :]
@@ -79,9 +85,7 @@ def histopathologic(dest: Path) -> str:
     rng = np.random.default_rng(2)
     (tx, ty), (vx, vy) = split(260, N_TEST, 2, seed=2)
     ids = [f"{rng.integers(16**15):015x}" for _ in range(len(tx) + len(vx))]
-    for i, scan in enumerate([*tx, *vx]):
-        where = "train" if i < len(tx) else "test"
-        save(digit_image(scan, 40, rng, True), dest / where / f"{ids[i]}.tif")
+    draw(dest, [*tx, *vx], len(tx), ("train", "test"), [f"{i}.tif" for i in ids], 40, rng)
     pd.DataFrame({"id": ids[: len(tx)], "label": ty}).to_csv(dest / "train_labels.csv",
                                                                  index=False)  # fmt: skip
     test_ids = ids[len(tx) :]
@@ -96,10 +100,8 @@ def cassava(dest: Path) -> str:
     rng = np.random.default_rng(3)
     (tx, ty), (vx, vy) = split(N_TRAIN, N_TEST, 5, seed=3)
     names = [f"{rng.integers(10**9)}.jpg" for _ in range(len(tx) + len(vx))]
-    for i, scan in enumerate([*tx, *vx]):
-        where = "train_images" if i < len(tx) else "test_images"
-        save(digit_image(scan, 32, rng, True), dest / where / names[i],
-             "CMYK" if i % 7 == 0 else None)  # fmt: skip
+    draw(dest, [*tx, *vx], len(tx), ("train_images", "test_images"), names, 32, rng,
+         lambda i: "CMYK" if i % 7 == 0 else None)  # fmt: skip
     pd.DataFrame({"image_id": names[: len(tx)], "label": ty}).to_csv(dest / "train.csv",
                                                                      index=False)  # fmt: skip
     test_ids = names[len(tx) :]
@@ -116,9 +118,7 @@ def dog_breeds(dest: Path) -> str:
     rng = np.random.default_rng(4)
     (tx, ty), (vx, vy) = split(N_TRAIN, N_TEST, 5, seed=4)
     ids = [f"{rng.integers(16**10):010x}" for _ in range(len(tx) + len(vx))]
-    for i, scan in enumerate([*tx, *vx]):
-        where = "train" if i < len(tx) else "test"
-        save(digit_image(scan, 32, rng, True), dest / where / f"{ids[i]}.jpg")
+    draw(dest, [*tx, *vx], len(tx), ("train", "test"), [f"{i}.jpg" for i in ids], 32, rng)
     pd.DataFrame({"id": ids[: len(tx)], "breed": [BREEDS[t] for t in ty]}).to_csv(
         dest / "labels.csv", index=False)  # fmt: skip
     test_ids = ids[len(tx) :]
