@@ -130,9 +130,8 @@ def best_match(values: list, index: dict) -> tuple[Path | None, float, str]:
     return best
 
 
-def csv_layout(folder, csvs, sample, dirs) -> dict | None:
+def csv_layout(folder, csvs, sample, dirs, index) -> dict | None:
     """A CSV whose one column names images in a folder, and another holds their labels."""
-    index = name_index(dirs)
     for path, df in csvs.items():
         for id_col in df.columns:
             train, share, ext = best_match(df[id_col].tolist(), index)
@@ -184,7 +183,7 @@ def test_folder(folder, dirs, index, sample, exclude) -> tuple[str, str]:
     return rel(folder, d), f"{dirs[d]:,} images"
 
 
-def folders_layout(folder, sample, dirs) -> dict | None:
+def folders_layout(folder, sample, dirs, index) -> dict | None:
     """A folder whose subfolders (two or more) each hold images of one class."""
     parents = Counter(d.parent for d in dirs if d != folder)
     for parent, n in parents.most_common():
@@ -192,7 +191,6 @@ def folders_layout(folder, sample, dirs) -> dict | None:
             continue  # class folders sit in a training folder, not beside train/ and test/
         classes = sorted((d for d in dirs if d.parent == parent), key=lambda d: natural_key(d.name))
         files = [f for d in classes for f in image_files(d)]
-        index = name_index(dirs)
         test = test_folder(folder, dirs, index, sample, exclude=parent)
         return dict(
             layout=(
@@ -208,7 +206,7 @@ def folders_layout(folder, sample, dirs) -> dict | None:
     return None
 
 
-def filenames_layout(folder, sample, dirs) -> dict | None:
+def filenames_layout(folder, sample, dirs, index) -> dict | None:
     """A folder of images named <label>.<n>.<ext>, with two or more labels."""
     for d, n in sorted(dirs.items(), key=lambda kv: -kv[1]):
         files = image_files(d)
@@ -217,7 +215,7 @@ def filenames_layout(folder, sample, dirs) -> dict | None:
             continue
         if all(label.isdigit() for label in set(labels)):
             continue
-        test = test_folder(folder, dirs, name_index(dirs), sample, exclude=d)
+        test = test_folder(folder, dirs, index, sample, exclude=d)
         return dict(
             layout=("filenames", f"{rel(folder, d)}/: {n:,} images named <label>.<n>.<ext>"),
             train_dir=(rel(folder, d), None),
@@ -328,11 +326,12 @@ def inspect_folder(folder: Path, metric=None, slug=None) -> dict:
     slug = slug or folder.resolve().name
     sample = read_sample(folder)
     csvs, dirs = tables(folder), image_dirs(folder)
+    index = name_index(dirs)  # every image folder listed once, for every layout tried
     found = (
         pixel_layout(folder, csvs, sample)
-        or csv_layout(folder, csvs, sample, dirs)
-        or folders_layout(folder, sample, dirs)
-        or filenames_layout(folder, sample, dirs)
+        or csv_layout(folder, csvs, sample, dirs, index)
+        or folders_layout(folder, sample, dirs, index)
+        or filenames_layout(folder, sample, dirs, index)
     )
     if found is None:
         what = [f"CSV files {', '.join(p.name for p in csvs) or 'none'}",
