@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint bench
+.PHONY: demo test install lint bench bench-lr
 
 demo: install  ## install, then train the Digit Recognizer recipe on the bundled sample
 	$(BIN)/kit run mnist --sample
@@ -28,3 +28,6 @@ bench: install  ## the speed and accuracy tables in the README
 	$(BIN)/python benchmarks/invasive.py
 	$(BIN)/python benchmarks/ensemble.py
 	$(BIN)/python benchmarks/layouts.py
+
+bench-lr: install  ## the learning-rate rules across data sets and seeds (about 80 minutes)
+	$(BIN)/python -m benchmarks.lr

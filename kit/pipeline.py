@@ -25,6 +25,7 @@ from kit.folds import FOLDS_CSV, assign_folds, read_folds
 from kit.interpret import interpret
 from kit.layouts import load as read_layout
 from kit.layouts import make_submission, submission_shape
+from kit.lr import describe
 from kit.metrics import at_least_as_good, best, calibrate, score, temperature
 from kit.models import check_arch, create_model, timm_body
 from kit.paths import (
@@ -152,9 +153,7 @@ def lr_find(name: str, show=None, **options) -> float:
     if r.head_cycles:
         learn.freeze()
     png = folder / f"{datetime.now():%Y%m%d-%H%M%S}-{r.arch}.png"
-    suggestion = find_lr(learn, png, IN_NOTEBOOK if show is None else show)
-    print(f"suggested learning rate {suggestion:.2e}; plot: {png}")
-    return suggestion
+    return find_lr(learn, png, r.lr_rule, IN_NOTEBOOK if show is None else show)
 
 
 def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun="", **options):
@@ -396,6 +395,7 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
     metrics = {
         **scores,
         **(results[0]["rates"] if not r.folds else {}),
+        "lr_rule": describe(r.lr, r.lr_rule),
         **({"averaging": [u["averaging"] for u in results]} if r.snapshots else {}),
         "folds": r.folds,
         "processes": distributed.world(),

@@ -54,7 +54,8 @@ class Recipe:
     lighting: float = 0.2  # max brightness and contrast change
     pad_mode: str = "reflection"  # how augmentation fills the border: reflection | zeros | border
     # the house schedule: SGDR on the head (body frozen), unfreeze, SGDR on everything
-    lr: float = 0.0  # max learning rate; 0 takes the learning-rate finder's suggestion
+    lr: float = 0.0  # max learning rate; 0 takes the rate lr_rule reads from the finder's curve
+    lr_rule: str = "valley"  # halfway | valley | slide | minimum | steep (kit/lr.py)
     head_cycles: int = 1  # SGDR cycles with the body frozen (0 skips the stage)
     head_cycle_len: int = 1  # epochs in each head cycle (the head's cycles do not grow)
     cycles: int = 3  # SGDR cycles with everything trainable
@@ -74,6 +75,7 @@ class Recipe:
     time_limit: float = 0.0  # minutes for the run; cycles, finder and TTA cut to fit (0: none)
 
 
+LR_RULES = ("halfway", "valley", "slide", "minimum", "steep")  # kit/lr.py
 METRICS = ("accuracy", "auc", "logloss", "f1_macro", "f1_micro", "qwk")  # kit/metrics.py
 LAYOUTS = ("csv", "folders", "filenames", "pixels")  # kit/layouts.py
 SHAPES = ("auto", "label", "probability", "probabilities")
@@ -123,6 +125,7 @@ def check(r: Recipe) -> Recipe:
         (0 < r.valid_pct < 1, "valid_pct", "between 0 and 1, e.g. 0.2"),
         (r.bs >= 1, "bs", "at least 1"),
         (r.lr >= 0, "lr", "positive, or 0 for the finder's suggestion"),
+        (r.lr_rule in LR_RULES, "lr_rule", f"one of {', '.join(LR_RULES)}"),
         (r.head_cycles >= 0 and r.cycles >= 0, "cycles", "0 or more"),
         (r.head_cycles + r.cycles >= 1, "cycles", "at least one cycle in all"),
         (r.cycle_len >= 1 and r.head_cycle_len >= 1, "cycle_len", "at least 1 epoch"),

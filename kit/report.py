@@ -67,12 +67,13 @@ def scores(metrics: dict, m: str) -> list[tuple]:
 
 
 def rate_rule(recipe: dict, metrics: dict) -> str:
-    """Which rule chose the rates, in words (a rule recorded in the metrics wins)."""
+    """Which rule chose the rates, in words (recorded in metrics.json since the rules were
+    measured; runs from before then used the finder's valley)."""
     if metrics.get("lr_rule"):
         return str(metrics["lr_rule"])
     if recipe.get("lr"):
-        return f"pinned by --lr {recipe['lr']:g}"
-    return "the learning-rate finder's suggestion (fastai's valley), for each stage"
+        return f"fixed by --lr {recipe['lr']:g}"
+    return "valley rule (fastai's valley), for each stage"
 
 
 def rates(run_dir: Path, recipe: dict, metrics: dict) -> str:

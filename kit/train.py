@@ -7,11 +7,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.progress import ProgressCallback
-from fastai.callback.schedule import ParamScheduler, SchedCos, combine_scheds, valley
+from fastai.callback.schedule import ParamScheduler, SchedCos, combine_scheds
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
@@ -23,6 +24,7 @@ from kit import distributed
 from kit.budget import Budget, fitted
 from kit.curves import Steps, plot_curves
 from kit.errors import KitError
+from kit.lr import choose, curve, describe
 from kit.metrics import greater_is_better, learner_metric
 from kit.models import layer_groups
 from kit.paths import replacing
@@ -123,16 +125,23 @@ def monitor_name(learn: Learner) -> str:
     return learn.metrics[0].name
 
 
-def find_lr(learn: Learner, png: Path, show: bool = False) -> float:
-    """fastai's learning-rate finder: save the loss-vs-rate plot, return the valley suggestion."""
-    try:
-        suggestion = learn.lr_find(suggest_funcs=(valley,), show_plot=True).valley
-    except IndexError:  # the loss rose at once (a well-trained head): too few points to judge
-        suggestion = learn.lr_find(suggest_funcs=(valley,), show_plot=True, stop_div=False).valley
+def find_lr(learn: Learner, png: Path, rule: str, show: bool = False) -> float:
+    """fastai's learning-rate finder: the rate `rule` reads from its curve, marked on the plot;
+    the plot and the curve (lr_find.csv: rate and smoothed loss per step) saved beside it."""
+    learn.lr_find(suggest_funcs=None, show_plot=False)
+    lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
+    if len(curve(lrs, losses)[0]) < 2:  # the loss rose at once (a well-trained head): look on
+        learn.lr_find(suggest_funcs=None, show_plot=False, stop_div=False)
+        lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
+    rate, point = choose(lrs, losses, rule)
+    if distributed.is_main():
+        print(f"learning rate {rate:.2e} from the finder ({describe(0, rule)}); plot: {png}")
+    learn.recorder.plot_lr_find(suggestions=[point], nms=[f"{rule}: {rate:.2e}"])
     fig = plt.gcf()
-    fig.axes[0].set_title(f"learning-rate finder: suggestion {suggestion:.2e}")
+    fig.axes[0].set_title(f"learning-rate finder: {rule} rule, {rate:.2e}")
     save_figure(fig, png, show)
-    return distributed.same(float(suggestion))  # rank 0's rate, in every process of a DDP run
+    pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(png.with_suffix(".csv"), index=False)
+    return distributed.same(rate)  # rank 0's rate, in every process of a DDP run
 
 
 def save_figure(fig, path: Path, show: bool) -> None:
@@ -359,13 +368,13 @@ def fine_tune_sgdr(
         state["stage"] = stage
         if stage == "head":
             if "head_lr" not in rates:
-                rates["head_lr"] = r.lr or find_lr(learn, run_dir / "lr_find_frozen.png", show)
+                rates["head_lr"] = r.lr or find_lr(learn, run_dir / "lr_find_frozen.png", r.lr_rule, show)
             lr = rates["head_lr"]
         else:
             if "lr" not in rates:
                 # a time limit may skip this finder run: fastai fine_tune's rates then
                 skip = bool(clock and clock.plan and not clock.plan["finder"])
-                found = r.lr or (0.0 if skip else find_lr(learn, run_dir / "lr_find.png", show))
+                found = r.lr or (0.0 if skip else find_lr(learn, run_dir / "lr_find.png", r.lr_rule, show))
                 rates["lr"], rates["lr_low"] = unfrozen_rates(r, found, rates.get("head_lr"))
             lr = (
                 slice(rates["lr_low"], rates["lr"])

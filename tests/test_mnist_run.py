@@ -13,6 +13,7 @@ import pytest
 
 import kit
 from kit import pipeline
+from kit.lr import choose, describe
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,7 @@ def test_demo_writes_the_run_folder(demo_run):
     expected = {
         "model.pth",
         "lr_find.png",
+        "lr_find.csv",
         "history.csv",
         "recipe.json",
         "versions.json",
@@ -88,7 +90,19 @@ def test_demo_report_links_every_plot_relatively(demo_run):
     assert all((run_dir / src).is_file() and not src.startswith("/") for src in sources)
     text = html.unescape(page)
     assert f"{metrics['valid_accuracy']:.4f}" in text and f"{metrics['lr']:.2e}" in text
-    assert "Rule: the learning-rate finder's suggestion" in text
+    assert f"Rule: {metrics['lr_rule']}" in text
+
+
+def test_demo_records_the_rate_its_rule_read_off_the_saved_finder_curve(demo_run):
+    out, stdout = demo_run
+    (run_dir,) = (out / "runs" / "mnist").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rule = json.loads((run_dir / "recipe.json").read_text())["lr_rule"]
+    assert metrics["lr_rule"] == describe(0, rule)
+    finder = pd.read_csv(run_dir / "lr_find.csv")
+    assert len(finder) > 20 and finder["lr"].is_monotonic_increasing
+    assert metrics["lr"] == pytest.approx(choose(finder["lr"].tolist(), finder["loss"].tolist(), rule)[0])
+    assert f"learning rate {metrics['lr']:.2e} from the finder ({rule} rule:" in stdout
     assert (run_dir / "training_curves.png").stat().st_size > 20_000
 
 
@@ -155,7 +169,8 @@ def test_lr_find_saves_the_plot_and_returns_the_suggestion(mnist_sample, tmp_pat
     assert 1e-6 < suggestion < 1
     (png,) = (tmp_path / "runs" / "mnist" / "lr-find").glob("*.png")
     assert png.stat().st_size > 10_000
-    assert f"suggested learning rate {suggestion:.2e}" in capsys.readouterr().out
+    assert f"learning rate {suggestion:.2e} from the finder" in capsys.readouterr().out
+    assert len(pd.read_csv(png.with_suffix(".csv"))) > 20
 
 
 def test_a_run_failing_before_training_leaves_nothing_behind(mnist_sample, tmp_path, monkeypatch):

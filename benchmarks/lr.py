@@ -1,0 +1,167 @@
+"""Learning-rate rule benchmark: prints the README's stability table.
+
+On each data set, at each of five seeds (a seed moves the validation split too: `fold_seed` is
+set to it), `kit run` trains with the recipe's defaults once per learning-rate rule compared
+(`--lr-rule`: the finder runs, the rule reads its rate from the curve) and once per rate of a
+fixed grid (`--lr`, both stages). Every run is scored on held-out test labels it never saw.
+Then every rule is also read off the finder curves the runs saved (`lr_find*.csv`), which
+shows each rule's spread on the very same curves.
+
+Data sets, all made from what installed wheels ship:
+- digits 8k, from scratch: the `mnist` recipe on a train.csv of 8,000 augmented copies of the
+  bundled sample's 1,437 training digits (built as in benchmarks/mnist.py), tested on 3,600
+  augmented copies of the 360 held-out digits;
+- digits 1.4k, from scratch: the bundled sample itself (1,437 training digits, 360 test);
+- photos, pretrained: the `invasive` recipe (EfficientNet-Lite0 ImageNet weights, frozen head
+  stage, then everything) at 64 px on 600 photos from the sample's generator, tested on 400.
+
+Run: `python -m benchmarks.lr [--work DIR] [--seeds 5]`. Results are kept in
+DIR/results.jsonl: a run that was cut off goes on where it stopped. About 80 minutes on 2 cores.
+"""
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from benchmarks.mnist import build_folder
+from competitions import invasive, mnist
+from kit.lr import RULES, choose
+from kit.pipeline import run
+
+GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+COMPARED = ("valley", "minimum")  # rules trained end to end; all RULES are read off the curves
+FINDERS = ("lr_find_frozen", "lr_find")  # head stage, then everything
+
+
+def data_sets(work: Path) -> dict:
+    """name: (recipe, folder, options, score(submission, folder))"""
+    sample = work / "digits-1.4k"
+    if not sample.exists():
+        sample.mkdir()
+        mnist.write_sample(sample)
+    big = work / "digits-8k"
+    if not big.exists():
+        build_folder(sample, big, rows=8000)
+    photos = work / "photos"
+    if not photos.exists():
+        photos.mkdir()
+        invasive.write_sample(photos, n_train=600, n_test=400)
+
+    def accuracy(sub, folder):
+        return float((sub["Label"] == pd.read_csv(folder / "solution.csv")["Label"]).mean())
+
+    def auc(sub, folder):
+        truth = pd.read_csv(folder / "solution.csv").set_index("name").loc[sub["name"]]
+        return float(roc_auc_score(truth["invasive"], sub["invasive"]))
+
+    return {
+        "digits 8k, from scratch": ("mnist", big, {}, accuracy),
+        "digits 1.4k, from scratch": ("mnist", sample, {}, accuracy),
+        "photos 600, pretrained": ("invasive", photos, {"size": 64}, auc),
+    }
+
+
+def train(work: Path, recipe: str, folder: Path, options: dict, score, seed: int, config: str):
+    """One `kit run`: its test score, rates and run folder."""
+    lr = {"lr": float(config)} if config[0].isdigit() else {"lr_rule": config}
+    start = time.perf_counter()
+    with open(work / "runs.log", "a") as log, contextlib.redirect_stdout(log):
+        out = run(recipe, data=folder, out=work / "out", show=False, seed=seed, fold_seed=seed,
+                  **options, **lr)  # fmt: skip
+    metrics = json.loads((Path(out["run_dir"]) / "metrics.json").read_text())
+    return {
+        "score": score(pd.read_csv(out["submission"]), folder),
+        "lr": metrics.get("lr"),
+        "head_lr": metrics.get("head_lr"),
+        "lr_low": metrics.get("lr_low"),
+        "seconds": round(time.perf_counter() - start, 1),
+        "run_dir": out["run_dir"],
+    }
+
+
+def measure(work: Path, seeds: int) -> list[dict]:
+    """Every (data set, config, seed) not yet in results.jsonl, appended as it finishes."""
+    path = work / "results.jsonl"
+    done = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    have = {(d["data"], d["config"], d["seed"]) for d in done}
+    configs = list(COMPARED) + [f"{g:g}" for g in GRID]
+    for name, (recipe, folder, options, score) in data_sets(work).items():
+        for seed in range(1, seeds + 1):
+            for config in configs:
+                if (name, config, seed) in have:
+                    continue
+                row = {"data": name, "config": config, "seed": seed}
+                row.update(train(work, recipe, folder, options, score, seed, config))
+                print(json.dumps(row), flush=True)
+                with open(path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                done.append(row)
+    return done
+
+
+def spread(rates) -> float:
+    return max(rates) / min(rates)
+
+
+def read_rules(rows: list[dict]) -> pd.DataFrame:
+    """Every rule's rate read off the first finder curve of each run that ran the finder."""
+    out = []
+    for row in rows:
+        if row["config"] not in RULES:
+            continue
+        run_dir = Path(row["run_dir"])
+        finder = next(run_dir / f"{f}.csv" for f in FINDERS if (run_dir / f"{f}.csv").exists())
+        df = pd.read_csv(finder)
+        for rule in RULES:
+            rate = choose(df["lr"].tolist(), df["loss"].tolist(), rule)[0]
+            out.append({"data": row["data"], "run": row["config"], "seed": row["seed"],
+                        "rule": rule, "rate": rate})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def report(rows: list[dict]) -> None:
+    df = pd.DataFrame(rows)
+    print("\n| data set | learning rate | rates chosen (first finder) | spread | test score, mean "
+          "(min-max over seeds) | points behind the best grid rate |")
+    print("|---|---|---|---|---|---|")
+    for name, d in df.groupby("data", sort=False):
+        means = d.groupby("config")["score"].mean()
+        grid = means[[f"{g:g}" for g in GRID if f"{g:g}" in means]]
+        best = grid.idxmax()
+        for config, c in d.groupby("config", sort=False):
+            first = c["head_lr"].fillna(c["lr"]) if config in RULES else None
+            rates = (f"{first.min():.1e} to {first.max():.1e}", f"{spread(first):.1f}x") if (
+                first is not None) else ("fixed", "")  # fmt: skip
+            label = f"`--lr-rule {config}`" if config in RULES else f"`--lr {config}`"
+            label += " (best of the grid)" if config == best else ""
+            print(f"| {name} | {label} | {rates[0]} | {rates[1]} | {c['score'].mean():.4f} "
+                  f"({c['score'].min():.4f}-{c['score'].max():.4f}) | "
+                  f"{100 * (grid[best] - c['score'].mean()):+.2f} |")  # fmt: skip
+    curves = read_rules(rows)
+    if len(curves):
+        print("\nEvery rule read off the same finder curves (the first finder of each run):\n")
+        print("| data set | rule | rates | spread |")
+        print("|---|---|---|---|")
+        for (name, rule), c in curves.groupby(["data", "rule"], sort=False):
+            print(f"| {name} | {rule} | {c['rate'].min():.1e} to {c['rate'].max():.1e} | "
+                  f"{spread(c['rate']):.1f}x |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--work", type=Path, default=Path("/tmp/kit-bench-lr"))
+    p.add_argument("--seeds", type=int, default=5)
+    args = p.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    report(measure(args.work, args.seeds))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

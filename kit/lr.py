@@ -1,0 +1,52 @@
+"""Turning the learning-rate finder's curve into one rate: the rules, measured in
+benchmarks/lr.py across seeds, folds and data sets."""
+
+import numpy as np
+import torch
+from fastai.callback.schedule import minimum, slide, steep, valley
+
+NUM_IT = 100  # fastai's lr_find: 100 steps from 1e-7 to 10
+
+
+def halfway(lrs: torch.Tensor, losses: torch.Tensor, num_it: int = NUM_IT):
+    """The lowest rate at which the smoothed loss has come down half of the way from where it
+    started to its lowest: a level crossing on the falling part of the curve, which moves far
+    less with the noise of a short run than a slope (steep), a stretch (valley) or where the
+    loss turns (minimum)."""
+    start, low = float(losses[:5].mean()), float(losses.min())
+    i = int(torch.nonzero(losses <= start - (start - low) / 2)[0])
+    return float(lrs[i]), (float(lrs[i]), float(losses[i]))
+
+
+RULES = {"halfway": halfway, "valley": valley, "slide": slide, "minimum": minimum, "steep": steep}
+MEANING = {
+    "halfway": "the lowest rate at which the loss has fallen half of the way to its lowest",
+    "valley": "fastai's valley: two thirds down the longest falling stretch of the curve",
+    "slide": "fastai's slide: where the slope of the curve stops changing, from the right",
+    "minimum": "a tenth of the rate at the curve's lowest (smoothed) loss",
+    "steep": "fastai's steep: where the curve falls fastest",
+}
+
+
+def curve(lrs, losses) -> tuple[torch.Tensor, torch.Tensor]:
+    """The part of the finder's curve fastai's suggestions read: without the first tenth and the
+    last five steps, and cut at the first NaN loss."""
+    lrs, losses = torch.tensor(lrs[NUM_IT // 10 : -5]), torch.tensor(losses[NUM_IT // 10 : -5])
+    nan = torch.isnan(losses).nonzero()
+    if len(nan):
+        lrs, losses = lrs[: int(nan[0])], losses[: int(nan[0])]
+    return lrs.double(), losses.double()
+
+
+def choose(lrs, losses, rule: str) -> tuple[float, tuple[float, float]]:
+    """`rule`'s rate from the finder's recorded (lrs, smoothed losses), and the point on the
+    curve to mark: (rate, (rate, loss))."""
+    x, y = curve(lrs, losses)
+    rate, _ = RULES[rule](x, y, NUM_IT)
+    rate = float(rate)
+    return rate, (rate, float(np.interp(np.log(rate), x.log().numpy(), y.numpy())))
+
+
+def describe(lr: float, rule: str) -> str:
+    """Which rule set the rates, in words, for logs, metrics.json and report.html."""
+    return f"fixed by --lr {lr:g}" if lr else f"{rule} rule: {MEANING[rule]}"

@@ -1,0 +1,64 @@
+"""The rules that turn the learning-rate finder's curve into one rate (kit/lr.py)."""
+
+import numpy as np
+import pytest
+
+from kit import recipe
+from kit.errors import KitError
+from kit.lr import NUM_IT, RULES, choose, curve, describe
+
+
+def finder_curve(bottom: float, noise: float = 0.0, seed: int = 0):
+    """A finder's 100 steps from 1e-7 to 10: flat, falling, lowest at `bottom`, then diverging."""
+    lrs = np.geomspace(1e-7, 10, NUM_IT)
+    x = np.log10(lrs / bottom)
+    losses = 2.3 - 1.5 / (1 + np.exp(-3 * (x + 1.5))) + np.where(x > 0, 4 * x**2, 0)
+    losses += noise * np.random.default_rng(seed).standard_normal(NUM_IT)
+    stop = int(np.argmax(losses > 4 * losses.min())) or NUM_IT  # fastai stops where it diverges
+    return lrs[: stop + 1].tolist(), losses[: stop + 1].tolist()
+
+
+def test_every_rule_reads_a_rate_below_the_divergence_and_marks_it_on_the_curve():
+    lrs, losses = finder_curve(bottom=2e-2)
+    for rule in ("halfway", "valley", "minimum", "steep"):  # fastai's slide is measured in benchmarks/lr.py
+        rate, (x, y) = choose(lrs, losses, rule)
+        assert 1e-5 < rate <= 2e-2 * 1.2, rule
+        assert x == rate and min(losses) - 0.01 <= y <= max(losses), rule
+
+
+def test_minimum_is_a_tenth_of_the_rate_at_the_lowest_loss():
+    lrs, losses = finder_curve(bottom=2e-2)
+    lowest = lrs[int(np.argmin(losses))]
+    assert choose(lrs, losses, "minimum")[0] == pytest.approx(lowest / 10)
+
+
+def test_halfway_is_where_the_loss_has_fallen_half_of_the_way_to_its_lowest():
+    lrs, losses = finder_curve(bottom=2e-2)  # half of the fall at 10**-1.5 below the bottom
+    assert choose(lrs, losses, "halfway")[0] == pytest.approx(2e-2 / 10**1.5, rel=0.22)
+
+
+def test_halfway_moves_less_with_noise_than_fastais_rules():
+    def spread(rule):
+        rates = [choose(*finder_curve(2e-2, noise=0.03, seed=s), rule)[0] for s in range(20)]
+        return max(rates) / min(rates)
+
+    assert spread("halfway") < 1.5 < 3 < min(spread("valley"), spread("minimum"), spread("steep"))
+
+
+def test_the_curve_ends_at_the_first_nan_and_skips_fastais_ends():
+    lrs, losses = finder_curve(bottom=1e-3)
+    losses[40] = float("nan")
+    x, y = curve(lrs, losses)
+    assert len(x) == 40 - NUM_IT // 10 and not y.isnan().any()
+    assert x[0] == pytest.approx(lrs[NUM_IT // 10])
+
+
+def test_the_recipe_knows_every_rule_and_refuses_others():
+    assert recipe.LR_RULES == tuple(RULES)
+    with pytest.raises(KitError, match="--lr-rule must be one of halfway, valley, slide, minimum, steep"):
+        recipe.check(recipe.Recipe(name="x", slug="x", lr_rule="middle"))
+
+
+def test_the_rule_is_named_in_words():
+    assert describe(3e-3, "minimum") == "fixed by --lr 0.003"
+    assert describe(0, "minimum").startswith("minimum rule: a tenth of the rate")
