@@ -279,11 +279,6 @@ def model_fields(side: int, grey: bool, summary: str) -> dict:
             size=(size, None),
             channels=(1 if grey else 3, "grey" if grey else "colour"),
             head_cycles=(0, "nothing pretrained to protect"),
-            lr=(
-                3e-3,
-                "pinned: from scratch the finder's suggestion swung 48x between folds "
-                "(DESIGN.md); 3e-3 held on three such sets",
-            ),  # fmt: skip
             lr_mult=(1.0, "every layer starts from scratch"),
             flip=(not grey, "a mirrored glyph may be another class" if grey else None),
         )

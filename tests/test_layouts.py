@@ -32,8 +32,8 @@ EXPECTED = {
     "kannada": dict(layout="pixels", id_col="id", metric="accuracy", channels=1, size=28,
                     flip=False),
 }  # fmt: skip
-# The recipes as `kit new` writes them (small images: a pinned rate, no finder run), in
-# batches of 32 for more steps on 260-400 images; the pretrained one shorter, at a pinned rate.
+# The recipes as `kit new` writes them (the finder's halfway rule sets the rate), in batches of
+# 32 for more steps on 260-400 images; the pretrained one shorter, at a pinned rate.
 FLAGS = {"dogscats": ["--lr", "2e-3", "--head-cycles", "2", "--cycles", "2", "--cycle-mult", "1",
                       "--bs", "32"]}  # fmt: skip
 SHORT = ["--bs", "32"]
