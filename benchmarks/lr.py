@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
@@ -35,7 +34,7 @@ from competitions import invasive, mnist
 from kit.lr import RULES, choose
 from kit.pipeline import run
 
-GRID = (3e-4, 1e-3, 3e-3, 1e-2)
+GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 COMPARED = ("valley", "halfway")  # trained end to end; every rule is read off the curves
 FINDERS = ("lr_find_frozen", "lr_find")  # head stage, then everything
 
@@ -135,8 +134,10 @@ def report(rows: list[dict]) -> None:
     configs = list(COMPARED) + [f"{g:g}" for g in GRID]
     df = pd.DataFrame(rows)
     df = df[df["config"].isin(configs)]
-    print("\n| data set | learning rate | chosen by the first finder (spread) | by the second "
-          "| held-out score, mean (min-max) | points from the best grid rate |")
+    print(
+        "\n| data set | learning rate | chosen by the first finder (spread) | by the second "
+        "| held-out score, mean (min-max) | points from the best grid rate |"
+    )
     print("|---|---|---|---|---|---|")
     for name, d in df.groupby("data", sort=False):
         means = d.groupby("config")["score"].mean()

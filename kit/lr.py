@@ -20,7 +20,8 @@ def halfway(lrs: torch.Tensor, losses: torch.Tensor, num_it: int = NUM_IT):
 
 RULES = {"halfway": halfway, "valley": valley, "slide": slide, "minimum": minimum, "steep": steep}
 MEANING = {
-    "halfway": "the lowest rate at which the loss has fallen half of the way to its lowest",
+    "halfway": "the lowest rate at which the loss has fallen half of the way to its lowest "
+    "(after a head stage, a tenth of the rate at the lowest loss)",
     "valley": "fastai's valley: two thirds down the longest falling stretch of the curve",
     "slide": "fastai's slide: where the slope of the curve stops changing, from the right",
     "minimum": "a tenth of the rate at the curve's lowest (smoothed) loss",
@@ -45,6 +46,13 @@ def choose(lrs, losses, rule: str) -> tuple[float, tuple[float, float]]:
     rate, _ = RULES[rule](x, y, NUM_IT)
     rate = float(rate)
     return rate, (rate, float(np.interp(np.log(rate), x.log().numpy(), y.numpy())))
+
+
+def stage_rule(rule: str, after_head: bool) -> str:
+    """The rule for one finder run. Once a trained head is unfrozen the curve barely falls (a
+    tenth of its loss, as much as its noise), so a level crossing is noise: halfway reads that
+    curve as minimum does."""
+    return "minimum" if rule == "halfway" and after_head else rule
 
 
 def describe(lr: float, rule: str) -> str:

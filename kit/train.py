@@ -24,7 +24,7 @@ from kit import distributed
 from kit.budget import Budget, fitted
 from kit.curves import Steps, plot_curves
 from kit.errors import KitError
-from kit.lr import choose, curve, describe
+from kit.lr import choose, curve, describe, stage_rule
 from kit.metrics import greater_is_better, learner_metric
 from kit.models import layer_groups
 from kit.paths import replacing
@@ -368,13 +368,18 @@ def fine_tune_sgdr(
         state["stage"] = stage
         if stage == "head":
             if "head_lr" not in rates:
-                rates["head_lr"] = r.lr or find_lr(learn, run_dir / "lr_find_frozen.png", r.lr_rule, show)
+                rates["head_lr"] = r.lr or find_lr(
+                    learn, run_dir / "lr_find_frozen.png", r.lr_rule, show
+                )
             lr = rates["head_lr"]
         else:
             if "lr" not in rates:
                 # a time limit may skip this finder run: fastai fine_tune's rates then
                 skip = bool(clock and clock.plan and not clock.plan["finder"])
-                found = r.lr or (0.0 if skip else find_lr(learn, run_dir / "lr_find.png", r.lr_rule, show))
+                rule = stage_rule(r.lr_rule, "head_lr" in rates)
+                found = r.lr or (
+                    0.0 if skip else find_lr(learn, run_dir / "lr_find.png", rule, show)
+                )
                 rates["lr"], rates["lr_low"] = unfrozen_rates(r, found, rates.get("head_lr"))
             lr = (
                 slice(rates["lr_low"], rates["lr"])

@@ -5,7 +5,7 @@ import pytest
 
 from kit import recipe
 from kit.errors import KitError
-from kit.lr import NUM_IT, RULES, choose, curve, describe
+from kit.lr import NUM_IT, RULES, choose, curve, describe, stage_rule
 
 
 def finder_curve(bottom: float, noise: float = 0.0, seed: int = 0):
@@ -20,7 +20,12 @@ def finder_curve(bottom: float, noise: float = 0.0, seed: int = 0):
 
 def test_every_rule_reads_a_rate_below_the_divergence_and_marks_it_on_the_curve():
     lrs, losses = finder_curve(bottom=2e-2)
-    for rule in ("halfway", "valley", "minimum", "steep"):  # fastai's slide is measured in benchmarks/lr.py
+    for rule in (
+        "halfway",
+        "valley",
+        "minimum",
+        "steep",
+    ):  # fastai's slide is measured in benchmarks/lr.py
         rate, (x, y) = choose(lrs, losses, rule)
         assert 1e-5 < rate <= 2e-2 * 1.2, rule
         assert x == rate and min(losses) - 0.01 <= y <= max(losses), rule
@@ -55,10 +60,18 @@ def test_the_curve_ends_at_the_first_nan_and_skips_fastais_ends():
 
 def test_the_recipe_knows_every_rule_and_refuses_others():
     assert recipe.LR_RULES == tuple(RULES)
-    with pytest.raises(KitError, match="--lr-rule must be one of halfway, valley, slide, minimum, steep"):
+    with pytest.raises(
+        KitError, match="--lr-rule must be one of halfway, valley, slide, minimum, steep"
+    ):
         recipe.check(recipe.Recipe(name="x", slug="x", lr_rule="middle"))
 
 
 def test_the_rule_is_named_in_words():
     assert describe(3e-3, "minimum") == "fixed by --lr 0.003"
     assert describe(0, "minimum").startswith("minimum rule: a tenth of the rate")
+
+
+def test_halfway_reads_the_unfrozen_curve_after_a_head_stage_as_minimum():
+    assert stage_rule("halfway", after_head=False) == "halfway"
+    assert stage_rule("halfway", after_head=True) == "minimum"
+    assert stage_rule("valley", after_head=True) == "valley"  # the other rules: both stages

@@ -101,7 +101,9 @@ def test_demo_records_the_rate_its_rule_read_off_the_saved_finder_curve(demo_run
     assert metrics["lr_rule"] == describe(0, rule)
     finder = pd.read_csv(run_dir / "lr_find.csv")
     assert len(finder) > 20 and finder["lr"].is_monotonic_increasing
-    assert metrics["lr"] == pytest.approx(choose(finder["lr"].tolist(), finder["loss"].tolist(), rule)[0])
+    assert metrics["lr"] == pytest.approx(
+        choose(finder["lr"].tolist(), finder["loss"].tolist(), rule)[0]
+    )
     assert f"learning rate {metrics['lr']:.2e} from the finder ({rule} rule:" in stdout
     assert (run_dir / "training_curves.png").stat().st_size > 20_000
 
