@@ -25,7 +25,7 @@ from kit.folds import FOLDS_CSV, assign_folds, read_folds
 from kit.interpret import interpret
 from kit.layouts import load as read_layout
 from kit.layouts import make_submission, submission_shape
-from kit.lr import describe
+from kit.lr import describe, resolve
 from kit.metrics import at_least_as_good, best, calibrate, score, temperature
 from kit.models import check_arch, create_model, timm_body
 from kit.paths import (
@@ -153,7 +153,9 @@ def lr_find(name: str, show=None, **options) -> float:
     if r.head_cycles:
         learn.freeze()
     png = folder / f"{datetime.now():%Y%m%d-%H%M%S}-{r.arch}.png"
-    return find_lr(learn, png, r.lr_rule, IN_NOTEBOOK if show is None else show)
+    return find_lr(
+        learn, png, resolve(r.lr_rule, r.pretrained), IN_NOTEBOOK if show is None else show
+    )
 
 
 def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun="", **options):
@@ -395,7 +397,7 @@ def train_and_predict(job: Job, run_dir: Path, sample_df, show) -> dict:
     metrics = {
         **scores,
         **(results[0]["rates"] if not r.folds else {}),
-        "lr_rule": describe(r.lr, r.lr_rule),
+        "lr_rule": describe(r.lr, resolve(r.lr_rule, r.pretrained)),
         **({"averaging": [u["averaging"] for u in results]} if r.snapshots else {}),
         "folds": r.folds,
         "processes": distributed.world(),

@@ -55,8 +55,8 @@ class Recipe:
     pad_mode: str = "reflection"  # how augmentation fills the border: reflection | zeros | border
     # the house schedule: SGDR on the head (body frozen), unfreeze, SGDR on everything
     lr: float = 0.0  # max learning rate; 0 takes the rate lr_rule reads from the finder's curve
-    # halfway held within 3x across seeds and data sets, from scratch and pretrained (README)
-    lr_rule: str = "halfway"  # the finder's curve to a rate: halfway|valley|slide|minimum|steep
+    # auto: halfway from scratch, valley for pretrained weights (measured: README, kit/lr.py)
+    lr_rule: str = "auto"  # the finder's curve to a rate: auto|halfway|valley|slide|minimum|steep
     head_cycles: int = 1  # SGDR cycles with the body frozen (0 skips the stage)
     head_cycle_len: int = 1  # epochs in each head cycle (the head's cycles do not grow)
     cycles: int = 3  # SGDR cycles with everything trainable
@@ -76,7 +76,7 @@ class Recipe:
     time_limit: float = 0.0  # minutes for the run; cycles, finder and TTA cut to fit (0: none)
 
 
-LR_RULES = ("halfway", "valley", "slide", "minimum", "steep")  # kit/lr.py
+LR_RULES = ("auto", "halfway", "valley", "slide", "minimum", "steep")  # kit/lr.py
 METRICS = ("accuracy", "auc", "logloss", "f1_macro", "f1_micro", "qwk")  # kit/metrics.py
 LAYOUTS = ("csv", "folders", "filenames", "pixels")  # kit/layouts.py
 SHAPES = ("auto", "label", "probability", "probabilities")

@@ -24,7 +24,7 @@ from kit import distributed
 from kit.budget import Budget, fitted
 from kit.curves import Steps, plot_curves
 from kit.errors import KitError
-from kit.lr import choose, curve, describe, stage_rule
+from kit.lr import choose, curve, describe, resolve, stage_rule
 from kit.metrics import greater_is_better, learner_metric
 from kit.models import layer_groups
 from kit.paths import replacing
@@ -369,14 +369,14 @@ def fine_tune_sgdr(
         if stage == "head":
             if "head_lr" not in rates:
                 rates["head_lr"] = r.lr or find_lr(
-                    learn, run_dir / "lr_find_frozen.png", r.lr_rule, show
+                    learn, run_dir / "lr_find_frozen.png", resolve(r.lr_rule, r.pretrained), show
                 )
             lr = rates["head_lr"]
         else:
             if "lr" not in rates:
                 # a time limit may skip this finder run: fastai fine_tune's rates then
                 skip = bool(clock and clock.plan and not clock.plan["finder"])
-                rule = stage_rule(r.lr_rule, "head_lr" in rates)
+                rule = stage_rule(resolve(r.lr_rule, r.pretrained), "head_lr" in rates)
                 found = r.lr or (
                     0.0 if skip else find_lr(learn, run_dir / "lr_find.png", rule, show)
                 )

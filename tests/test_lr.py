@@ -5,7 +5,7 @@ import pytest
 
 from kit import recipe
 from kit.errors import KitError
-from kit.lr import NUM_IT, RULES, choose, curve, describe, stage_rule
+from kit.lr import NUM_IT, RULES, choose, curve, describe, resolve, stage_rule
 
 
 def finder_curve(bottom: float, noise: float = 0.0, seed: int = 0):
@@ -59,9 +59,9 @@ def test_the_curve_ends_at_the_first_nan_and_skips_fastais_ends():
 
 
 def test_the_recipe_knows_every_rule_and_refuses_others():
-    assert recipe.LR_RULES == tuple(RULES)
+    assert recipe.LR_RULES == ("auto", *RULES)
     with pytest.raises(
-        KitError, match="--lr-rule must be one of halfway, valley, slide, minimum, steep"
+        KitError, match="--lr-rule must be one of auto, halfway, valley, slide, minimum, steep"
     ):
         recipe.check(recipe.Recipe(name="x", slug="x", lr_rule="middle"))
 
@@ -75,3 +75,9 @@ def test_halfway_reads_the_unfrozen_curve_after_a_head_stage_as_minimum():
     assert stage_rule("halfway", after_head=False) == "halfway"
     assert stage_rule("halfway", after_head=True) == "minimum"
     assert stage_rule("valley", after_head=True) == "valley"  # the other rules: both stages
+
+
+def test_auto_is_halfway_from_scratch_and_valley_for_pretrained_weights():
+    assert resolve("auto", pretrained=False) == "halfway"
+    assert resolve("auto", pretrained=True) == "valley"
+    assert resolve("minimum", pretrained=True) == "minimum"

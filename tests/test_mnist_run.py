@@ -13,7 +13,7 @@ import pytest
 
 import kit
 from kit import pipeline
-from kit.lr import choose, describe
+from kit.lr import choose, describe, resolve
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,8 @@ def test_demo_records_the_rate_its_rule_read_off_the_saved_finder_curve(demo_run
     out, stdout = demo_run
     (run_dir,) = (out / "runs" / "mnist").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    rule = json.loads((run_dir / "recipe.json").read_text())["lr_rule"]
+    rule = resolve(json.loads((run_dir / "recipe.json").read_text())["lr_rule"], False)
+    assert rule == "halfway"  # auto, from scratch
     assert metrics["lr_rule"] == describe(0, rule)
     finder = pd.read_csv(run_dir / "lr_find.csv")
     assert len(finder) > 20 and finder["lr"].is_monotonic_increasing
