@@ -74,12 +74,11 @@ def train(work: Path, recipe: str, folder: Path, options: dict, score, seed: int
     with open(work / "runs.log", "a") as log, contextlib.redirect_stdout(log):
         out = run(recipe, data=folder, out=work / "out", show=False, seed=seed, fold_seed=seed,
                   **options, **lr)  # fmt: skip
-    metrics = json.loads((Path(out["run_dir"]) / "metrics.json").read_text())
     return {
         "score": score(pd.read_csv(out["submission"]), folder),
-        "lr": metrics.get("lr"),
-        "head_lr": metrics.get("head_lr"),
-        "lr_low": metrics.get("lr_low"),
+        "lr": out.get("lr"),
+        "head_lr": out.get("head_lr"),
+        "lr_low": out.get("lr_low"),
         "seconds": round(time.perf_counter() - start, 1),
         "run_dir": out["run_dir"],
     }

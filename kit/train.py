@@ -322,6 +322,7 @@ def fine_tune_sgdr(
     Returns the learning rates used and one row of metrics per epoch.
     """
     monitor, up = monitor_name(learn), greater_is_better(r.metric)
+    rule = resolve(r.lr_rule, r.pretrained)
     state = {"stage": None, "epochs": {}, "rates": {}, "history": [], "steps": []}
     # on a tie the later, more annealed epoch wins
     save = SaveModelCallback(monitor, comp=np.greater_equal if up else np.less_equal,
@@ -369,16 +370,16 @@ def fine_tune_sgdr(
         if stage == "head":
             if "head_lr" not in rates:
                 rates["head_lr"] = r.lr or find_lr(
-                    learn, run_dir / "lr_find_frozen.png", resolve(r.lr_rule, r.pretrained), show
+                    learn, run_dir / "lr_find_frozen.png", rule, show
                 )
             lr = rates["head_lr"]
         else:
             if "lr" not in rates:
                 # a time limit may skip this finder run: fastai fine_tune's rates then
                 skip = bool(clock and clock.plan and not clock.plan["finder"])
-                rule = stage_rule(resolve(r.lr_rule, r.pretrained), "head_lr" in rates)
+                unfrozen = stage_rule(rule, "head_lr" in rates)
                 found = r.lr or (
-                    0.0 if skip else find_lr(learn, run_dir / "lr_find.png", rule, show)
+                    0.0 if skip else find_lr(learn, run_dir / "lr_find.png", unfrozen, show)
                 )
                 rates["lr"], rates["lr_low"] = unfrozen_rates(r, found, rates.get("head_lr"))
             lr = (
