@@ -90,12 +90,27 @@ def read_state_dict(path: Path) -> dict:
     return state
 
 
+def fit_stem(own: list, theirs: dict) -> None:
+    """An RGB checkpoint's first convolution fitted to the network's input channels, in place, as
+    timm does it (`adapt_input_conv`: grey sums the three colours), so that ImageNet weights load
+    into a network for grey images; the first convolution is found by name, else by position."""
+    from timm.models import adapt_input_conv
+
+    k, v = next(((k, v) for k, v in own if v.ndim == 4), (None, None))
+    tk = k if k in theirs else next((tk for tk, tv in theirs.items() if tv.ndim == 4), None)
+    if k is None or tk is None:
+        return
+    tv = theirs[tk]
+    if tv.ndim == 4 and tv.shape[1] != v.shape[1] and tv.shape[0] == v.shape[0]:
+        theirs[tk] = adapt_input_conv(v.shape[1], tv.float()).to(tv.dtype)
+
+
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load a checkpoint into `model`'s body, leaving its new head as it is.
 
     Keys that match by name load by name; a checkpoint from another implementation of the same
     network (other key names, same tensors in the same order) loads by position, every shape
-    checked.
+    checked. An RGB checkpoint loads into a network for grey images (fit_stem).
     """
     model = timm_body(model) or model  # a timm network inside fastai's body-and-head
     head = {id(p) for p in model.get_classifier().parameters()}  # timm's own head, if any
@@ -105,6 +120,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
            if k not in head_keys and not k.endswith("num_batches_tracked")]  # fmt: skip
     theirs = read_state_dict(path)
     theirs = {k: v for k, v in theirs.items() if not k.endswith("num_batches_tracked")}
+    fit_stem(own, theirs)
     if all(k in theirs and theirs[k].shape == v.shape for k, v in own):
         body = {k: theirs[k] for k, _ in own}
     else:

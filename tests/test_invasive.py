@@ -42,6 +42,24 @@ def test_packaged_imagenet_weights_load_by_position_into_timm():
     assert not torch.equal(body.conv_stem.weight, before)
 
 
+def test_imagenet_weights_load_into_a_network_for_grey_images(tmp_path):
+    """The stem's three colour kernels are summed (timm's rule), by position and by name."""
+    path = find_weights("tf_efficientnet_lite0")
+    theirs = torch.load(path, map_location="cpu", weights_only=True)
+    body = timm_body(create_model("tf_efficientnet_lite0", 10, 1))
+    load_weights(body, path)
+    assert body.conv_stem.weight.shape[1] == 1
+    assert torch.allclose(body.conv_stem.weight, theirs["_conv_stem.weight"].sum(1, keepdim=True))
+    assert torch.equal(body.bn2.running_var, theirs["_bn1.running_var"])
+
+    rgb = timm_body(create_model("resnet18", 10, 3))
+    torch.save(rgb.state_dict(), tmp_path / "r18.pth")
+    grey = timm_body(create_model("resnet18", 10, 1))
+    load_weights(grey, tmp_path / "r18.pth")
+    assert torch.allclose(grey.conv1.weight, rgb.conv1.weight.sum(1, keepdim=True))
+    assert torch.equal(grey.layer4[1].conv2.weight, rgb.layer4[1].conv2.weight)
+
+
 def test_the_ported_weights_recognise_imagenet_classes():
     """With its ImageNet classifier, the ported network names the sample photos' subjects."""
     model = timm.create_model("tf_efficientnet_lite0", num_classes=1000).eval()
