@@ -69,12 +69,7 @@ def cactus(dest: Path) -> str:
     (tx, ty), (vx, vy) = split(260, N_TEST, 2, seed=1)  # the 0s and 1s: 360 scans
     ids = [f"{rng.integers(16**12):012x}.jpg" for _ in range(len(tx) + len(vx))]
     draw(dest, [*tx, *vx], len(tx), ("train/train", "test/test"), ids, 32, rng)
-    pd.DataFrame({"id": ids[: len(tx)], "has_cactus": ty}).to_csv(
-        dest / "train.csv", index=False)  # fmt: skip
-    test_ids = ids[len(tx) :]
-    pd.DataFrame({"id": test_ids, "has_cactus": 0.5}).to_csv(dest / "sample_submission.csv",
-                                                             index=False)  # fmt: skip
-    solution(dest, test_ids, vy)
+    labels(dest, "train.csv", ("id", "has_cactus"), ids, ty, vy, 0.5)
     return "aerial-cactus-identification"
 
 
@@ -86,11 +81,7 @@ def histopathologic(dest: Path) -> str:
     (tx, ty), (vx, vy) = split(260, N_TEST, 2, seed=2)
     ids = [f"{rng.integers(16**15):015x}" for _ in range(len(tx) + len(vx))]
     draw(dest, [*tx, *vx], len(tx), ("train", "test"), [f"{i}.tif" for i in ids], 40, rng)
-    pd.DataFrame({"id": ids[: len(tx)], "label": ty}).to_csv(dest / "train_labels.csv",
-                                                                 index=False)  # fmt: skip
-    test_ids = ids[len(tx) :]
-    pd.DataFrame({"id": test_ids, "label": 0}).to_csv(dest / "sample_submission.csv", index=False)
-    solution(dest, test_ids, vy)
+    labels(dest, "train_labels.csv", ("id", "label"), ids, ty, vy, 0)
     return "histopathologic-cancer-detection"
 
 
@@ -102,12 +93,7 @@ def cassava(dest: Path) -> str:
     names = [f"{rng.integers(10**9)}.jpg" for _ in range(len(tx) + len(vx))]
     draw(dest, [*tx, *vx], len(tx), ("train_images", "test_images"), names, 32, rng,
          lambda i: "CMYK" if i % 7 == 0 else None)  # fmt: skip
-    pd.DataFrame({"image_id": names[: len(tx)], "label": ty}).to_csv(dest / "train.csv",
-                                                                     index=False)  # fmt: skip
-    test_ids = names[len(tx) :]
-    pd.DataFrame({"image_id": test_ids, "label": 4}).to_csv(dest / "sample_submission.csv",
-                                                            index=False)  # fmt: skip
-    solution(dest, test_ids, vy)
+    labels(dest, "train.csv", ("image_id", "label"), names, ty, vy, 4)
     return "cassava-leaf-disease-classification"
 
 
@@ -191,6 +177,16 @@ def kannada(dest: Path) -> str:
                                                             index=False)  # fmt: skip
     solution(dest, list(range(len(vx))), vy)
     return "Kannada-MNIST"
+
+
+def labels(dest: Path, csv: str, columns: tuple, ids: list, train_y, test_y, fill) -> None:
+    """The labels CSV of the first len(train_y) ids, a sample submission of the rest filled
+    with `fill`, and their solution."""
+    n = len(train_y)
+    pd.DataFrame(dict(zip(columns, (ids[:n], train_y)))).to_csv(dest / csv, index=False)
+    pd.DataFrame(dict(zip(columns, (ids[n:], fill)))).to_csv(dest / "sample_submission.csv",
+                                                             index=False)  # fmt: skip
+    solution(dest, ids[n:], test_y)
 
 
 def solution(dest: Path, ids, labels) -> None:
