@@ -67,13 +67,12 @@ def data_sets(work: Path) -> dict:
     pretrained = dict(arch="tf_efficientnet_lite0", pretrained=True, size=48, precision="fp32",
                       head_cycles=3, lr_mult=100)  # fmt: skip
     scratch, photo_grid = configs(COMPARED, GRID), configs(COMPARED, GRID + (1e-1,))
+    tuned = configs(PRETRAINED_COMPARED, PRETRAINED_GRID)
     return {
         "digits 8k, from scratch": ("mnist", big, {}, accuracy, scratch),
         "digits 1.4k, from scratch": ("mnist", sample, {}, accuracy, scratch),
         "photos 600, pretrained": ("invasive", photos, {"size": 64}, auc, photo_grid),
-        "digits 1.4k, pretrained": (
-            "mnist", sample, pretrained, accuracy, configs(PRETRAINED_COMPARED, PRETRAINED_GRID)
-        ),
+        "digits 1.4k, pretrained": ("mnist", sample, pretrained, accuracy, tuned),
     }
 
 
