@@ -64,6 +64,8 @@ class Recipe:
     cycle_mult: int = 2  # each cycle is this many times longer than the last
     lr_mult: float = 100.0  # discriminative rates: the first layer group learns lr/lr_mult
     wd: float = 0.01  # decoupled weight decay (AdamW)
+    label_smoothing: float = 0.0  # the share of each target spread over all classes (0: off)
+    mixup: float = 0.0  # MixUp's alpha: train on blends of image pairs and labels (0: off)
     patience: int = 0  # early stopping after this many epochs without improvement (0: off)
     min_delta: float = 0.0  # the least gain in the metric that counts as an improvement
     snapshots: bool = False  # snapshot each cycle of the last stage; try their ensemble and SWA
@@ -136,6 +138,8 @@ def check(r: Recipe) -> Recipe:
         (0 <= r.shift < 1 and 0 <= r.lighting < 1, "shift/lighting", "between 0 and 1"),
         (r.patience >= 0, "patience", "0 (off) or more epochs"),
         (r.min_delta >= 0, "min_delta", "0 or more"),
+        (0 <= r.label_smoothing < 1, "label_smoothing", "between 0 and 1, e.g. 0.1"),
+        (r.mixup >= 0, "mixup", "0 (off) or a positive alpha, e.g. 0.4"),
         (
             not r.snapshots or max(r.cycles, r.head_cycles if not r.cycles else 0) >= 2,
             "snapshots",

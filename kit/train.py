@@ -11,11 +11,12 @@ import pandas as pd
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.mixup import MixUp
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import ParamScheduler, SchedCos, combine_scheds
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.learner import Learner
-from fastai.losses import CrossEntropyLossFlat
+from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
 from fastai.optimizer import OptimWrapper
 from fastai.torch_core import get_model
 from fastcore.imports import IN_NOTEBOOK
@@ -86,15 +87,20 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
-    """A fastai Learner with the recipe's metric, three layer groups and clean logs."""
+    """A fastai Learner with the recipe's metric and loss (label smoothing, MixUp), three layer
+    groups and clean logs."""
     cbs = {"bf16": [Autocast(dls.device.type)], "fp16": [MixedPrecision()], "fp32": []}[precision]
+    if r.mixup:
+        cbs.append(MixUp(r.mixup))
+    smoothing = r.label_smoothing
+    loss = LabelSmoothingCrossEntropyFlat(eps=smoothing) if smoothing else CrossEntropyLossFlat()
     if r.channels_last:
         model = model.to(memory_format=torch.channels_last)
     learn = Learner(
         dls,
         model,
         opt_func=ADAMW,
-        loss_func=CrossEntropyLossFlat(),
+        loss_func=loss,
         metrics=[learner_metric(r.metric)],
         splitter=layer_groups,
         wd=r.wd,
