@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint bench bench-lr
+.PHONY: demo test install lint bench bench-lr bench-tricks
 
 demo: install  ## install, then train the Digit Recognizer recipe on the bundled sample
 	$(BIN)/kit run mnist --sample
@@ -31,3 +31,6 @@ bench: install  ## the speed and accuracy tables in the README
 
 bench-lr: install  ## the learning-rate rules across data sets and seeds (about 80 minutes)
 	$(BIN)/python -m benchmarks.lr
+
+bench-tricks: install  ## label smoothing and MixUp against the defaults (about 30 minutes)
+	$(BIN)/python -m benchmarks.tricks

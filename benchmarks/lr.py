@@ -67,12 +67,12 @@ def data_sets(work: Path) -> dict:
     pretrained = dict(arch="tf_efficientnet_lite0", pretrained=True, size=48, precision="fp32",
                       head_cycles=3, lr_mult=100)  # fmt: skip
     scratch, photo_grid = configs(COMPARED, GRID), configs(COMPARED, GRID + (1e-1,))
-    tuned = configs(PRETRAINED_COMPARED, PRETRAINED_GRID)
+    grey = configs(PRETRAINED_COMPARED, PRETRAINED_GRID)
     return {
         "digits 8k, from scratch": ("mnist", big, {}, accuracy, scratch),
         "digits 1.4k, from scratch": ("mnist", sample, {}, accuracy, scratch),
         "photos 600, pretrained": ("invasive", photos, {"size": 64}, auc, photo_grid),
-        "digits 1.4k, pretrained": ("mnist", sample, pretrained, accuracy, tuned),
+        "digits 1.4k, pretrained": ("mnist", sample, pretrained, accuracy, grey),
     }
 
 
@@ -80,13 +80,13 @@ def configs(rules: tuple, grid: tuple) -> list[str]:
     return list(rules) + [f"{g:g}" for g in grid]
 
 
-def train(work: Path, recipe: str, folder: Path, options: dict, score, seed: int, config: str):
-    """One `kit run`: its test score, rates and run folder."""
-    lr = {"lr": float(config)} if config[0].isdigit() else {"lr_rule": config}
+def train(work: Path, recipe: str, folder: Path, options: dict, score, seed: int, **changes):
+    """One `kit run` with the data set's options and `changes`: its test score, rates and run
+    folder."""
     start = time.perf_counter()
     with open(work / "runs.log", "a") as log, contextlib.redirect_stdout(log):
         out = run(recipe, data=folder, out=work / "out", show=False, seed=seed, fold_seed=seed,
-                  **options, **lr)  # fmt: skip
+                  **(options | changes))  # fmt: skip
     return {
         "score": score(pd.read_csv(out["submission"]), folder),
         "lr": out.get("lr"),
@@ -108,7 +108,8 @@ def measure(work: Path, sets: dict, seeds: int) -> list[dict]:
                 if (name, config, seed) in have:
                     continue
                 row = {"data": name, "config": config, "seed": seed}
-                row.update(train(work, recipe, folder, options, score, seed, config))
+                lr = {"lr": float(config)} if config[0].isdigit() else {"lr_rule": config}
+                row.update(train(work, recipe, folder, options, score, seed, **lr))
                 print(json.dumps(row), flush=True)
                 with open(path, "a") as f:
                     f.write(json.dumps(row) + "\n")
