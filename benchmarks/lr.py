@@ -37,8 +37,9 @@ from kit.pipeline import run
 GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 # Pretrained heads take higher rates: their grid goes a step further.
 PRETRAINED_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-COMPARED = ("valley", "halfway")  # trained end to end; every rule is read off the curves
-PRETRAINED_COMPARED = ("valley",)
+# Trained end to end (every rule is also read off the curves): from scratch, and pretrained
+COMPARED = ("valley", "halfway")
+PRETRAINED_COMPARED = ("valley", "minimum")
 FINDERS = ("lr_find_frozen", "lr_find")  # head stage, then everything
 
 
@@ -66,7 +67,8 @@ def data_sets(work: Path) -> dict:
     # ImageNet weights on grey digits: the stem's colours summed, a head stage first (as invasive)
     pretrained = dict(arch="tf_efficientnet_lite0", pretrained=True, size=48, precision="fp32",
                       head_cycles=3, lr_mult=100)  # fmt: skip
-    scratch, photo_grid = configs(COMPARED, GRID), configs(COMPARED, GRID + (1e-1,))
+    scratch = configs(COMPARED, GRID)
+    photo_grid = configs(COMPARED + PRETRAINED_COMPARED[1:], GRID + (1e-1,))
     grey = configs(PRETRAINED_COMPARED, PRETRAINED_GRID)
     return {
         "digits 8k, from scratch": ("mnist", big, {}, accuracy, scratch),

@@ -55,7 +55,7 @@ class Recipe:
     pad_mode: str = "reflection"  # how augmentation fills the border: reflection | zeros | border
     # the house schedule: SGDR on the head (body frozen), unfreeze, SGDR on everything
     lr: float = 0.0  # max learning rate; 0 takes the rate lr_rule reads from the finder's curve
-    # auto: halfway from scratch, valley for pretrained weights (measured: README, kit/lr.py)
+    # auto: halfway from scratch, minimum for pretrained weights (measured: README, kit/lr.py)
     lr_rule: str = "auto"  # the finder's curve to a rate: auto|halfway|valley|slide|minimum|steep
     head_cycles: int = 1  # SGDR cycles with the body frozen (0 skips the stage)
     head_cycle_len: int = 1  # epochs in each head cycle (the head's cycles do not grow)

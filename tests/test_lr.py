@@ -77,7 +77,7 @@ def test_halfway_reads_the_unfrozen_curve_after_a_head_stage_as_minimum():
     assert stage_rule("valley", after_head=True) == "valley"  # the other rules: both stages
 
 
-def test_auto_is_halfway_from_scratch_and_valley_for_pretrained_weights():
+def test_auto_is_halfway_from_scratch_and_minimum_for_pretrained_weights():
     assert resolve("auto", pretrained=False) == "halfway"
-    assert resolve("auto", pretrained=True) == "valley"
-    assert resolve("minimum", pretrained=True) == "minimum"
+    assert resolve("auto", pretrained=True) == "minimum"
+    assert resolve("valley", pretrained=True) == "valley"
