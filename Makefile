@@ -29,7 +29,7 @@ bench: install  ## the speed and accuracy tables in the README
 	$(BIN)/python benchmarks/ensemble.py
 	$(BIN)/python benchmarks/layouts.py
 
-bench-lr: install  ## the learning-rate rules across data sets and seeds (about 80 minutes)
+bench-lr: install  ## the learning-rate rules across data sets and seeds (about 3 hours)
 	$(BIN)/python -m benchmarks.lr
 
 bench-tricks: install  ## label smoothing and MixUp against the defaults (about 30 minutes)

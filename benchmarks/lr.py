@@ -13,10 +13,12 @@ Data sets, all made from what installed wheels ship:
   augmented copies of the 360 held-out digits;
 - digits 1.4k, from scratch: the bundled sample itself (1,437 training digits, 360 test);
 - photos, pretrained: the `invasive` recipe (EfficientNet-Lite0 ImageNet weights, frozen head
-  stage, then everything) at 64 px on 600 photos from the sample's generator, tested on 400.
+  stage, then everything) at 64 px on 600 photos from the sample's generator, tested on 400;
+- digits 1.4k, pretrained: the bundled sample through the same ImageNet weights (the stem's
+  colours summed for grey input) at 48 px, with the invasive recipe's head stage.
 
 Run: `python -m benchmarks.lr [--work DIR] [--seeds 5]`. Results are kept in
-DIR/results.jsonl: a run that was cut off goes on where it stopped. About 80 minutes on 2 cores.
+DIR/results.jsonl: a run that was cut off goes on where it stopped. About 3 hours on 2 cores.
 """
 
 import argparse
