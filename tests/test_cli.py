@@ -79,6 +79,8 @@ def test_missing_data_names_the_download_command(capsys, tmp_path):
         ("--precision", "fp8", "--precision must be one of"),
         ("--bs", "0", "--bs must be at least 1"),
         ("--valid-pct", "1.5", "--valid-pct must be between 0 and 1"),
+        ("--label-smoothing", "1", "--label-smoothing must be between 0 and 1, e.g. 0.1 (got 1.0)"),
+        ("--mixup", "-0.4", "--mixup must be 0 (off) or a positive alpha, e.g. 0.4 (got -0.4)"),
         ("--device", "tpu", "--device 'tpu' is not a device"),
     ],
 )

@@ -97,3 +97,17 @@ def test_bf16_autocast_trains_on_cpu(digits, tmp_path):
     history = fit_sgdr(learn, 1, 2, 1, 3e-3)
     assert history[-1]["accuracy"] > 0.5
     assert all(p.dtype == torch.float32 for p in learn.model.parameters())  # weights stay fp32
+
+
+def test_label_smoothing_and_mixup_train(digits, tmp_path):
+    """Both tricks switched on: fastai's smoothed loss and MixUp callback, and it still learns."""
+    from fastai.callback.mixup import MixUp
+    from fastai.losses import LabelSmoothingCrossEntropyFlat
+
+    learn, r = learner(digits, tmp_path, label_smoothing=0.1, mixup=0.4, bs=64)
+    assert isinstance(learn.loss_func, LabelSmoothingCrossEntropyFlat)
+    assert learn.loss_func.func.eps == 0.1
+    assert any(isinstance(cb, MixUp) for cb in learn.cbs)
+    learn.create_opt()
+    history = fit_sgdr(learn, 1, 2, 1, 3e-3)
+    assert history[-1]["accuracy"] > 0.5
