@@ -60,10 +60,12 @@ def report(rows: list[dict]) -> None:
         for trick in TRICKS:
             t = d[d["trick"] == trick].set_index("seed")
             gain = 100 * (t["score"] - base).dropna()
-            print(f"| {name} | {trick} | {t['score'].mean():.4f} ({t['score'].min():.4f}-"
-                  f"{t['score'].max():.4f}) | {' '.join(f'{g:+.2f}' for g in gain)} "
-                  f"({gain.mean():+.2f}) | {(gain > 0).sum()} of {len(gain)} seeds | "
-                  f"{t['seconds'].mean():.0f} |")  # fmt: skip
+            gains, wins = "", ""
+            if TRICKS[trick]:  # the defaults are the baseline
+                gains = f"{' '.join(f'{g:+.2f}' for g in gain)} ({gain.mean():+.2f})"
+                wins = f"{(gain > 0).sum()} of {len(gain)} seeds"
+            scores = f"{t['score'].mean():.4f} ({t['score'].min():.4f}-{t['score'].max():.4f})"
+            print(f"| {name} | {trick} | {scores} | {gains} | {wins} | {t['seconds'].mean():.0f} |")
 
 
 def main() -> None:
