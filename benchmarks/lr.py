@@ -101,10 +101,23 @@ def train(work: Path, recipe: str, folder: Path, options: dict, score, seed: int
     }
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The runs a benchmark kept in `path` (JSON lines), so that a cut-off run goes on."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def keep(path: Path, row: dict) -> dict:
+    """One finished run, printed and appended to `path`."""
+    print(json.dumps(row), flush=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    return row
+
+
 def measure(work: Path, sets: dict, seeds: int) -> list[dict]:
     """Every (data set, config, seed) not yet in results.jsonl, appended as it finishes."""
     path = work / "results.jsonl"
-    done = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    done = read_rows(path)
     have = {(d["data"], d["config"], d["seed"]) for d in done}
     for name, (recipe, folder, options, score, todo) in sets.items():
         for seed in range(1, seeds + 1):
@@ -114,10 +127,7 @@ def measure(work: Path, sets: dict, seeds: int) -> list[dict]:
                 row = {"data": name, "config": config, "seed": seed}
                 lr = {"lr": float(config)} if config[0].isdigit() else {"lr_rule": config}
                 row.update(train(work, recipe, folder, options, score, seed, **lr))
-                print(json.dumps(row), flush=True)
-                with open(path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                done.append(row)
+                done.append(keep(path, row))
     return done
 
 

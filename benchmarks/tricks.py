@@ -11,13 +11,12 @@ DIR/tricks.jsonl: a run that was cut off goes on where it stopped. About 30 minu
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.lr import data_sets, train
+from benchmarks.lr import data_sets, keep, read_rows, train
 
 TRICKS = {
     "the recipe's defaults": {},
@@ -30,7 +29,7 @@ SETS = ("digits 8k, from scratch", "digits 1.4k, from scratch", "photos 600, pre
 def measure(work: Path, seeds: int) -> list[dict]:
     """Every (data set, trick, seed) not yet in tricks.jsonl, appended as it finishes."""
     path = work / "tricks.jsonl"
-    done = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    done = read_rows(path)
     have = {(d["data"], d["trick"], d["seed"]) for d in done}
     sets = data_sets(work)
     for name in SETS:
@@ -41,10 +40,7 @@ def measure(work: Path, seeds: int) -> list[dict]:
                     continue
                 row = {"data": name, "trick": trick, "seed": seed}
                 row.update(train(work, recipe, folder, options, score, seed, **changes))
-                print(json.dumps(row), flush=True)
-                with open(path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                done.append(row)
+                done.append(keep(path, row))
     return done
 
 
