@@ -66,6 +66,8 @@ class Recipe:
     wd: float = 0.01  # decoupled weight decay (AdamW)
     label_smoothing: float = 0.0  # the share of each target spread over all classes (0: off)
     mixup: float = 0.0  # MixUp's alpha: train on blends of image pairs and labels (0: off)
+    cutmix: float = 0.0  # CutMix's alpha: paste a patch of one image into another (0: off)
+    ema: float = 0.0  # decay of a moving average of the weights, validated and kept (0: off)
     patience: int = 0  # early stopping after this many epochs without improvement (0: off)
     min_delta: float = 0.0  # the least gain in the metric that counts as an improvement
     snapshots: bool = False  # snapshot each cycle of the last stage; try their ensemble and SWA
@@ -140,6 +142,9 @@ def check(r: Recipe) -> Recipe:
         (r.min_delta >= 0, "min_delta", "0 or more"),
         (0 <= r.label_smoothing < 1, "label_smoothing", "between 0 and 1, e.g. 0.1"),
         (r.mixup >= 0, "mixup", "0 (off) or a positive alpha, e.g. 0.4"),
+        (r.cutmix >= 0, "cutmix", "0 (off) or a positive alpha, e.g. 1.0"),
+        (not (r.mixup and r.cutmix), "mixup", "0 when --cutmix is on: use one of the two"),
+        (0 <= r.ema < 1, "ema", "0 (off) or a decay between 0 and 1, e.g. 0.999"),
         (
             not r.snapshots or max(r.cycles, r.head_cycles if not r.cycles else 0) >= 2,
             "snapshots",

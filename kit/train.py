@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
-from fastai.callback.mixup import MixUp
+from fastai.callback.mixup import CutMix, MixUp
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import ParamScheduler, SchedCos, combine_scheds
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
@@ -86,12 +86,51 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"  # fp16 autocast is slower than fp32 on CPUs; bf16 without hardware support too
 
 
+class WeightAverage(Callback):
+    """An exponential moving average of the weights (timm's ModelEmaV3, its decay warmed up from
+    0 towards `decay` over the steps of each fit), updated after every step. Each epoch validates
+    the averaged weights, so they are what the best-model and checkpoint callbacks keep; training
+    goes on from the raw weights. A resumed run restarts the average from the checkpoint."""
+
+    order = 5  # its before_validate swaps the weights in before any validation callback
+
+    def __init__(self, decay: float):
+        self.decay = decay
+
+    def before_fit(self):
+        # not in the finder's fit, nor in get_preds (which calls before_fit too)
+        self.run = not hasattr(self.learn, "lr_finder") and not hasattr(self, "gather_preds")
+        if self.run:
+            from timm.utils import ModelEmaV3
+
+            self.average = ModelEmaV3(get_model(self.model), decay=self.decay, use_warmup=True)
+            self.updates, self.raw = 0, None
+
+    def after_step(self):
+        self.updates += 1
+        self.average.update(get_model(self.model), step=self.updates)
+
+    def before_validate(self):
+        model = get_model(self.model)
+        self.raw = {k: v.clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.average.module.state_dict())
+
+    def before_train(self):
+        if self.raw is not None:
+            get_model(self.model).load_state_dict(self.raw)
+            self.raw = None
+
+
 def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
-    """A fastai Learner with the recipe's metric and loss (label smoothing, MixUp), three layer
-    groups and clean logs."""
+    """A fastai Learner with the recipe's metric and loss, its tricks (label smoothing, MixUp,
+    CutMix, a moving average of the weights), three layer groups and clean logs."""
     cbs = {"bf16": [Autocast(dls.device.type)], "fp16": [MixedPrecision()], "fp32": []}[precision]
     if r.mixup:
         cbs.append(MixUp(r.mixup))
+    if r.cutmix:
+        cbs.append(CutMix(r.cutmix))
+    if r.ema:
+        cbs.append(WeightAverage(r.ema))
     smoothing = r.label_smoothing
     loss = LabelSmoothingCrossEntropyFlat(eps=smoothing) if smoothing else CrossEntropyLossFlat()
     if r.channels_last:

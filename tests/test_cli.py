@@ -81,6 +81,8 @@ def test_missing_data_names_the_download_command(capsys, tmp_path):
         ("--valid-pct", "1.5", "--valid-pct must be between 0 and 1"),
         ("--label-smoothing", "1", "--label-smoothing must be between 0 and 1, e.g. 0.1 (got 1.0)"),
         ("--mixup", "-0.4", "--mixup must be 0 (off) or a positive alpha, e.g. 0.4 (got -0.4)"),
+        ("--cutmix", "-1", "--cutmix must be 0 (off) or a positive alpha, e.g. 1.0 (got -1.0)"),
+        ("--ema", "1", "--ema must be 0 (off) or a decay between 0 and 1, e.g. 0.999 (got 1.0)"),
         ("--device", "tpu", "--device 'tpu' is not a device"),
     ],
 )
