@@ -10,7 +10,7 @@ from scratch, a digit net twice as wide (64 channels in its first stage, not 32)
 scored on held-out test labels that no run saw.
 
 Run: `python -m benchmarks.tricks [--work DIR] [--seeds 3]`. Results are kept in
-DIR/tricks.jsonl: a run that was cut off goes on where it stopped. About 90 minutes on 2 cores.
+DIR/tricks.jsonl: a run that was cut off goes on where it stopped. About 2 hours on 2 cores.
 """
 
 import argparse

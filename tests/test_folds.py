@@ -150,9 +150,10 @@ def test_ensemble_refuses_bad_runs_in_one_line(fold_runs, out, tmp_path, capsys)
         return err
 
     assert "not invasive" in error("invasive", runs / a_id, runs / b_id)
-    three = kit.run("mnist", sample=True, out=out, folds=3, cycles=1, seed=3, tta=False)
+    quick = dict(sample=True, out=out, cycles=1, seed=3, lr=3e-3, tta=False)  # no finder
+    three = kit.run("mnist", folds=3, **quick)
     assert "different folds" in error("mnist", a_id, three["run_dir"])
-    single = kit.run("mnist", sample=True, out=out, cycles=1, seed=3, tta=False)
+    single = kit.run("mnist", **quick)
     assert "no out-of-fold predictions" in error("mnist", a_id, single["run_dir"])
     shutil.copytree(runs / b_id, runs / ".20990101-000000-digitnet.partial")
     assert "still incomplete" in error("mnist", a_id, "20990101-000000-digitnet")

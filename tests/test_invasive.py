@@ -84,7 +84,7 @@ def test_a_checkpoint_of_another_network_is_refused(tmp_path):
 def test_run_end_to_end_offline(photos, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "kit.cli", "run", "invasive", "--data", str(photos), "--out",
-         str(tmp_path), "--size", "128", "--head-cycles", "1", "--cycles", "2",
+         str(tmp_path), "--size", "96", "--head-cycles", "1", "--cycles", "2",
          "--time-limit", "60"],  # generous: the whole schedule fits, through every budget hook
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
