@@ -12,7 +12,7 @@ from kit.data import dataloaders, split
 from kit.errors import KitError
 from kit.models import create_model, layer_groups
 from kit.recipe import override
-from kit.train import fit_sgdr, make_learner, predict
+from kit.train import WeightAverage, fit_sgdr, make_learner, predict
 
 
 @pytest.fixture(scope="module")
@@ -104,15 +104,15 @@ def test_cutmix_and_a_moving_average_of_the_weights_train(digits, tmp_path):
     left in the model are the average's, and CutMix refuses to run with MixUp."""
     from fastai.callback.mixup import CutMix
 
-    from kit.train import WeightAverage
-
     learn, r = learner(digits, tmp_path, cutmix=1.0, ema=0.99, bs=64)
     assert any(isinstance(cb, CutMix) for cb in learn.cbs)
+    average = next(cb for cb in learn.cbs if isinstance(cb, WeightAverage))
+    learn.lr_find(suggest_funcs=None, show_plot=False, num_it=20)
+    assert not hasattr(average, "updates")  # the finder's fit is not averaged
     learn.create_opt()
     history = fit_sgdr(learn, 1, 2, 1, 3e-3)
     assert history[-1]["accuracy"] > 0.5
-    average = next(cb for cb in learn.cbs if isinstance(cb, WeightAverage))
-    assert average.updates == 2 * len(learn.dls.train)  # one update per step, not in the finder
+    assert average.updates == 2 * len(learn.dls.train)  # one per step
     kept, averaged = learn.model.state_dict(), average.average.module.state_dict()
     assert all(torch.equal(kept[k], averaged[k]) for k in kept)
     with pytest.raises(KitError, match="--mixup must be 0 when --cutmix is on"):
