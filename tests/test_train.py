@@ -97,6 +97,21 @@ def test_bf16_autocast_trains_on_cpu(digits, tmp_path):
     learn.create_opt()
     history = fit_sgdr(learn, 1, 2, 1, 3e-3)
     assert history[-1]["accuracy"] > 0.5
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters())  # weights stay fp32
+
+
+def test_label_smoothing_and_mixup_train(digits, tmp_path):
+    """Both tricks switched on: fastai's smoothed loss and MixUp callback, and it still learns."""
+    from fastai.callback.mixup import MixUp
+    from fastai.losses import LabelSmoothingCrossEntropyFlat
+
+    learn, r = learner(digits, tmp_path, label_smoothing=0.1, mixup=0.4, bs=64)
+    assert isinstance(learn.loss_func, LabelSmoothingCrossEntropyFlat)
+    assert learn.loss_func.func.eps == 0.1
+    assert any(isinstance(cb, MixUp) for cb in learn.cbs)
+    learn.create_opt()
+    history = fit_sgdr(learn, 1, 2, 1, 3e-3)
+    assert history[-1]["accuracy"] > 0.5
 
 
 def test_cutmix_and_a_moving_average_of_the_weights_train(digits, tmp_path):
@@ -117,18 +132,3 @@ def test_cutmix_and_a_moving_average_of_the_weights_train(digits, tmp_path):
     assert all(torch.equal(kept[k], averaged[k]) for k in kept)
     with pytest.raises(KitError, match="--mixup must be 0 when --cutmix is on"):
         override(mnist.RECIPE, cutmix=1.0, mixup=0.4)
-    assert all(p.dtype == torch.float32 for p in learn.model.parameters())  # weights stay fp32
-
-
-def test_label_smoothing_and_mixup_train(digits, tmp_path):
-    """Both tricks switched on: fastai's smoothed loss and MixUp callback, and it still learns."""
-    from fastai.callback.mixup import MixUp
-    from fastai.losses import LabelSmoothingCrossEntropyFlat
-
-    learn, r = learner(digits, tmp_path, label_smoothing=0.1, mixup=0.4, bs=64)
-    assert isinstance(learn.loss_func, LabelSmoothingCrossEntropyFlat)
-    assert learn.loss_func.func.eps == 0.1
-    assert any(isinstance(cb, MixUp) for cb in learn.cbs)
-    learn.create_opt()
-    history = fit_sgdr(learn, 1, 2, 1, 3e-3)
-    assert history[-1]["accuracy"] > 0.5
