@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from mnist import build_folder  # noqa: E402
 
-from kit.pipeline import write_sample  # noqa: E402
+from kit.data.sample import write_sample  # noqa: E402
 
 KIT = Path(sys.executable).with_name("kit")
 

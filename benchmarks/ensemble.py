@@ -18,9 +18,9 @@ import pandas as pd
 
 import kit
 from kit.ensemble import ensemble
-from kit.pipeline import score
+from kit.evaluate.metrics import score
+from kit.files import read_json
 from kit.recipe import load_competition, override
-from kit.records import read_json
 
 # Two different models per sample: the recipe's own, and a second that differs in what it sees
 MODELS = {

@@ -31,11 +31,13 @@ from sklearn.metrics import roc_auc_score
 from torch.nn import functional as F
 
 from competitions import invasive
-from kit.augment import random_augment
-from kit.data import TensorLoader, split
-from kit.images import cached_name, resize_all
-from kit.pipeline import build_learner, prepare
-from kit.weights import find_weights, load_weights
+from kit.data.augment import random_augment
+from kit.data.folds import split
+from kit.data.images import cached_name, resize_all
+from kit.data.loader import TensorLoader
+from kit.pipeline import prepare
+from kit.train.learner import build_learner
+from kit.train.weights import find_weights, load_weights
 
 
 def kit_run(out: Path) -> dict:
@@ -138,7 +140,8 @@ def loop_overhead(sample: Path, out: Path, copies: int = 5) -> tuple[float, floa
     d = job.data
     job.data = dataclasses.replace(d, x=d.x.repeat(copies, 1, 1, 1), y=d.y.repeat(copies),
                                    names=d.names * copies)  # fmt: skip
-    learn = build_learner(job, out, split(job.data.y, job.recipe.valid_pct, job.recipe.seed)[1])
+    valid = split(job.data.y, job.recipe.valid_pct, job.recipe.seed)[1]
+    learn = build_learner(job.recipe, job.data, job.device, job.weights, out, valid)
     timer = TrainTimer()
     with learn.no_logging():
         learn.fit(2, 1e-4, cbs=[timer])

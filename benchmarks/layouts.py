@@ -31,7 +31,7 @@ from sklearn.model_selection import train_test_split
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from layouts_data import PLANTS, digit_image  # noqa: E402
 
-from kit.weights import find_weights, load_weights  # noqa: E402
+from kit.train.weights import find_weights, load_weights  # noqa: E402
 
 
 def write_folder(dest: Path) -> None:

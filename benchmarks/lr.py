@@ -33,8 +33,8 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks.mnist import build_folder
 from competitions import invasive, mnist
-from kit.lr import RULES, choose
 from kit.pipeline import run
+from kit.train.finder import RULES, choose
 
 GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 # Pretrained heads take higher rates: their grid goes a step further.

@@ -28,10 +28,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from competitions import mnist
-from kit.augment import random_augment
-from kit.data import split
-from kit.pipeline import build_learner, norm_stats, prepare
-from kit.train import resolve_precision
+from kit.data.augment import random_augment
+from kit.data.folds import split
+from kit.pipeline import prepare
+from kit.train.learner import build_learner, norm_stats, resolve_precision
 
 
 def augmented_copies(df: pd.DataFrame, rows: int, gen: torch.Generator) -> pd.DataFrame:
@@ -155,7 +155,8 @@ class TrainTimer(Callback):
 def kit_loop_speed(folder: Path) -> float:
     """Training images/s of one epoch of the kit's fastai loop with the recipe's defaults."""
     job = prepare("mnist", data=folder, device="cpu", valid_pct=0.01)
-    learn = build_learner(job, folder, split(job.data.y, job.recipe.valid_pct, job.recipe.seed)[1])
+    valid = split(job.data.y, job.recipe.valid_pct, job.recipe.seed)[1]
+    learn = build_learner(job.recipe, job.data, job.device, job.weights, folder, valid)
     timer = TrainTimer()
     with learn.no_logging():
         learn.fit(1, 1e-3, cbs=[timer])
@@ -168,7 +169,7 @@ def bare_loop_speed(folder: Path) -> float:
     r = mnist.RECIPE
     data = mnist.load(folder, r)
     torch.manual_seed(0)
-    from kit.models import create_model
+    from kit.train.models import create_model
 
     model = create_model(r.arch, 10, 1).to(memory_format=torch.channels_last)
     mean, std = norm_stats(model, data.x)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.lr import data_sets, keep, read_rows, train
-from kit.models import KIT_NETS, DigitNet
+from kit.train.models import KIT_NETS, DigitNet
 
 WIDE = "digitnet_wide"
 KIT_NETS[WIDE] = partial(DigitNet, width=64)  # for this benchmark only

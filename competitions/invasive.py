@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageEnhance
 
-from kit.archives import unpack
-from kit.data import Data
+from kit.data.archives import unpack
+from kit.data.layouts import Data
+from kit.data.layouts import load as read_layout
 from kit.errors import KitError
-from kit.layouts import load as read_layout
 from kit.recipe import Recipe
 
 RECIPE = Recipe(
@@ -45,7 +45,7 @@ SOURCES = {  # real photos that installed wheels ship: (package, path inside it)
 
 
 def load(folder: Path, r: Recipe) -> Data:
-    """Kaggle's archives unpacked once, then the csv layout (kit/layouts.py): photos through
+    """Kaggle's archives unpacked once, then the csv layout (kit/data/layouts.py): photos through
     the resized cache, corrupt training photos skipped; labels are 0 or 1."""
     if not (folder / r.train_dir).is_dir():
         unpack(folder)

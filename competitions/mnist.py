@@ -7,9 +7,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from kit.data import Data
+from kit.data.layouts import Data
+from kit.data.layouts import load as read_layout
 from kit.errors import KitError
-from kit.layouts import load as read_layout
 from kit.recipe import Recipe
 
 RECIPE = Recipe(
@@ -40,7 +40,7 @@ SAMPLE = dict(cycles=4)
 
 
 def load(folder: Path, r: Recipe) -> Data:
-    """Kaggle's pixel CSVs (kit/layouts.py), whose labels are the digits 0-9."""
+    """Kaggle's pixel CSVs (kit/data/layouts.py), whose labels are the digits 0-9."""
     d = read_layout(folder, r)
     bad = [c for c in d.classes if c not in range(10)]
     if bad:

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "run": "kit.pipeline",
     "lr_find": "kit.pipeline",
-    "write_sample": "kit.pipeline",
+    "write_sample": "kit.data.sample",
     "Recipe": "kit.recipe",
     "override": "kit.recipe",
     "KitError": "kit.errors",

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
             write_recipe(args.name, args.data, args.metric, args.slug)
         elif args.command == "sample":
-            from kit.pipeline import write_sample
+            from kit.data.sample import write_sample
 
             print(f"wrote the {args.name} sample to {write_sample(args.name, args.dir)}")
         elif args.command == "ensemble":
@@ -137,25 +137,25 @@ def main(argv: list[str] | None = None) -> int:
 
             ensemble(args.name, args.runs, args.method, args.tune_threshold, args.out, args.data)
         elif args.command == "download":
-            from kit.kaggle_api import download
+            from kit.kaggle.competition import download
             from kit.recipe import competition_slug
 
             download(args.name, competition_slug(args.name), args.data)
         elif args.command == "submit":
-            from kit.kaggle_api import submit_run
+            from kit.kaggle.competition import submit_run
 
             submit_run(args.name, args.file, args.message, args.wait, args.out, args.data,
                        args.timeout)  # fmt: skip
         elif args.command == "submissions":
-            from kit.kaggle_api import show_submissions
+            from kit.kaggle.competition import show_submissions
 
             show_submissions(args.name, args.out)
         elif args.command == "runs":
-            from kit.records import show_runs
+            from kit.runs.records import show_runs
 
             show_runs(args.name, args.out, args.runs)
         elif args.command == "kernel":
-            from kit.kernel import kernel
+            from kit.kaggle.kernel import kernel
 
             kernel(args.name, args.dir, args.push, args.user)
     except KitError as e:

@@ -6,22 +6,17 @@ was found, so that the file reads as the report of the inspection.
 """
 
 import re
-import statistics
 import sys
-from collections import Counter
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
-from PIL import Image
-
-from kit.archives import unpack
+from kit.data.archives import unpack
+from kit.data.inspect import balance, find_layout, look
+from kit.data.submission import read_sample, submission_shape
 from kit.errors import KitError
-from kit.images import IMAGE_EXTS
-from kit.layouts import image_files, natural_key, submission_shape
-from kit.metrics import METRICS
+from kit.evaluate.metrics import METRICS
+from kit.files import write_new
 from kit.recipe import Recipe, check, local_dir, recipe_files
-from kit.submission import read_sample, sample_path, write_new
 
 # The metric of competitions whose folder cannot tell it (their Evaluation pages say it).
 KNOWN_METRICS = {
@@ -38,235 +33,7 @@ KNOWN_METRICS = {
     "state-farm-distracted-driver-detection": "logloss",
     "aptos2019-blindness-detection": "qwk",
 }
-LAYOUT_NAMES = (
-    "images with a CSV of id and label (train.csv: id,label)",
-    "one folder per class (train/<class>/*.png)",
-    "the label in the file name (train/cat.0.jpg)",
-    "pixel CSVs (train.csv: label,pixel0,...)",
-)
 SMALL = 48  # pixels: up to this side, a small CNN from scratch at the images' own size
-MAX_LOOK = 200  # images opened to learn sizes and colours
-
-
-def image_dirs(folder: Path, depth: int = 4) -> dict[Path, int]:
-    """Every folder under `folder` (to `depth`) that holds images directly, with their count."""
-    found = {}
-    for d in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
-        if d.name.startswith(".") or len(d.relative_to(folder).parts) > depth:
-            continue
-        n = sum(1 for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-        if n:
-            found[d] = n
-    return found
-
-
-def tables(folder: Path) -> dict[Path, pd.DataFrame]:
-    """The CSVs at the top of the folder, except the sample submission and solution."""
-    skip = {sample_path(folder), folder / "solution.csv"}
-    return {p: pd.read_csv(p, low_memory=False) for p in sorted(folder.glob("*.csv"))
-            if p not in skip}  # fmt: skip
-
-
-def rel(folder: Path, d: Path) -> str:
-    return d.relative_to(folder).as_posix() or "."
-
-
-def pixel_layout(folder, csvs, sample) -> dict | None:
-    """A CSV of a label and a square number of pixel columns, and one of test pixels."""
-
-    def pixel_cols(df):
-        cols = [c for c in df.columns if re.fullmatch(r"pixel\d+", str(c))]
-        return cols if len(cols) >= 64 and int(len(cols) ** 0.5) ** 2 == len(cols) else None
-
-    found = {p: df for p, df in csvs.items() if pixel_cols(df)}
-    train = [p for p, df in found.items() if len(df.columns) > len(pixel_cols(df))
-             and "test" not in p.name.lower()]  # fmt: skip
-    test = [p for p in found if "test" in p.name.lower()]
-    if not train or not test:
-        return None
-    df, tdf = found[train[0]], found[test[0]]
-    others = [c for c in df.columns if c not in pixel_cols(df)]
-    label = "label" if "label" in others else others[0]
-    ids = [c for c in tdf.columns if c not in pixel_cols(tdf)]
-    side = int(len(pixel_cols(df)) ** 0.5)
-    id_col = ids[0] if ids else (sample.columns[0] if sample is not None else "ImageId")
-    return dict(
-        layout=(
-            "pixels",
-            f"{train[0].name}: {label} and {len(pixel_cols(df))} pixels; "
-            f"{len(df):,} images {side}x{side} grey",
-        ),  # fmt: skip
-        labels_csv=(train[0].name, None),
-        label_col=(label, None),
-        test_csv=(test[0].name, f"{len(tdf):,} images"),
-        id_col=(id_col, f"test ids: {'the ' + ids[0] + ' column' if ids else 'counted from 1'}"),
-        _labels=df[label].tolist(),
-        _size=(side, True),
-    )
-
-
-def name_index(dirs: dict) -> dict[Path, dict[str, str]]:
-    """Per image folder: file names and stems, each mapped to the file's extension."""
-    index = {}
-    for d in dirs:
-        names = {}
-        for f in image_files(d):
-            names[f.name] = ""
-            names.setdefault(f.stem, f.suffix)
-        index[d] = names
-    return index
-
-
-def best_match(values: list, index: dict) -> tuple[Path | None, float, str]:
-    """The image folder that names the most `values`, the share it names, and the extension
-    to add to them ("" when they carry their own)."""
-    best = (None, 0.0, "")
-    values = [str(v) for v in values]
-    for d, names in index.items():
-        hits = [names[v] for v in values if v in names]
-        share = len(hits) / max(len(values), 1)
-        if share > best[1]:
-            best = (d, share, Counter(hits).most_common(1)[0][0])
-    return best
-
-
-def csv_layout(folder, csvs, sample, dirs, index) -> dict | None:
-    """A CSV whose one column names images in a folder, and another holds their labels."""
-    for path, df in csvs.items():
-        for id_col in df.columns:
-            train, share, ext = best_match(df[id_col].tolist(), index)
-            if share < 0.9:
-                continue
-            others = [c for c in df.columns if c != id_col]
-            wanted = [c for c in others if sample is not None and c in sample.columns]
-            named = [c for c in others if str(c).lower() in ("label", "labels", "class", "target")]
-            label = (wanted or named or others or [None])[0]
-            if label is None:
-                continue
-            test = test_folder(folder, dirs, index, sample, exclude=train)
-            n = dirs[train]
-            return dict(
-                layout=(
-                    "csv",
-                    f"{path.name}: {id_col},{label}; {len(df):,} rows naming images "
-                    f"in {rel(folder, train)}/ ({n:,} there)",
-                ),  # fmt: skip
-                labels_csv=(path.name, None),
-                id_col=(id_col, None),
-                label_col=(label, None),
-                train_dir=(rel(folder, train), None),
-                test_dir=test,
-                ext=(
-                    ext,
-                    "ids name their files with the extension"
-                    if not ext
-                    else "added to each id to name its file",
-                ),  # fmt: skip
-                _labels=df[label].tolist(),
-                _train=[train / (f"{v}{ext}") for v in df[id_col].astype(str)],
-            )
-    return None
-
-
-def test_folder(folder, dirs, index, sample, exclude) -> tuple[str, str]:
-    """The image folder that holds sample_submission.csv's ids, else one named test."""
-    candidates = {d: n for d, n in index.items() if d != exclude and exclude not in d.parents}
-    if sample is not None:
-        d, share, _ = best_match(sample.iloc[:, 0].tolist(), candidates)
-        if d is not None and share >= 0.9:
-            return rel(folder, d), f"{dirs[d]:,} images; sample_submission.csv names them"
-    named = [d for d in candidates if "test" in rel(folder, d).lower()]
-    if not named:
-        raise KitError(f"found no folder of test images in {folder}; the image folders are "
-                       f"{', '.join(rel(folder, d) for d in dirs)}")  # fmt: skip
-    d = max(named, key=lambda d: dirs[d])
-    return rel(folder, d), f"{dirs[d]:,} images"
-
-
-def folders_layout(folder, sample, dirs, index) -> dict | None:
-    """A folder whose subfolders (two or more) each hold images of one class."""
-    parents = Counter(d.parent for d in dirs if d != folder)
-    for parent, n in parents.most_common():
-        if n < 2 or parent == folder or "test" in parent.name.lower():
-            continue  # class folders sit in a training folder, not beside train/ and test/
-        classes = sorted((d for d in dirs if d.parent == parent), key=lambda d: natural_key(d.name))
-        files = [f for d in classes for f in image_files(d)]
-        test = test_folder(folder, dirs, index, sample, exclude=parent)
-        return dict(
-            layout=(
-                "folders",
-                f"{rel(folder, parent)}/ holds {len(classes)} class folders, {len(files):,} images",
-            ),  # fmt: skip
-            train_dir=(rel(folder, parent), None),
-            test_dir=test,
-            ext=ext_of(sample, test, folder),
-            _labels=[d.name for d in classes for _ in image_files(d)],
-            _train=files,
-        )
-    return None
-
-
-def filenames_layout(folder, sample, dirs, index) -> dict | None:
-    """A folder of images named <label>.<n>.<ext>, with two or more labels."""
-    for d, n in sorted(dirs.items(), key=lambda kv: -kv[1]):
-        files = image_files(d)
-        labels = [f.name.split(".")[0] for f in files if f.name.count(".") >= 2]
-        if len(labels) < 0.9 * len(files) or not 2 <= len(set(labels)) <= len(files) / 2:
-            continue
-        if all(label.isdigit() for label in set(labels)):
-            continue
-        test = test_folder(folder, dirs, index, sample, exclude=d)
-        return dict(
-            layout=("filenames", f"{rel(folder, d)}/: {n:,} images named <label>.<n>.<ext>"),
-            train_dir=(rel(folder, d), None),
-            test_dir=test,
-            ext=ext_of(sample, test, folder),
-            _labels=[f.name.split(".")[0] for f in files],
-            _train=files,
-        )
-    return None
-
-
-def ext_of(sample, test, folder) -> tuple[str, str]:
-    """The extension sample_submission.csv's ids lack, if they lack one."""
-    files = image_files(folder / test[0])
-    if sample is None or not files:
-        return "", "test ids are the file names"
-    first = str(sample.iloc[0, 0])
-    if any(f.name == first for f in files):
-        return "", "ids name their files with the extension"
-    return files[0].suffix, "added to each id to name its file"
-
-
-def look(files: list[Path]) -> tuple[int, bool, str]:
-    """The median side of up to MAX_LOOK images, whether all are grey, and a summary."""
-    step = max(1, len(files) // MAX_LOOK)
-    sides, modes, sizes = [], Counter(), Counter()
-    for f in files[::step][:MAX_LOOK]:
-        try:
-            with Image.open(f) as im:
-                sides.append((im.width + im.height) / 2)
-                modes[im.mode] += 1
-                sizes[f"{im.width}x{im.height}"] += 1
-        except OSError:
-            continue
-    if not sides:
-        raise KitError(f"none of the images looked at can be read, e.g. {files[0]}")
-    grey = all(m in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") for m in modes)
-    common = sizes.most_common(1)[0][0]
-    kinds = "/".join(m for m, _ in modes.most_common(3))
-    return round(statistics.median(sides)), grey, f"{common} {kinds}"
-
-
-def balance(labels: list) -> str:
-    counts = Counter(labels)
-    if len(counts) > 6:
-        top = counts.most_common()
-        return f"{len(counts)} classes, {top[-1][1]}-{top[0][1]} images each"
-    total = sum(counts.values())
-    return f"{len(counts)} classes, " + " / ".join(
-        f"{c} {100 * n / total:.0f}%" for c, n in sorted(counts.items(), key=lambda kv: str(kv[0]))
-    )
 
 
 def model_fields(side: int, grey: bool, summary: str) -> dict:
@@ -320,20 +87,7 @@ def inspect_folder(folder: Path, metric=None, slug=None) -> dict:
         unpack(folder)
     slug = slug or folder.resolve().name
     sample = read_sample(folder)
-    csvs, dirs = tables(folder), image_dirs(folder)
-    index = name_index(dirs)  # every image folder listed once, for every layout tried
-    found = (
-        pixel_layout(folder, csvs, sample)
-        or csv_layout(folder, csvs, sample, dirs, index)
-        or folders_layout(folder, sample, dirs, index)
-        or filenames_layout(folder, sample, dirs, index)
-    )
-    if found is None:
-        what = [f"CSV files {', '.join(p.name for p in csvs) or 'none'}",
-                "image folders " + (", ".join(f"{rel(folder, d)}/ ({n})" for d, n in dirs.items())
-                                    or "none")]  # fmt: skip
-        raise KitError(f"cannot recognise the layout of {folder}: found {'; '.join(what)}. The "
-                       f"layouts known: {'; '.join(LAYOUT_NAMES)}")  # fmt: skip
+    found = find_layout(folder, sample)
     labels = found.pop("_labels")
     if "_size" in found:
         side, grey = found.pop("_size")

@@ -4,10 +4,7 @@ import dataclasses
 import difflib
 import importlib
 import importlib.util
-import inspect
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -15,83 +12,113 @@ from kit.errors import KitError
 from kit.paths import output_root
 
 
-@dataclass(frozen=True)
+def field(default=dataclasses.MISSING, help: str = ""):
+    """A Recipe field: its default, and the line of help that documents it (`kit run --help`)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
 class Recipe:
     """All a run needs to know; a competition sets only what differs from the house method."""
 
-    name: str  # the CLI name: competitions/<name>.py
-    slug: str  # the Kaggle competition slug
-    description: str = ""  # one line for `kit list`
-    metric: str = "accuracy"  # accuracy | auc | logloss | f1_macro | f1_micro | qwk
-    # the competition folder (kit/layouts.py reads it; `kit new` writes what it found)
-    layout: str = "csv"  # csv (images + labels CSV) | folders (one per class) | filenames | pixels
-    labels_csv: str = "train.csv"  # the training labels (pixels: labels and pixels)
-    id_col: str = "id"  # the labels CSV's image id column (pixels: test.csv's id column)
-    label_col: str = "label"  # the labels CSV's class column
-    group_col: str = ""  # a labels CSV column grouping images that must share a fold
-    train_dir: str = "train"  # the training images (folders: one subfolder per class)
-    test_dir: str = "test"  # the test images
-    test_csv: str = "test.csv"  # pixels: the test images' pixels
-    ext: str = ""  # added to an id to name its image file, when ids have no extension
-    channels: int = 3  # 3 reads images as RGB, 1 as grey
-    sub_shape: str = "auto"  # auto | label | probability | probabilities (one column per class)
-    positive: str = ""  # probability: the class whose probability is submitted (default: last)
+    name: str = field(help="the CLI name: competitions/<name>.py")
+    slug: str = field(help="the Kaggle competition slug")
+    description: str = field("", "one line for `kit list`")
+    metric: str = field("accuracy", "accuracy | auc | logloss | f1_macro | f1_micro | qwk")
+    # the competition folder (kit/data/layouts.py reads it; `kit new` writes what it found)
+    layout: str = field(
+        "csv", "csv (images + labels CSV) | folders (one per class) | filenames | pixels"
+    )
+    labels_csv: str = field("train.csv", "the training labels (pixels: labels and pixels)")
+    id_col: str = field("id", "the labels CSV's image id column (pixels: test.csv's id column)")
+    label_col: str = field("label", "the labels CSV's class column")
+    group_col: str = field("", "a labels CSV column grouping images that must share a fold")
+    train_dir: str = field("train", "the training images (folders: one subfolder per class)")
+    test_dir: str = field("test", "the test images")
+    test_csv: str = field("test.csv", "pixels: the test images' pixels")
+    ext: str = field("", "added to an id to name its image file, when ids have no extension")
+    channels: int = field(3, "3 reads images as RGB, 1 as grey")
+    sub_shape: str = field(
+        "auto", "auto | label | probability | probabilities (one column per class)"
+    )
+    positive: str = field(
+        "", "probability: the class whose probability is submitted (default: last)"
+    )
     # model
-    arch: str = "resnet18"  # a kit network (kit/models.py) or any timm model name
-    pretrained: bool = True  # start from ImageNet weights (found offline first, see --weights)
-    size: int = 224  # pixels; images are resized (and cached) to size x size
+    arch: str = field("resnet18", "a kit network (kit/train/models.py) or any timm model name")
+    pretrained: bool = field(
+        True, "start from ImageNet weights (found offline first, see --weights)"
+    )
+    size: int = field(224, "pixels; images are resized (and cached) to size x size")
     # data
-    valid_pct: float = 0.2  # stratified validation split, seeded by fold_seed
+    valid_pct: float = field(0.2, "stratified validation split, seeded by fold_seed")
     # The folds belong to the data, not the run: runs that differ in --seed, arch or size share
     # them, so they blend. A folds.csv (columns item, fold) in the data folder wins over fold_seed.
-    fold_seed: int = 0  # seeds the folds and the validation split (a folds.csv in the data wins)
-    bs: int = 64  # images per batch
+    fold_seed: int = field(
+        0, "seeds the folds and the validation split (a folds.csv in the data wins)"
+    )
+    bs: int = field(64, "images per batch")
     # augmentation, applied to whole batches as tensors
-    rotate: float = 10.0  # max degrees either way
-    shift: float = 0.0  # max translation, as a fraction of the image side
-    zoom: float = 1.1  # scale drawn from [1/zoom, zoom]
-    flip: bool = True  # horizontal flips
-    lighting: float = 0.2  # max brightness and contrast change
-    pad_mode: str = "reflection"  # how augmentation fills the border: reflection | zeros | border
+    rotate: float = field(10.0, "max degrees either way")
+    shift: float = field(0.0, "max translation, as a fraction of the image side")
+    zoom: float = field(1.1, "scale drawn from [1/zoom, zoom]")
+    flip: bool = field(True, "horizontal flips")
+    lighting: float = field(0.2, "max brightness and contrast change")
+    pad_mode: str = field(
+        "reflection", "how augmentation fills the border: reflection | zeros | border"
+    )
     # the house schedule: SGDR on the head (body frozen), unfreeze, SGDR on everything
-    lr: float = 0.0  # max learning rate; 0 takes the rate lr_rule reads from the finder's curve
-    # auto: halfway from scratch, minimum for pretrained weights (measured: README, kit/lr.py)
-    lr_rule: str = "auto"  # the finder's curve to a rate: auto|halfway|valley|slide|minimum|steep
-    head_cycles: int = 1  # SGDR cycles with the body frozen (0 skips the stage)
-    head_cycle_len: int = 1  # epochs in each head cycle (the head's cycles do not grow)
-    cycles: int = 3  # SGDR cycles with everything trainable
-    cycle_len: int = 1  # epochs in the first cycle
-    cycle_mult: int = 2  # each cycle is this many times longer than the last
-    lr_mult: float = 100.0  # discriminative rates: the first layer group learns lr/lr_mult
-    wd: float = 0.01  # decoupled weight decay (AdamW)
-    label_smoothing: float = 0.0  # the share of each target spread over all classes (0: off)
-    mixup: float = 0.0  # MixUp's alpha: train on blends of image pairs and labels (0: off)
-    cutmix: float = 0.0  # CutMix's alpha: paste a patch of one image into another (0: off)
-    ema: float = 0.0  # decay of a moving average of the weights, validated and kept (0: off)
-    patience: int = 0  # early stopping after this many epochs without improvement (0: off)
-    min_delta: float = 0.0  # the least gain in the metric that counts as an improvement
-    snapshots: bool = False  # snapshot each cycle of the last stage; try their ensemble and SWA
-    folds: int = 0  # K-fold cross-validation: K models, out-of-fold predictions (0: one split)
-    tta: bool = True  # also predict with test-time augmentation and report both scores
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto is bf16/fp16 on CUDA, fp32 on CPU
-    channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and GPU
-    sync_bn: bool = False  # --nproc on GPUs: batch-norm statistics over every process's batch
-    seed: int = 42  # seeds the new weights, the batch order and augmentation (not the folds)
-    time_limit: float = 0.0  # minutes for the run; cycles, finder and TTA cut to fit (0: none)
+    lr: float = field(
+        0.0, "max learning rate; 0 takes the rate lr_rule reads from the finder's curve"
+    )
+    # auto: halfway from scratch, minimum for pretrained weights (README; kit/train/finder.py)
+    lr_rule: str = field(
+        "auto", "the finder's curve to a rate: auto|halfway|valley|slide|minimum|steep"
+    )
+    head_cycles: int = field(1, "SGDR cycles with the body frozen (0 skips the stage)")
+    head_cycle_len: int = field(1, "epochs in each head cycle (the head's cycles do not grow)")
+    cycles: int = field(3, "SGDR cycles with everything trainable")
+    cycle_len: int = field(1, "epochs in the first cycle")
+    cycle_mult: int = field(2, "each cycle is this many times longer than the last")
+    lr_mult: float = field(100.0, "discriminative rates: the first layer group learns lr/lr_mult")
+    wd: float = field(0.01, "decoupled weight decay (AdamW)")
+    label_smoothing: float = field(0.0, "the share of each target spread over all classes (0: off)")
+    mixup: float = field(0.0, "MixUp's alpha: train on blends of image pairs and labels (0: off)")
+    cutmix: float = field(0.0, "CutMix's alpha: paste a patch of one image into another (0: off)")
+    ema: float = field(0.0, "decay of a moving average of the weights, validated and kept (0: off)")
+    patience: int = field(0, "early stopping after this many epochs without improvement (0: off)")
+    min_delta: float = field(0.0, "the least gain in the metric that counts as an improvement")
+    snapshots: bool = field(
+        False, "snapshot each cycle of the last stage; try their ensemble and SWA"
+    )
+    folds: int = field(
+        0, "K-fold cross-validation: K models, out-of-fold predictions (0: one split)"
+    )
+    tta: bool = field(True, "also predict with test-time augmentation and report both scores")
+    precision: str = field(
+        "auto", "auto | fp32 | bf16 | fp16; auto is bf16/fp16 on CUDA, fp32 on CPU"
+    )
+    channels_last: bool = field(True, "NHWC memory layout: faster convolutions on CPU and GPU")
+    sync_bn: bool = field(
+        False, "--nproc on GPUs: batch-norm statistics over every process's batch"
+    )
+    seed: int = field(42, "seeds the new weights, the batch order and augmentation (not the folds)")
+    time_limit: float = field(
+        0.0, "minutes for the run; cycles, finder and TTA cut to fit (0: none)"
+    )
 
 
-LR_RULES = ("auto", "halfway", "valley", "slide", "minimum", "steep")  # kit/lr.py
-METRICS = ("accuracy", "auc", "logloss", "f1_macro", "f1_micro", "qwk")  # kit/metrics.py
-LAYOUTS = ("csv", "folders", "filenames", "pixels")  # kit/layouts.py
+LR_RULES = ("auto", "halfway", "valley", "slide", "minimum", "steep")  # kit/train/finder.py
+METRICS = ("accuracy", "auc", "logloss", "f1_macro", "f1_micro", "qwk")  # kit/evaluate/
+LAYOUTS = ("csv", "folders", "filenames", "pixels")  # kit/data/layouts.py
 SHAPES = ("auto", "label", "probability", "probabilities")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PAD_MODES = ("reflection", "zeros", "border")
 
 
 def field_help() -> dict[str, str]:
-    """Each field's comment in the Recipe class above: the help text of its CLI flag."""
-    source = inspect.getsource(Recipe)
-    return dict(re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, re.M))
+    """Each field's help, as its definition above gives it: the help text of its CLI flag."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(Recipe)}
 
 
 def recipe_fields() -> list[dataclasses.Field]:

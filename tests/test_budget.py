@@ -8,11 +8,11 @@ import pytest
 
 import kit
 from competitions import invasive, mnist
-from kit import budget
-from kit.augment import tta_views
-from kit.budget import MARGIN, UNFROZEN, fit_schedule
 from kit.cli import main
+from kit.data.augment import tta_views
 from kit.recipe import override
+from kit.train import budget
+from kit.train.budget import MARGIN, UNFROZEN, fit_schedule
 
 DIGITS = override(mnist.RECIPE, cycles=4, time_limit=10)  # from scratch: 1 + 2 + 4 + 8 epochs
 PHOTOS = override(invasive.RECIPE, time_limit=10)  # 3 head cycles, then 1 + 2 + 4 epochs

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from kit.cli import main
-from kit.data import TensorLoader
-from kit.distributed import failure, stream
+from kit.data.loader import TensorLoader
+from kit.train.launch import failure, stream
 
 KIT = Path(sys.executable).with_name("kit")
 CPU2 = ["--nproc", "2", "--device", "cpu"]
@@ -154,10 +154,10 @@ def test_sync_bn_turns_every_batch_norm_into_a_synchronised_one(monkeypatch):
     from fastai.data.core import DataLoaders
     from fastai.learner import Learner
 
-    from kit import distributed
-    from kit.models import create_model
+    from kit.train import distributed
+    from kit.train.models import create_model
 
-    monkeypatch.setattr(distributed, "ddp", lambda: True)
+    monkeypatch.setattr(distributed, "ddp", lambda folds: True)
     monkeypatch.setattr(distributed, "rank", lambda: 0)
     monkeypatch.setattr(distributed, "world", lambda: 2)
     x, y = torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.long)

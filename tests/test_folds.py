@@ -10,10 +10,9 @@ import pytest
 import kit
 from competitions import mnist
 from kit.cli import main
-from kit.data import fold_ids
-from kit.ensemble import cross_validated, greedy_weights, log_loss, tune_threshold
+from kit.data.folds import assign_folds, fold_ids
 from kit.errors import KitError
-from kit.folds import assign_folds
+from kit.evaluate.blend import cross_validated, greedy_weights, log_loss, tune_threshold
 from kit.recipe import override
 
 FOLDS = dict(folds=2, cycles=3, cycle_mult=1, seed=3, bs=32)  # 2 x 3 epochs: ~25 s a run

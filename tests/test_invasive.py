@@ -15,9 +15,9 @@ import torch
 import kit
 from competitions import invasive
 from kit.cli import main
-from kit.layouts import held_out_items
-from kit.models import create_model, timm_body
-from kit.weights import find_weights, load_weights
+from kit.data.layouts import held_out_items
+from kit.train.models import create_model, timm_body
+from kit.train.weights import find_weights, load_weights
 
 
 def test_sample_layout(photos):

@@ -20,7 +20,7 @@ from kagglesdk.kaggle_env import KaggleEnv, _env_to_endpoint
 import kit
 from competitions import mnist
 from kit.cli import main
-from kit.kernel import kernel
+from kit.kaggle.kernel import kernel
 from kit.paths import data_dir
 from kit.recipe import override
 
@@ -39,7 +39,7 @@ def server(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(home))
     for var in CREDENTIAL_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr("kit.kaggle_api.POLL_SECONDS", 0.01)
+    monkeypatch.setattr("kit.kaggle.competition.POLL_SECONDS", 0.01)
     monkeypatch.chdir(tmp_path)
     yield fake
     fake.close()

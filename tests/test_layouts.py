@@ -11,10 +11,9 @@ import pandas as pd
 import pytest
 
 from kit.cli import main
-from kit.layouts import load as read_layout
-from kit.layouts import make_submission, submission_shape
+from kit.data.layouts import load as read_layout
+from kit.data.submission import check_submission, make_submission, read_sample, submission_shape
 from kit.recipe import load_competition
-from kit.submission import check_submission, read_sample
 
 # What `kit new` must find in each folder: recipe fields (as written in the file).
 EXPECTED = {

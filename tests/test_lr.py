@@ -1,11 +1,11 @@
-"""The rules that turn the learning-rate finder's curve into one rate (kit/lr.py)."""
+"""The rules that turn the learning-rate finder's curve into one rate (kit/train/finder.py)."""
 
 import numpy as np
 import pytest
 
 from kit import recipe
 from kit.errors import KitError
-from kit.lr import NUM_IT, RULES, choose, curve, describe, resolve, stage_rule
+from kit.train.finder import NUM_IT, RULES, choose, curve, describe, resolve, stage_rule
 
 
 def finder_curve(bottom: float, noise: float = 0.0, seed: int = 0):

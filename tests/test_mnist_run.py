@@ -13,7 +13,8 @@ import pytest
 
 import kit
 from kit import pipeline
-from kit.lr import choose, describe, resolve
+from kit.train import fit
+from kit.train.finder import choose, describe, resolve
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +181,7 @@ def test_a_run_failing_before_training_leaves_nothing_behind(mnist_sample, tmp_p
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(pipeline, "build_learner", broken)
+    monkeypatch.setattr(fit, "build_learner", broken)
     with pytest.raises(RuntimeError, match="out of memory"):
         kit.run("mnist", data=mnist_sample, out=tmp_path, cycles=1, show=False)
     assert list((tmp_path / "runs" / "mnist").iterdir()) == []

@@ -12,7 +12,7 @@ import pytest
 from nbclient import NotebookClient
 
 import kit
-from kit.kernel import build_wheels, kernel
+from kit.kaggle.kernel import build_wheels, kernel
 
 REPO = Path(kit.__file__).resolve().parents[1]
 TINY = dict(cycles=1, tta=False, lr=3e-3)  # one epoch; a pinned rate skips the finder's 100 steps

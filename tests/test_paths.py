@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from kit.errors import KitError
-from kit.paths import data_candidates, data_dir, new_run_dir, output_root
-from kit.weights import weight_folders
+from kit.paths import data_candidates, data_dir, output_root
+from kit.runs.folder import new_run_dir
+from kit.train.weights import weight_folders
 
 
 def test_search_order(monkeypatch, tmp_path):

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from kit.layouts import load as read_layout
-from kit.layouts import make_submission, submission_shape
-from kit.pipeline import write_sample
+from kit.data.layouts import load as read_layout
+from kit.data.sample import write_sample
+from kit.data.submission import check_submission, make_submission, read_sample, submission_shape
 from kit.recipe import check, field_help, load_competition, recipe_fields, recipe_names
-from kit.submission import check_submission, read_sample
 
 NAMES = recipe_names()
 

@@ -3,8 +3,9 @@
 import pandas as pd
 import pytest
 
+from kit.data.submission import check_submission
 from kit.errors import KitError
-from kit.submission import check_submission, write_new
+from kit.files import write_new
 
 SAMPLE = pd.DataFrame({"ImageId": [1, 2, 3], "Label": [0, 0, 0]})
 

@@ -7,12 +7,16 @@ import pytest
 import torch
 
 from competitions import mnist
-from kit.augment import affine, random_augment, tta_views
-from kit.data import dataloaders, split
+from kit.data.augment import affine, random_augment, tta_views
+from kit.data.folds import split
+from kit.data.loader import dataloaders
 from kit.errors import KitError
-from kit.models import create_model, layer_groups
 from kit.recipe import override
-from kit.train import WeightAverage, fit_sgdr, make_learner, predict
+from kit.train.callbacks import WeightAverage
+from kit.train.learner import make_learner
+from kit.train.models import create_model, layer_groups
+from kit.train.predict import predict
+from kit.train.sgdr import fit_sgdr
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit.paths import replacing
-from kit.records import read_json
+from kit.files import read_json, replacing
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.kaggle_api import client, quiet, talking_to, username
-from kit.paths import building
+from kit.files import building
+from kit.kaggle.client import client, quiet, talking_to, username
 from kit.recipe import load_competition, packaged_dir, recipe_files
 
 # The kit's dependencies that Kaggle's notebook image lacks, shipped in the wheels dataset.
@@ -154,7 +154,7 @@ def kernel(name: str, folder, push=False, user=None, extra=KAGGLE_LACKS) -> Path
 
 def build_wheels(dest: Path, ref: str, extra) -> None:
     """The kit's wheel, built from this checkout, and wheels of `extra` for Kaggle's image."""
-    project = Path(__file__).resolve().parents[1]
+    project = Path(__file__).resolve().parents[2]
     if not (project / "pyproject.toml").exists():
         raise KitError("--push builds the kit's wheel from a source checkout; run it from a "
                        "clone of the kit")  # fmt: skip

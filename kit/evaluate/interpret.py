@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from kit.train import save_figure
+from kit.files import save_figure
 
 MAX_CLASS_PLOTS = 20  # per-class image grids for at most this many classes
 

@@ -5,12 +5,50 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from kit.data import Data, fold_ids, split
+from kit.data.layouts import Data
 from kit.errors import KitError
 from kit.recipe import Recipe
 
 FOLDS_CSV = "folds.csv"  # columns item (as the run's CSVs name images) and fold; kept in the data
+
+
+def split(
+    y: torch.Tensor, valid_pct: float, seed: int, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified train/validation indices; with `groups`, whole groups on either side."""
+    idx = np.arange(len(y))
+    if groups is not None:  # the first of round(1 / valid_pct) grouped folds validates
+        valid = np.flatnonzero(fold_ids(y, max(2, round(1 / valid_pct)), seed, groups) == 0)
+        return np.setdiff1d(idx, valid), valid
+    labels = y.numpy()
+    stratify = labels if np.bincount(labels).min() >= 2 else None
+    train, valid = train_test_split(idx, test_size=valid_pct, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(valid)
+
+
+def fold_ids(
+    y: torch.Tensor, folds: int, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Each item's fold, 0..folds-1: seeded and stratified by class, and with `groups`, each
+    group in one fold."""
+    labels = y.numpy()
+    if groups is not None:
+        n_groups = len(np.unique(np.asarray(groups)))
+        if n_groups < folds:
+            raise KitError(f"{folds} folds need at least {folds} groups; the data has {n_groups}")
+        kfold = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    else:
+        if np.bincount(labels).min() < folds:
+            raise KitError(f"--folds {folds} needs at least {folds} images of every class; "
+                           f"the rarest class has {np.bincount(labels).min()}")  # fmt: skip
+        kfold = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    ids = np.empty(len(labels), dtype=np.int64)
+    for k, (_, valid) in enumerate(kfold.split(np.zeros(len(labels)), labels, groups)):
+        ids[valid] = k
+    return ids
 
 
 def assign_folds(data: Data, r: Recipe, folder: Path) -> np.ndarray:

@@ -75,26 +75,3 @@ def learner_metric(metric: str):
         return batch_accuracy  # averaged per batch: the same number, without keeping the preds
     return AccumMetric(METRICS[metric], dim_argmax=-1, activation=ActivationType.Softmax,
                        to_np=True, invert_arg=True, flatten=False, name=metric)  # fmt: skip
-
-
-def temperature(y: np.ndarray, probs: np.ndarray) -> float:
-    """The temperature T that minimises log loss of probs ** (1 / T), renormalised: T > 1
-    softens overconfident probabilities (Guo et al., 2017, on log-probabilities)."""
-    from scipy.optimize import minimize_scalar
-
-    logp = np.log(np.clip(probs.astype(np.float64), LOGLOSS_EPS, 1))
-    found = minimize_scalar(lambda t: logloss(y, scaled(logp, t)), bounds=(0.05, 20),
-                            method="bounded")  # fmt: skip
-    return float(found.x)
-
-
-def scaled(logp: np.ndarray, t: float) -> np.ndarray:
-    z = logp / t
-    z -= z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
-def calibrate(probs: np.ndarray, t: float) -> np.ndarray:
-    """`probs` at temperature `t`."""
-    return scaled(np.log(np.clip(probs.astype(np.float64), LOGLOSS_EPS, 1)), t)

@@ -1,9 +1,17 @@
-"""Turning the learning-rate finder's curve into one rate: the rules, measured in
-benchmarks/lr.py across seeds, folds and data sets."""
+"""fastai's learning-rate finder, and the rule that turns its curve into one rate: the rules,
+measured in benchmarks/lr.py across seeds, folds and data sets."""
 
+from pathlib import Path
+
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from fastai.callback.schedule import minimum, slide, steep, valley
+from fastai.learner import Learner
+
+from kit.files import save_figure
+from kit.train import distributed
 
 NUM_IT = 100  # fastai's lr_find: 100 steps from 1e-7 to 10
 
@@ -70,3 +78,22 @@ def stage_rule(rule: str, after_head: bool) -> str:
 def describe(lr: float, rule: str) -> str:
     """Which rule set the rates, in words, for logs, metrics.json and report.html."""
     return f"fixed by --lr {lr:g}" if lr else f"{rule} rule: {MEANING[rule]}"
+
+
+def find_lr(learn: Learner, png: Path, rule: str, show: bool = False) -> float:
+    """fastai's learning-rate finder: the rate `rule` reads from its curve, marked on the plot;
+    the plot and the curve (lr_find.csv: rate and smoothed loss per step) saved beside it."""
+    learn.lr_find(suggest_funcs=None, show_plot=False)
+    lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
+    if len(curve(lrs, losses)[0]) < 2:  # the loss rose at once (a well-trained head): look on
+        learn.lr_find(suggest_funcs=None, show_plot=False, stop_div=False)
+        lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
+    rate, point = choose(lrs, losses, rule)
+    if distributed.is_main():
+        print(f"learning rate {rate:.2e} from the finder ({describe(0, rule)}); plot: {png}")
+    learn.recorder.plot_lr_find(suggestions=[point], nms=[f"{rule}: {rate:.2e}"])
+    fig = plt.gcf()
+    fig.axes[0].set_title(f"learning-rate finder: {rule} rule, {rate:.2e}")
+    save_figure(fig, png, show)
+    pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(png.with_suffix(".csv"), index=False)
+    return distributed.same(learn, rate)  # rank 0's rate, in every process of a DDP run

@@ -13,19 +13,16 @@ from pathlib import Path
 import torch
 from fastai.callback.core import Callback, CancelFitException
 
-from kit.augment import tta_views
+from kit.data.augment import tta_views
 from kit.errors import KitError
+from kit.files import read_json, write_json
 from kit.recipe import Recipe
-from kit.records import read_json, write_json
+from kit.train.schedule import epochs, stage_epochs
 
 UNFROZEN = 1.5  # an unfrozen epoch over a frozen one: weight gradients add a third pass to the
 # forward and input-gradient passes that a frozen body (batch norm still trains) already costs
 FINDER_STEPS = 100  # fastai's lr_find: 100 training steps at most
 MARGIN = 0.9  # plan to use 90% of the time left: interpretation and writing files take the rest
-
-
-def epochs(cycles: int, cycle_len: int, mult: int) -> int:
-    return sum(cycle_len * mult**i for i in range(cycles))
 
 
 def cost(r: Recipe, p: dict, finder: float, predict: float) -> float:
@@ -200,9 +197,3 @@ class Budget(Callback):
         finder = FINDER_STEPS / steps * self.train_s / epoch_s
         self.clock.keep(fit_schedule(self.r, epoch_s, self.clock.left(), finder, predict))
         print(self.clock.plan["note"], flush=True)
-
-
-def stage_epochs(r: Recipe, stage: str) -> int:
-    if stage == "head":
-        return epochs(r.head_cycles, r.head_cycle_len, 1)
-    return epochs(r.cycles, r.cycle_len, r.cycle_mult)

@@ -1,69 +1,15 @@
-"""Training data as uint8 tensors in memory, split and served in augmented batches."""
+"""Batches served straight from uint8 tensors in memory, augmented on the whole batch."""
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from fastai.data.core import DataLoaders
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from kit.augment import random_augment
-from kit.errors import KitError
+from kit.data.augment import random_augment
+from kit.data.layouts import Data
 from kit.recipe import Recipe
-
-
-@dataclass
-class Data:
-    """A competition folder read into memory: what every recipe's `load` returns."""
-
-    x: torch.Tensor  # uint8 (N, C, H, W) training images
-    y: torch.Tensor  # int64 (N,) class indices
-    classes: list  # class labels as the submission writes them
-    names: list  # how a training item is named in plots and CSVs (file name, csv row)
-    test_x: torch.Tensor  # uint8 test images, in submission order
-    test_ids: list  # submission ids, in order
-    test_y: torch.Tensor | None = None  # known test labels (only the bundled samples have them)
-    skipped: int = 0  # unreadable training items left out
-    groups: list | None = None  # per training item, what groups it (same patient, same
-    # scene): a group is never split between training and validation
-
-
-def split(
-    y: torch.Tensor, valid_pct: float, seed: int, groups: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified train/validation indices; with `groups`, whole groups on either side."""
-    idx = np.arange(len(y))
-    if groups is not None:  # the first of round(1 / valid_pct) grouped folds validates
-        valid = np.flatnonzero(fold_ids(y, max(2, round(1 / valid_pct)), seed, groups) == 0)
-        return np.setdiff1d(idx, valid), valid
-    labels = y.numpy()
-    stratify = labels if np.bincount(labels).min() >= 2 else None
-    train, valid = train_test_split(idx, test_size=valid_pct, random_state=seed, stratify=stratify)
-    return np.sort(train), np.sort(valid)
-
-
-def fold_ids(
-    y: torch.Tensor, folds: int, seed: int, groups: np.ndarray | None = None
-) -> np.ndarray:
-    """Each item's fold, 0..folds-1: seeded and stratified by class, and with `groups`, each
-    group in one fold."""
-    labels = y.numpy()
-    if groups is not None:
-        n_groups = len(np.unique(np.asarray(groups)))
-        if n_groups < folds:
-            raise KitError(f"{folds} folds need at least {folds} groups; the data has {n_groups}")
-        kfold = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-    else:
-        if np.bincount(labels).min() < folds:
-            raise KitError(f"--folds {folds} needs at least {folds} images of every class; "
-                           f"the rarest class has {np.bincount(labels).min()}")  # fmt: skip
-        kfold = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    ids = np.empty(len(labels), dtype=np.int64)
-    for k, (_, valid) in enumerate(kfold.split(np.zeros(len(labels)), labels, groups)):
-        ids[valid] = k
-    return ids
 
 
 class TensorLoader:

@@ -7,6 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from fastai.callback.core import Callback
 
+from kit.files import save_figure
+
 
 class Steps(Callback):
     """Append each training step's loss and last-group learning rate to `steps` (a list kept
@@ -66,6 +68,4 @@ def plot_curves(steps: list, history: list, metric: str, path: Path, show: bool 
             ax_lr.annotate(label, xy=(i + 1, 0.03), xycoords=("data", "axes fraction"))
     for ax in (ax_loss, ax_metric, ax_lr):
         ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    if not show:
-        plt.close(fig)
+    save_figure(fig, path, show)

@@ -1,4 +1,4 @@
-"""Kaggle's image-classification layouts read into memory, and the submission's shape.
+"""Kaggle's image-classification layouts read into memory, checked.
 
 A recipe names its layout and the columns and folders it found (`kit new` writes them):
 
@@ -7,12 +7,13 @@ A recipe names its layout and the columns and folders it found (`kit new` writes
 - `filenames`: the label is the file name up to its first dot, `cat.0.jpg` (Dogs vs Cats);
 - `pixels`: a CSV of pixel values per image (Digit Recognizer, Kannada-MNIST).
 
-`sample_submission.csv` is the contract: its ids, in its order, are the test items, and its
-columns decide the shape: a label column, one probability column, or one per class.
+`sample_submission.csv` is the contract (kit/data/submission.py): its ids, in its order, are
+the test items, and its columns must agree with the training labels.
 """
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,26 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from kit.data import Data
+from kit.data.images import IMAGE_EXTS, cache_dir, load_photos
+from kit.data.submission import read_sample, submission_shape
 from kit.errors import KitError
-from kit.images import IMAGE_EXTS, cache_dir, load_photos
-from kit.metrics import ON_PROBABILITIES
 from kit.recipe import Recipe
-from kit.submission import read_sample
+
+
+@dataclass
+class Data:
+    """A competition folder read into memory: what every recipe's `load` returns."""
+
+    x: torch.Tensor  # uint8 (N, C, H, W) training images
+    y: torch.Tensor  # int64 (N,) class indices
+    classes: list  # class labels as the submission writes them
+    names: list  # how a training item is named in plots and CSVs (file name, csv row)
+    test_x: torch.Tensor  # uint8 test images, in submission order
+    test_ids: list  # submission ids, in order
+    test_y: torch.Tensor | None = None  # known test labels (only the bundled samples have them)
+    skipped: int = 0  # unreadable training items left out
+    groups: list | None = None  # per training item, what groups it (same patient, same
+    # scene): a group is never split between training and validation
 
 
 def natural_key(name: str) -> list:
@@ -259,67 +274,3 @@ def load(folder: Path, r: Recipe) -> Data:
         skipped=d["skipped"],
         groups=d["groups"],
     )
-
-
-def submission_shape(r: Recipe, sample: pd.DataFrame | None, classes: list | None) -> str:
-    """label | probability | probabilities, from the recipe, else from sample_submission.csv's
-    columns and the metric; a KitError where the sample and the training `classes` (if known)
-    disagree."""
-    values = list(sample.columns[1:]) if sample is not None else []
-    shape = r.sub_shape
-    if shape == "auto":
-        many = classes is not None and len(classes) > 2
-        if len(values) > 1 or (not values and r.metric in ON_PROBABILITIES and many):
-            shape = "probabilities"
-        else:
-            shape = "probability" if r.metric in ON_PROBABILITIES else "label"
-    if classes is None:
-        return shape
-    if shape == "probability" and len(classes) != 2:
-        raise KitError(f"one probability column needs two classes; the training labels have "
-                       f"{len(classes)}: use --sub-shape probabilities or label")  # fmt: skip
-    if shape == "probabilities" and sample is not None:
-        names = {str(c) for c in classes}
-        extra = [c for c in values if str(c) not in names]
-        if extra:
-            raise KitError(f"sample_submission.csv has a column {extra[0]!r} that no training "
-                           f"label names; check the labels column (--label-col)")  # fmt: skip
-        lacking = sorted(names - {str(c) for c in values})
-        if lacking:
-            raise KitError(f"training label {lacking[0]!r} has no column in "
-                           "sample_submission.csv; check --label-col")  # fmt: skip
-    if shape in ("label", "probability") and sample is not None and len(values) != 1:
-        raise KitError(f"sample_submission.csv has {len(values)} value columns; a {shape} "
-                       "submission has one (--sub-shape probabilities: one per class)")  # fmt: skip
-    return shape
-
-
-def positive_class(r: Recipe, classes: list) -> int:
-    """The class whose probability a one-column submission holds: `r.positive`, else the last
-    (1 of 0/1, `dog` of cat/dog)."""
-    if not r.positive:
-        return len(classes) - 1
-    names = [str(c) for c in classes]
-    if r.positive not in names:
-        raise KitError(f"--positive {r.positive!r} is not a class; the classes are "
-                       f"{', '.join(names)}")  # fmt: skip
-    return names.index(r.positive)
-
-
-def make_submission(r: Recipe, sample, ids: list, probs: np.ndarray, classes: list) -> pd.DataFrame:
-    """Predictions in the shape sample_submission.csv asks for, its column names as written."""
-    shape = submission_shape(r, sample, classes)
-    id_col = sample.columns[0] if sample is not None else r.id_col
-    df = pd.DataFrame({id_col: ids})
-    if shape == "label":
-        col = sample.columns[1] if sample is not None else r.label_col
-        df[col] = [classes[i] for i in probs.argmax(1)]
-    elif shape == "probability":
-        col = sample.columns[1] if sample is not None else r.label_col
-        df[col] = probs[:, positive_class(r, classes)].astype(np.float64)
-    else:
-        cols = list(sample.columns[1:]) if sample is not None else [str(c) for c in classes]
-        index = {str(c): i for i, c in enumerate(classes)}
-        for col in cols:
-            df[col] = probs[:, index[str(col)]].astype(np.float64)
-    return df

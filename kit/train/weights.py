@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from kit.errors import KitError
-from kit.models import create_model, timm_body
 from kit.paths import in_kaggle_notebook, kaggle_input
+from kit.train.models import create_model, timm_body
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 # ImageNet checkpoints that pip packages ship, by timm name: (module, function returning the path)

@@ -2,24 +2,12 @@
 
 Plain JSON files in each run folder; reading them imports neither torch nor kaggle."""
 
-import json
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.paths import output_root, replacing
-
-
-def read_json(path: Path, default=None):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return default
-
-
-def write_json(path: Path, obj) -> None:
-    """Replace `path` atomically: a reader never sees half a record."""
-    with replacing(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+from kit.files import read_json, write_json
+from kit.paths import output_root
+from kit.recipe import recipe_names
 
 
 def find_run(submission: Path) -> Path | None:
@@ -89,8 +77,6 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
 
 def show_runs(name: str, out=None, runs=()) -> list[dict]:
     """`kit runs`: print the table of `name`'s finished runs, or compare the `runs` named."""
-    from kit.recipe import recipe_names
-
     if name not in recipe_names():
         raise KitError(f"unknown recipe {name!r}; the recipes are: {', '.join(recipe_names())}")
     root = output_root(out)

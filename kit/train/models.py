@@ -68,7 +68,7 @@ def create_model(
 ) -> nn.Module:
     """A network with a new `num_classes` head. A timm network gets fastai's head, as
     `vision_learner` builds it (concat pooling, batch norm, dropout, two linear layers);
-    `pretrained=True` asks timm to download its weights (see kit.weights for offline)."""
+    `pretrained=True` asks timm to download its weights (see kit/train/weights.py for offline)."""
     check_arch(arch)
     if arch in KIT_NETS:
         if pretrained:

@@ -1,0 +1,65 @@
+"""Blends of several models' probabilities (stacked generalization): a plain mean, weights
+chosen greedily, or a logistic regression on them; and a binary task's decision threshold."""
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+METHODS = ("mean", "weighted", "stack")
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1)).mean())
+
+
+def greedy_weights(oofs: list, y: np.ndarray, steps: int = 50) -> np.ndarray:
+    """Ensemble selection with replacement (Caruana et al., 2004): repeatedly add the member
+    that most lowers the blend's log loss, and keep the best blend seen; the weights are how
+    often each member was picked for it."""
+    counts, total = np.zeros(len(oofs)), np.zeros_like(oofs[0])
+    best, best_loss = None, np.inf
+    for step in range(1, steps + 1):
+        losses = [log_loss(y, (total + p) / step) for p in oofs]
+        pick = int(np.argmin(losses))
+        counts[pick] += 1
+        total += oofs[pick]
+        if losses[pick] < best_loss:
+            best, best_loss = counts / step, losses[pick]
+    return best
+
+
+def stack_features(probs: list) -> np.ndarray:
+    """Members' probabilities side by side: P(class 1) per member for a binary task, every
+    class's otherwise. Bounded features: log-probabilities let a few near-zero values dominate
+    the meta-model (measured on the Digit Recognizer sample: 0.9756 against 0.9875 OOF)."""
+    p = np.stack(probs, 1)  # (n, members, classes)
+    return p[:, :, 1] if p.shape[2] == 2 else p.reshape(len(p), -1)
+
+
+def fit_blend(method: str, oofs: list, y: np.ndarray):
+    """A function from members' probabilities to blended probabilities, fitted on `oofs`,
+    and what was fitted (weights or meta-model coefficients) for the report."""
+    if method == "mean":
+        return (lambda ps: np.mean(ps, axis=0)), None
+    if method == "weighted":
+        w = greedy_weights(oofs, y)
+        return (lambda ps: np.tensordot(w, np.stack(ps), axes=1)), w
+    meta = LogisticRegression(C=1.0, max_iter=2000).fit(stack_features(oofs), y)
+    return (lambda ps: meta.predict_proba(stack_features(ps))), meta.coef_
+
+
+def cross_validated(method: str, oofs: list, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Blend predictions for every item, each from a blend fitted on the other folds."""
+    out = np.zeros_like(oofs[0])
+    for k in np.unique(fold):
+        held = fold == k
+        blend, _ = fit_blend(method, [p[~held] for p in oofs], y[~held])
+        out[held] = blend([p[held] for p in oofs])
+    return out
+
+
+def tune_threshold(y: np.ndarray, p1: np.ndarray) -> tuple[float, float]:
+    """The decision threshold on P(class 1) with the best accuracy, and that accuracy."""
+    candidates = np.unique(np.concatenate([[0.5], p1]))
+    accs = [float(((p1 >= t) == y).mean()) for t in candidates]
+    best = int(np.argmax(accs))
+    return float(candidates[best]), accs[best]

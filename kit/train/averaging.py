@@ -1,0 +1,67 @@
+"""Snapshot ensembling and stochastic weight averaging over the snapshots SGDR leaves at the end
+of each cycle of the last stage: the last snapshot, their averaged predictions, or their
+averaged weights, whichever scores best on validation."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastai.learner import Learner
+
+from kit.data.layouts import Data
+from kit.evaluate.metrics import best
+from kit.evaluate.predictions import Predictions, averaged, scores
+from kit.recipe import Recipe
+from kit.train import distributed
+from kit.train.predict import predictions
+
+
+def snapshot_paths(folder: Path) -> list[Path]:
+    return sorted(folder.glob("snapshot-*.pth"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def average_weights(states: list[dict]) -> dict:
+    """Stochastic weight averaging over the snapshots: the mean of every float tensor."""
+    return {
+        k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype)
+        if v.is_floating_point()
+        else v
+        for k, v in states[-1].items()
+    }
+
+
+def update_bn(learn: Learner) -> None:
+    """Recompute batch-norm statistics for averaged weights with a pass over the training data."""
+    from torch.optim.swa_utils import update_bn as torch_update_bn
+
+    with torch.no_grad():
+        torch_update_bn((xb for xb, _ in learn.dls.train), learn.model)
+    distributed.sync_buffers(learn)  # each process saw its own shard
+
+
+def best_average(
+    learn: Learner, data: Data, r: Recipe, folder: Path, valid_idx: np.ndarray
+) -> tuple[Predictions, Predictions, dict]:
+    """Predictions of the last snapshot, of all snapshots averaged (snapshot ensembling) and of
+    their averaged weights (SWA, batch-norm statistics recomputed); the one that scores best on
+    validation is kept, and all three scores are reported."""
+    y, ids = data.y[valid_idx].numpy(), [data.names[i] for i in valid_idx]
+    states = [torch.load(path, map_location="cpu") for path in snapshot_paths(folder)]
+    snaps = []
+    for state in states:
+        learn.model.load_state_dict(state)
+        snaps.append(predictions(learn, data, r, ids))
+    learn.model.load_state_dict(average_weights(states))
+    update_bn(learn)
+    candidates = {
+        "last": snaps[-1],
+        "snapshots": tuple(averaged([s[i] for s in snaps]) for i in (0, 1)),
+        "swa": predictions(learn, data, r, ids),
+    }
+    scored = {}
+    for name, (valid, _) in candidates.items():
+        views = scores(r.metric, y, valid)
+        scored[name] = views[best(r.metric, views)]  # with TTA or without, whichever is better
+    chosen = best(r.metric, scored)  # ties go to the first: last, then snapshots
+    print("  ".join(f"{k} {v:.4f}" for k, v in scored.items()) + f": keeping {chosen}")
+    return *candidates[chosen], {**scored, "chosen": chosen}

@@ -1,0 +1,149 @@
+"""The callbacks the house schedule trains with: a moving average of the weights, a checkpoint
+after every epoch (and what a resumed run needs to go on as if never stopped), snapshots at the
+end of each SGDR cycle."""
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastai.callback.core import Callback
+from fastai.learner import Learner
+from fastai.torch_core import get_model
+
+from kit.files import replacing
+
+
+class WeightAverage(Callback):
+    """An exponential moving average of the weights (timm's ModelEmaV3, its decay warmed up from
+    0 towards `decay` over the steps of each fit), updated after every step. Each epoch validates
+    the averaged weights, so they are what the best-model and checkpoint callbacks keep; training
+    goes on from the raw weights. A resumed run restarts the average from the checkpoint."""
+
+    order = 5  # its before_validate swaps the weights in before any validation callback
+
+    def __init__(self, decay: float):
+        self.decay = decay
+
+    def before_fit(self):
+        # not in the finder's fit, nor in get_preds (which calls before_fit too)
+        self.run = not hasattr(self.learn, "lr_finder") and not hasattr(self, "gather_preds")
+        if self.run:
+            from timm.utils import ModelEmaV3
+
+            self.average = ModelEmaV3(get_model(self.model), decay=self.decay, use_warmup=True)
+            self.updates, self.raw = 0, None
+
+    def after_step(self):
+        self.updates += 1
+        self.average.update(get_model(self.model), step=self.updates)
+
+    def before_validate(self):
+        model = get_model(self.model)
+        self.raw = {k: v.clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.average.module.state_dict())
+
+    def before_train(self):
+        if self.raw is not None:
+            get_model(self.model).load_state_dict(self.raw)
+            self.raw = None
+
+
+def epoch_row(learn: Learner, i: int) -> dict:
+    """The Recorder's values for epoch `i` of the current fit, by name (losses and metric)."""
+    names = learn.recorder.metric_names[1:-1]
+    return dict(zip(names, map(float, learn.recorder.values[i])))
+
+
+class Checkpoint(Callback):
+    """After every epoch: the epoch's metrics go into `state`, and the model, optimizer, random
+    state and `state` (stage, epochs done, learning rates, history) go to `path`, atomically."""
+
+    order = 55  # after the Recorder has the epoch's values
+
+    def __init__(self, path: Path, state: dict):
+        self.path, self.state = path, state
+
+    def after_epoch(self):
+        st = self.state
+        st["history"].append({"stage": st["stage"], **epoch_row(self.learn, -1)})
+        st["epochs"][st["stage"]] = st["epochs"].get(st["stage"], 0) + 1
+        checkpoint = {
+            "model": get_model(self.learn.model).state_dict(),  # without a DDP wrapper
+            "opt": self.learn.opt.state_dict(),
+            "state": st,
+            "rng": random_state(self.learn),
+            "smooth": (self.recorder.smooth_loss.count, self.recorder.smooth_loss.val),
+        }
+        with replacing(self.path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def random_state(learn) -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "loader": learn.dls.train.gen.get_state(),
+    }
+
+
+def restore(learn, checkpoint: dict) -> None:
+    """Put the model, optimizer and random state back as they were after the saved epoch."""
+    learn.model.load_state_dict(checkpoint["model"])
+    learn.opt.load_state_dict(checkpoint["opt"])
+    rng = checkpoint["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    learn.dls.train.gen.set_state(rng["loader"])
+
+
+class Continue(Callback):
+    """On the first fit after a resume, give the Recorder its running training loss and early
+    stopping the best score and patience it had (fastai resets them when a fit starts)."""
+
+    order = 61  # after the Recorder's and the trackers' own before_fit
+
+    def __init__(self, smooth: tuple, early=None, values=(), min_delta=0.0, greater=True):
+        self.smooth, self.early, self.values = smooth, early, values
+        self.min_delta, self.greater = min_delta, greater
+
+    def before_fit(self):
+        self.recorder.smooth_loss.count, self.recorder.smooth_loss.val = self.smooth
+        if self.early is not None:
+            self.early.best, self.early.wait = early_stop_state(
+                self.values, self.min_delta, self.greater
+            )
+        self.learn.remove_cb(self)
+
+
+def early_stop_state(values: list, min_delta: float, greater=True) -> tuple[float, int]:
+    """fastai's EarlyStoppingCallback state after seeing `values`: (best, epochs since)."""
+    sign = 1 if greater else -1
+    best, wait = -float("inf"), 0
+    for v in values:
+        if sign * v - min_delta > best:
+            best, wait = sign * v, 0
+        else:
+            wait += 1
+    return sign * best, wait
+
+
+class Snapshots(Callback):
+    """SGDR ends every cycle at a low learning rate: keep the model there, for the cycles of
+    the last stage, as snapshot-<k>.pth."""
+
+    order = 56  # after Checkpoint has counted the epoch
+
+    def __init__(self, folder: Path, state: dict, stage: str, ends: list):
+        self.folder, self.state, self.stage, self.ends = folder, state, stage, ends
+
+    def after_epoch(self):
+        done = self.state["epochs"].get(self.stage, 0)
+        if self.state["stage"] == self.stage and done in self.ends:
+            with replacing(self.folder / f"snapshot-{self.ends.index(done)}.pth") as tmp:
+                torch.save(get_model(self.learn.model).state_dict(), tmp)

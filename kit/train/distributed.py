@@ -1,0 +1,186 @@
+"""What each of several processes started by torchrun does (kit/train/launch.py starts them):
+join the others, then either train one model on its own shard of every epoch with
+DistributedDataParallel averaging the gradients, or with --folds train its own folds on its own
+device, with no DDP. The process of rank 0 writes the run folder; in a DDP run the others work
+in a scratch copy of it that is thrown away."""
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from fastai.callback.core import Callback
+from torch.nn.parallel import DistributedDataParallel
+
+from kit.errors import KitError
+
+# A process may wait at a barrier while another trains its folds: far longer than the default
+# 30 minutes. A process that dies is seen by torchrun, which stops the others at once.
+TIMEOUT = timedelta(hours=12)
+
+
+def in_worker() -> bool:
+    """Started by torchrun (ours or the user's), as one of several processes."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ
+
+
+def setup(device: torch.device) -> torch.device:
+    """Join the other processes (once) and return this process's device. Two things change for
+    the rest of the process: torchrun's variables are hidden from fastai, and outside rank 0
+    standard output goes nowhere, so that one process reports (errors still show)."""
+    if not in_worker() and not dist.is_initialized():
+        return device
+    local = int(os.environ.get("LOCAL_RANK", dist.get_rank() if dist.is_initialized() else 0))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+        # fastai reads these to skip saving outside rank 0 and to add barriers: kit decides
+        # what each process writes, and the folds of different processes never meet
+        for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+            os.environ.pop(var, None)
+    if not is_main():
+        sys.stdout = open(os.devnull, "w")
+    return device
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def ddp(folds: int) -> bool:
+    """Several processes training one model together (with --folds, each trains its own)."""
+    return world() > 1 and not folds
+
+
+def in_ddp(learn) -> bool:
+    """Does `learn` train in DDP (with the DDP callback that `attach` adds)?"""
+    return any(isinstance(cb, DDP) for cb in learn.cbs)
+
+
+def my_folds(folds: int) -> range:
+    """The models (folds) this process trains: all of them, or every world-th fold."""
+    n = max(1, folds)
+    return range(rank(), n, world()) if world() > 1 and folds else range(n)
+
+
+def barrier() -> None:
+    if world() > 1:
+        dist.barrier()
+
+
+def share(fn):
+    """`fn()` run by rank 0 alone, its result given to every process."""
+    if world() == 1:
+        return fn()
+    box = [fn() if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def same(learn, value):
+    """Rank 0's `value` in every process training `learn` in DDP (e.g. the finder's rate)."""
+    if not in_ddp(learn):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+@contextlib.contextmanager
+def main_first():
+    """Rank 0 runs the block first (writing shared files: the sample, an image cache), then the
+    others, which find the files there."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+@contextlib.contextmanager
+def workspace(partial: Path, folds: int):
+    """Where this process writes: the run folder, or in a DDP run outside rank 0 a scratch copy
+    (a resumed run's checkpoints included), removed afterwards."""
+    if not ddp(folds):
+        yield partial
+        return
+    if is_main():
+        barrier()  # until the others have their copies: rank 0 writes into it from now on
+        yield partial
+        return
+    scratch = Path(tempfile.mkdtemp(prefix=f"kit-rank{rank()}-"))
+    try:
+        shutil.copytree(partial, scratch / "run")
+        barrier()
+        yield scratch / "run"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+class DDP(Callback):
+    """Wrap the model in DistributedDataParallel for each fit (gradients averaged over the
+    processes, buffers from rank 0) and unwrap it after, for kit's and fastai's savers."""
+
+    order = 5
+
+    def before_fit(self):
+        ids = [self.dls.device] if self.dls.device.type == "cuda" else None
+        self.learn.model = DistributedDataParallel(self.learn.model, device_ids=ids)
+
+    def after_fit(self):
+        if isinstance(self.learn.model, DistributedDataParallel):
+            self.learn.model = self.learn.model.module
+
+
+def attach(learn, folds: int = 0, sync_bn: bool = False):
+    """In a DDP run: this process's shard of the training data, the DDP wrapper, and with
+    `sync_bn` batch norm whose statistics span every process's batch."""
+    if ddp(folds):
+        learn.dls.train.shard(rank(), world())
+        if sync_bn:
+            learn.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(learn.model)
+        learn.add_cb(DDP())
+    return learn
+
+
+def shard(learn, loader):
+    """When `learn` trains in DDP, this process's part of a prediction loader."""
+    return loader.shard(rank(), world()) if in_ddp(learn) else loader
+
+
+def gather(learn, part: torch.Tensor, n: int) -> torch.Tensor:
+    """The parts that `shard` gave each process put back in order: every item once, checked."""
+    if not in_ddp(learn):
+        return part
+    parts = [None] * world()
+    dist.all_gather_object(parts, part.cpu())
+    sizes = [len(p) for p in parts]
+    if sizes != [len(range(r, n, world())) for r in range(world())]:
+        raise KitError(f"gathered predictions of sizes {sizes} for {n} items; expected each "
+                       "process's share once")  # fmt: skip
+    out = torch.empty((n, *parts[0].shape[1:]), dtype=parts[0].dtype)
+    for r, p in enumerate(parts):
+        out[r :: world()] = p
+    return out
+
+
+def sync_buffers(learn) -> None:
+    """Rank 0's batch-norm statistics in every process (after each recomputed them)."""
+    if in_ddp(learn):
+        for buf in learn.model.buffers():
+            dist.broadcast(buf, src=0)

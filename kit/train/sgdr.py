@@ -1,0 +1,149 @@
+"""The house schedule on a fastai Learner: SGDR on the head with the body frozen, then on
+everything with discriminative rates, each stage's rate read off the finder's curve; the best
+model kept, a checkpoint after every epoch, and a time limit obeyed."""
+
+from pathlib import Path
+
+import numpy as np
+from fastai.callback.schedule import ParamScheduler, SchedCos, combine_scheds
+from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+from fastai.learner import Learner
+
+from kit.evaluate.metrics import greater_is_better
+from kit.recipe import Recipe
+from kit.train import schedule
+from kit.train.budget import Budget, fitted
+from kit.train.callbacks import (
+    Checkpoint,
+    Continue,
+    Snapshots,
+    early_stop_state,
+    epoch_row,
+    restore,
+)
+from kit.train.curves import Steps, plot_curves
+from kit.train.finder import find_lr, resolve, stage_rule
+from kit.train.learner import monitor_name
+
+
+def fit_sgdr(learn, n_cycles, cycle_len, cycle_mult, lr, cbs=(), start_epoch=0) -> list[dict]:
+    """SGDR: `n_cycles` cosine cycles, each `cycle_mult` times longer than the last; from
+    `start_epoch` on when continuing an interrupted stage (the schedule resumes where it was).
+
+    fastai's `Learner.fit_sgdr` divides by `cycle_mult - 1`, so it cannot run the seed's
+    `cycle_mult=1` stage; this builds the same schedule from fastai's public schedulers.
+    """
+    learn.opt.set_hyper("lr", lr)
+    lr_max = np.array([h["lr"] for h in learn.opt.hypers])
+    lengths = [cycle_len * cycle_mult**i for i in range(n_cycles)]
+    n_epoch = sum(lengths)
+    sched = combine_scheds([n / n_epoch for n in lengths], [SchedCos(lr_max, 0) for _ in lengths])
+    done = start_epoch / n_epoch
+
+    def rest(pos):
+        return sched(done + pos * (1 - done))
+
+    learn.fit(n_epoch - start_epoch, cbs=[ParamScheduler({"lr": rest}), *cbs])
+    return [epoch_row(learn, i) for i in range(len(learn.recorder.values))]
+
+
+def unfrozen_rates(r: Recipe, found: float, head_lr: float | None) -> tuple[float, float]:
+    """(last group's rate, first group's rate) once everything trains.
+
+    From scratch, or with a pinned rate: `found` and `found / lr_mult`. After a head stage the
+    head keeps half its rate (fastai's `fine_tune` rule) and the finder, run again on the
+    unfrozen network, sets the first group's rate, at least `lr_mult` times below the head's.
+    """
+    if r.lr or head_lr is None:
+        return found, found / r.lr_mult
+    top = head_lr / 2
+    return top, min(max(found, top / r.lr_mult), top)
+
+
+def fine_tune_sgdr(
+    learn: Learner, r: Recipe, run_dir: Path, show=False, checkpoint=None, clock=None
+):
+    """The house schedule, keeping the best model (run_dir/model.pth) and a checkpoint after
+    every epoch (run_dir/checkpoint.pth); given that checkpoint, it carries on from it. With a
+    `clock` (kit/train/budget.py), the schedule is cut to the time limit after the first epoch.
+
+    Returns the learning rates used and one row of metrics per epoch.
+    """
+    monitor, up = monitor_name(learn), greater_is_better(r.metric)
+    rule = resolve(r.lr_rule, r.pretrained)
+    state = {"stage": None, "epochs": {}, "rates": {}, "history": [], "steps": []}
+    # on a tie the later, more annealed epoch wins
+    save = SaveModelCallback(monitor, comp=np.greater_equal if up else np.less_equal,
+                             fname="model", reset_on_fit=False)  # fmt: skip
+    save.best = -float("inf") if up else float("inf")  # fastai starts np.less_equal at -inf
+    cbs = [save, Checkpoint(run_dir / "checkpoint.pth", state), Steps(state)]
+    early = None
+    if r.patience:
+        early = EarlyStoppingCallback(monitor=monitor, comp=np.greater if up else np.less,
+                                      patience=r.patience, min_delta=r.min_delta)  # fmt: skip
+        cbs.append(early)
+    learn.create_opt()
+    if clock is not None:
+        cbs.append(Budget(clock, r, state))
+        r = fitted(r, clock.plan)  # a later fold, or a resumed run, keeps the plan made
+    stages = schedule.stages(r)
+    if r.snapshots:
+        last, cycles, length, mult = [st for st in stages if st[1]][-1]
+        ends = [schedule.epochs(k, length, mult) for k in range(1, cycles + 1)]
+        cbs.append(Snapshots(run_dir, state, last, ends))
+    if checkpoint is not None:
+        state.update(checkpoint["state"])
+        learn.freeze() if state["stage"] == "head" else learn.unfreeze()  # clears opt state
+        restore(learn, checkpoint)
+        history = state["history"]
+        if history:
+            save.best = (max if up else min)(h[monitor] for h in history)
+        if finished(state, r, monitor, state["stage"]):
+            learn.load("model", with_opt=False)  # what the end of that stage's fit does
+        else:
+            values = [h[monitor] for h in history if h["stage"] == state["stage"]]
+            cbs.append(Continue(checkpoint["smooth"], early, values, r.min_delta, up))
+    rates = state["rates"]
+    for k in range(len(stages)):
+        if clock is not None:  # the plan made after the first epoch holds from then on
+            r = fitted(r, clock.plan)
+            stages = schedule.stages(r)
+        stage, cycles, length, mult = stages[k]
+        if finished(state, r, monitor, stage):
+            continue
+        start = state["epochs"].get(stage, 0)
+        if not start:  # (un)freezing clears the optimizer's state: only when a stage begins
+            learn.freeze() if stage == "head" else learn.unfreeze()
+        state["stage"] = stage
+        if stage == "head":
+            if "head_lr" not in rates:
+                rates["head_lr"] = r.lr or find_lr(
+                    learn, run_dir / "lr_find_frozen.png", rule, show
+                )
+            lr = rates["head_lr"]
+        else:
+            if "lr" not in rates:
+                # a time limit may skip this finder run: fastai fine_tune's rates then
+                skip = bool(clock and clock.plan and not clock.plan["finder"])
+                unfrozen = stage_rule(rule, "head_lr" in rates)
+                found = r.lr or (
+                    0.0 if skip else find_lr(learn, run_dir / "lr_find.png", unfrozen, show)
+                )
+                rates["lr"], rates["lr_low"] = unfrozen_rates(r, found, rates.get("head_lr"))
+            lr = (
+                slice(rates["lr_low"], rates["lr"])
+                if rates["lr_low"] < rates["lr"]
+                else rates["lr"]
+            )
+        fit_sgdr(learn, cycles, length, mult, lr, cbs, start_epoch=start)  # ends on the best
+    plot_curves(state["steps"], state["history"], monitor, run_dir / "training_curves.png", show)
+    return dict(rates), state["history"]
+
+
+def finished(state: dict, r: Recipe, monitor: str, stage: str | None) -> bool:
+    """Is `stage` over: all its epochs done, or ended by early stopping?"""
+    if stage is None or state["epochs"].get(stage, 0) >= schedule.stage_epochs(r, stage):
+        return True
+    values = [h[monitor] for h in state["history"] if h["stage"] == stage]
+    waited = early_stop_state(values, r.min_delta, greater_is_better(r.metric))[1]
+    return bool(r.patience) and waited >= r.patience
