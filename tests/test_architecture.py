@@ -30,6 +30,11 @@ def layer(module: str) -> int:
     return next(i for i, names in enumerate(LAYERS) if first in names)
 
 
+def is_module(name: str) -> bool:
+    path = KIT.parent / name.replace(".", "/")
+    return path.is_dir() or path.with_suffix(".py").is_file()
+
+
 def kit_imports(path: Path) -> set[str]:
     """Every kit module `path` imports, at its top or inside a function."""
     found = set()
@@ -37,9 +42,9 @@ def kit_imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "kit"}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "kit":
+            # `from kit.train import fit` imports the module kit.train.fit
             subs = {f"{node.module}.{a.name}" for a in node.names}
-            found |= {s for s in subs if (KIT.parent / s.replace(".", "/")).exists()
-                      or (KIT.parent / f"{s.replace('.', '/')}.py").exists()} or {node.module}  # fmt: skip
+            found |= {s for s in subs if is_module(s)} or {node.module}
     return found
 
 
@@ -72,3 +77,21 @@ def test_no_import_cycle():
 
     for module in edges:
         visit(module)
+
+
+def test_the_readme_tree_lists_every_module_once():
+    readme = (KIT.parent / "README.md").read_text()
+    block = readme.split("## Architecture", 1)[1].split("```\nkit/\n", 1)[1].split("```", 1)[0]
+    listed, folder = [], ""
+    for line in block.splitlines():
+        name = line.split()[0]
+        if line.startswith("    "):
+            listed.append(f"{folder}{name}")
+        elif name.endswith("/"):
+            folder = name
+        else:
+            folder = ""
+            listed.append(name)
+    modules = [p.relative_to(KIT).as_posix() for p in KIT.rglob("*.py")]
+    modules = [m for m in modules if not m.endswith("/__init__.py")]
+    assert sorted(listed) == sorted(modules)
