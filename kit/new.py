@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 
 from kit.data.archives import unpack
-from kit.data.inspect import balance, find_layout, look
+from kit.data.inspect import balance, find_layout, measure_images
 from kit.data.submission import read_sample, submission_shape
 from kit.errors import KitError
 from kit.evaluate.metrics import METRICS
@@ -93,7 +93,7 @@ def inspect_folder(folder: Path, metric=None, slug=None) -> dict:
         side, grey = found.pop("_size")
         summary = f"{side}x{side} grey"
     else:
-        side, grey, summary = look(found.pop("_train"))
+        side, grey, summary = measure_images(found.pop("_train"))
     classes = sorted({str(v) for v in labels})
     metric, why = choose_metric(metric, slug, sample, len(classes))
     labelled = "label_col" if "label_col" in found else "train_dir"

@@ -47,7 +47,7 @@ from kit.runs.folder import (
 )
 from kit.runs.report import write_report
 from kit.train import distributed, launch
-from kit.train.budget import Clock, fitted
+from kit.train.budget import Clock, with_plan
 from kit.train.finder import describe, find_lr, resolve
 from kit.train.fit import Trained, train_model
 from kit.train.learner import build_learner, resolve_device
@@ -140,7 +140,7 @@ def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun=""
     if resume:
         return resume_run(name, resume, show, **options)
     job = prepare(name, **options)
-    run_id, partial = distributed.share(lambda: start_run(job, name))
+    run_id, partial = distributed.on_main(lambda: start_run(job, name))
     return complete_run(job, name, run_id, partial, show)
 
 
@@ -212,7 +212,7 @@ def complete_run(job: Job, name: str, run_id: str, partial: Path, show) -> dict:
     return {**metrics, "run_dir": str(final), "submission": str(submission)}
 
 
-def valid_items(job: Job) -> list[tuple[str, np.ndarray]]:
+def held_out(job: Job) -> list[tuple[str, np.ndarray]]:
     """(sub-folder, held-out items) of each model the run trains: fold0/, fold1/... with
     --folds, else one model in the run folder itself, validated on fold 0."""
     if job.recipe.folds:
@@ -225,7 +225,7 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
     r, d = job.recipe, job.data
     if distributed.is_main():
         write_json(run_dir / "versions.json", versions(job.device))
-    models = [(run_dir / sub, valid) for sub, valid in valid_items(job)]
+    models = [(run_dir / sub, valid) for sub, valid in held_out(job)]
 
     def train(k: int) -> Trained:
         return train_model(r, d, job.device, job.weights, *models[k], show, clock)
@@ -238,7 +238,7 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
     if not distributed.is_main():
         return {}
     trained = [train(k) for k in range(len(models))]  # read back, not trained again
-    r = fitted(r, clock.plan) if clock else r  # the schedule a time limit kept, TTA included
+    r = with_plan(r, clock.plan) if clock else r  # the schedule a time limit kept, TTA included
     idx = np.concatenate([valid for _, valid in models])
     y = d.y.numpy()[idx]
     valid, test = combine(trained)

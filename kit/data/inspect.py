@@ -213,7 +213,7 @@ def ext_of(sample, test, folder) -> tuple[str, str]:
     return files[0].suffix, "added to each id to name its file"
 
 
-def look(files: list[Path]) -> tuple[int, bool, str]:
+def measure_images(files: list[Path]) -> tuple[int, bool, str]:
     """The median side of up to MAX_LOOK images, whether all are grey, and a summary."""
     step = max(1, len(files) // MAX_LOOK)
     sides, modes, sizes = [], Counter(), Counter()

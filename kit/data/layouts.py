@@ -233,7 +233,7 @@ def image_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
                 test_x=test_x, test_ids=ids, skipped=len(bad))  # fmt: skip
 
 
-def plain(value):
+def python_scalar(value):
     """numpy scalars as Python ones (JSON, CSV and comparisons with sample columns)."""
     return value.item() if hasattr(value, "item") else value
 
@@ -244,7 +244,7 @@ def solution_labels(folder: Path, ids: list, classes: list) -> torch.Tensor | No
     if not path.is_file():
         return None
     truth = pd.read_csv(path)
-    by_id = dict(zip(truth.iloc[:, 0].astype(str), truth.iloc[:, 1].map(plain).astype(str)))
+    by_id = dict(zip(truth.iloc[:, 0].astype(str), truth.iloc[:, 1].map(python_scalar).astype(str)))
     index = {str(c): i for i, c in enumerate(classes)}
     labels = [by_id.get(str(i)) for i in ids]
     if not all(label in index for label in labels):
@@ -258,14 +258,14 @@ def load(folder: Path, r: Recipe) -> Data:
     sample = read_sample(folder)
     read = pixel_data if r.layout == "pixels" else image_data
     d = read(folder, r, sample)
-    classes = sorted({plain(v) for v in d["labels"]}, key=lambda c: (str(type(c)), c))
+    classes = sorted({python_scalar(v) for v in d["labels"]}, key=lambda c: (str(type(c)), c))
     if len(classes) < 2:
         raise KitError(f"the training labels hold only one class ({classes}); nothing to learn")
     index = {c: i for i, c in enumerate(classes)}
     submission_shape(r, sample, classes)  # a mismatch with sample_submission.csv stops here
     return Data(
         x=d["x"],
-        y=torch.tensor([index[plain(v)] for v in d["labels"]], dtype=torch.long),
+        y=torch.tensor([index[python_scalar(v)] for v in d["labels"]], dtype=torch.long),
         classes=classes,
         names=d["names"],
         test_x=d["test_x"],

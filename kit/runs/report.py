@@ -44,7 +44,7 @@ def figure(run_dir: Path, rel: str, caption: str, wide: bool = False) -> str:
             "</figure>")  # fmt: skip
 
 
-def units(run_dir: Path) -> list[str]:
+def model_folders(run_dir: Path) -> list[str]:
     """The folders that trained a model: the run itself, or fold0/, fold1/... ('' is the run)."""
     folds = sorted((p.name for p in run_dir.glob("fold*") if p.is_dir()), key=lambda n: int(n[4:]))
     return [f"{f}/" for f in folds] or [""]
@@ -77,7 +77,8 @@ def rate_rule(recipe: dict, metrics: dict) -> str:
 
 def rates(run_dir: Path, recipe: dict, metrics: dict) -> str:
     found = [
-        (u or "run", read_json(run_dir / u / "unit.json", {}).get("rates")) for u in units(run_dir)
+        (u or "run", read_json(run_dir / u / "unit.json", {}).get("rates"))
+        for u in model_folders(run_dir)
     ]
     found = [(u, r) for u, r in found if r] or [
         ("run", {k: metrics[k] for k in ("head_lr", "lr", "lr_low") if k in metrics})
@@ -114,9 +115,11 @@ def plots(run_dir: Path) -> list[str]:
     """The curves and finder plots of every model, then the interpretation."""
     parts = ["<h2>Training curves</h2>"]
     parts += [figure(run_dir, f"{u}training_curves.png", f"{u}training_curves.png", True)
-              for u in units(run_dir)]  # fmt: skip
+              for u in model_folders(run_dir)]  # fmt: skip
     parts.append("<h2>Learning-rate finder</h2>")
-    parts += [figure(run_dir, f"{u}{png}", f"{u}{png}") for u in units(run_dir) for png in FINDER]
+    parts += [
+        figure(run_dir, f"{u}{png}", f"{u}{png}") for u in model_folders(run_dir) for png in FINDER
+    ]
     parts.append("<h2>Interpretation (validation)</h2>")
     parts += [figure(run_dir, png, png) for png in INTERPRETATION]
     classes = sorted(run_dir.glob("class_*.png"), key=lambda p: p.name)

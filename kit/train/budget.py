@@ -92,7 +92,7 @@ def note(r: Recipe, p: dict, epoch_s: float, need: float, left_s: float) -> str:
     return text
 
 
-def fitted(r: Recipe, plan: dict | None) -> Recipe:
+def with_plan(r: Recipe, plan: dict | None) -> Recipe:
     """The recipe with the plan's schedule (unchecked: a cut may leave one cycle)."""
     if not plan:
         return r
@@ -186,7 +186,7 @@ class Budget(Callback):
         if self.clock.plan is None:
             self.plan(self.train_s + time.perf_counter() - self.t_valid)
         stage = self.state["stage"]
-        keep, whole = (stage_epochs(r, stage) for r in (fitted(self.r, self.clock.plan), self.r))
+        keep, whole = (stage_epochs(r, stage) for r in (with_plan(self.r, self.clock.plan), self.r))
         if keep < whole and self.state["epochs"].get(stage, 0) >= keep:
             raise CancelFitException()  # at a cycle's end: SGDR has annealed the rate
 

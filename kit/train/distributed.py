@@ -83,7 +83,7 @@ def barrier() -> None:
         dist.barrier()
 
 
-def share(fn):
+def on_main(fn):
     """`fn()` run by rank 0 alone, its result given to every process."""
     if world() == 1:
         return fn()
@@ -92,7 +92,7 @@ def share(fn):
     return box[0]
 
 
-def same(learn, value):
+def from_main(learn, value):
     """Rank 0's `value` in every process training `learn` in DDP (e.g. the finder's rate)."""
     if not in_ddp(learn):
         return value

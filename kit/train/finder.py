@@ -96,4 +96,4 @@ def find_lr(learn: Learner, png: Path, rule: str, show: bool = False) -> float:
     fig.axes[0].set_title(f"learning-rate finder: {rule} rule, {rate:.2e}")
     save_figure(fig, png, show)
     pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(png.with_suffix(".csv"), index=False)
-    return distributed.same(learn, rate)  # rank 0's rate, in every process of a DDP run
+    return distributed.from_main(learn, rate)  # rank 0's rate, in every process of a DDP run

@@ -14,7 +14,7 @@ from kit.files import read_json, replacing, write_json
 from kit.recipe import Recipe
 from kit.train import distributed
 from kit.train.averaging import best_average
-from kit.train.budget import Clock, check_up_front, fitted
+from kit.train.budget import Clock, check_up_front, with_plan
 from kit.train.learner import build_learner
 from kit.train.predict import predictions
 from kit.train.sgdr import fine_tune_sgdr
@@ -54,7 +54,7 @@ def train_model(
         check_up_front(learn, r, clock)  # before any training
     rates, history = fine_tune_sgdr(learn, r, folder, show, saved, clock)
     if clock:  # the schedule the time limit kept (TTA included) holds from here on
-        r = fitted(r, clock.plan)
+        r = with_plan(r, clock.plan)
     record = {"rates": rates, "history": history, "process": distributed.rank()}
     if r.snapshots:
         valid, test, record["averaging"] = best_average(learn, data, r, folder, valid_idx)

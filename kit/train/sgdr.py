@@ -12,7 +12,7 @@ from fastai.learner import Learner
 from kit.evaluate.metrics import greater_is_better
 from kit.recipe import Recipe
 from kit.train import schedule
-from kit.train.budget import Budget, fitted
+from kit.train.budget import Budget, with_plan
 from kit.train.callbacks import (
     Checkpoint,
     Continue,
@@ -85,7 +85,7 @@ def fine_tune_sgdr(
     learn.create_opt()
     if clock is not None:
         cbs.append(Budget(clock, r, state))
-        r = fitted(r, clock.plan)  # a later fold, or a resumed run, keeps the plan made
+        r = with_plan(r, clock.plan)  # a later fold, or a resumed run, keeps the plan made
     stages = schedule.stages(r)
     if r.snapshots:
         last, cycles, length, mult = [st for st in stages if st[1]][-1]
@@ -106,7 +106,7 @@ def fine_tune_sgdr(
     rates = state["rates"]
     for k in range(len(stages)):
         if clock is not None:  # the plan made after the first epoch holds from then on
-            r = fitted(r, clock.plan)
+            r = with_plan(r, clock.plan)
             stages = schedule.stages(r)
         stage, cycles, length, mult = stages[k]
         if finished(state, r, monitor, stage):
