@@ -250,7 +250,7 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
     if d.test_y is not None:
         metrics[f"test_{r.metric}"] = score(r.metric, d.test_y.numpy(), test_probs)
 
-    history = write_predictions(job, r, run_dir, trained, valid, test, idx)
+    history = write_predictions(job, r, run_dir, trained, valid, test, idx, y)
     interpret(run_dir, d.x[idx], valid.ids, y, valid.chosen(tta), d.classes, show)
     sub = checked_submission(r, sample, d.test_ids, test_probs, d.classes)
     write_new(sub.to_csv(index=False), run_dir / "submission.csv")
@@ -297,9 +297,9 @@ def score_run(r: Recipe, y: np.ndarray, valid: Predictions, per_fold: list, fold
     return out | {"submitted": "tta" if tta else "plain"}
 
 
-def write_predictions(job: Job, r: Recipe, run_dir: Path, trained, valid, test, idx) -> list:
+def write_predictions(job: Job, r: Recipe, run_dir: Path, trained, valid, test, idx, y) -> list:
     """history.csv (one row per epoch, returned) and the prediction CSVs: valid_preds.csv (or
-    oof.csv with --folds) and test_preds.csv."""
+    oof.csv with --folds, items `idx` labelled `y`) and test_preds.csv."""
     d = job.data
     history = [
         {**({"fold": k} if r.folds else {}), **h}
@@ -308,7 +308,7 @@ def write_predictions(job: Job, r: Recipe, run_dir: Path, trained, valid, test, 
     ]
     pd.DataFrame(history).to_csv(run_dir / "history.csv", index_label="epoch")
     extra = {"fold": job.fold[idx]} if r.folds else {}
-    table(valid, "item", d.classes, d.y.numpy()[idx], extra).to_csv(
+    table(valid, "item", d.classes, y, extra).to_csv(
         run_dir / ("oof.csv" if r.folds else "valid_preds.csv"), index=False
     )
     table(test, "id", d.classes).to_csv(run_dir / "test_preds.csv", index=False)
