@@ -1,6 +1,7 @@
 """kit: Kaggle image-classification recipes on fastai.
 
-From a notebook: `import kit; kit.run("mnist", sample=True)`. The heavy imports (torch, fastai)
+From a notebook: `import kit; kit.run("mnist", sample=True)`, and with a finished run
+`kit.predict("mnist", RUN, data=...)`. The heavy imports (torch, fastai)
 happen on first use, so `kit list` and `kit --help` stay quick.
 """
 
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "run": "kit.pipeline",
     "lr_find": "kit.pipeline",
+    "predict": "kit.inference",
     "write_sample": "kit.data.sample",
     "Recipe": "kit.recipe",
     "override": "kit.recipe",

@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="longest wait for the score, in seconds (default 600)")  # fmt: skip
     submit.add_argument("--data", metavar="PATH", help="the competition folder whose "
                         "sample_submission.csv checks the file (default: the run's)")  # fmt: skip
+    pred = command(sub, "predict", "predict a test set with a finished run, training nothing "
+                   "(code competitions)", here)  # fmt: skip
+    pred.add_argument("run", metavar="RUN", help="the run's id (see `kit runs NAME`) or folder")
+    pred.add_argument("--data", metavar="PATH", help="the folder holding the test images and "
+                      "sample_submission.csv (default: searched as `kit run` does)")  # fmt: skip
+    pred.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     command(sub, "submissions", "the competition's submissions on Kaggle", here)
     runs = command(sub, "runs", "the local runs with their scores, or compare some", here)
     runs.add_argument("runs", nargs="*", metavar="RUN", help="compare these runs (ids, a unique "
@@ -99,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     kernel.add_argument("--push", action="store_true",
                         help="build and upload the wheels dataset and push the kernel")  # fmt: skip
     kernel.add_argument("--user", help="your Kaggle user name (default: from the credentials)")
+    kernel.add_argument("--predict", metavar="RUN", help="an inference notebook for code "
+                        "competitions: predicts with the finished run RUN, shipped as a model "
+                        "dataset (DIR/model/), and trains nothing")  # fmt: skip
+    kernel.add_argument("--out", metavar="DIR", help="where runs/ are (default: here)")
     return parser
 
 
@@ -146,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
 
             submit_run(args.name, args.file, args.message, args.wait, args.out, args.data,
                        args.timeout)  # fmt: skip
+        elif args.command == "predict":
+            from kit.inference import predict
+
+            predict(args.name, args.run, args.data, args.out, args.device)
         elif args.command == "submissions":
             from kit.kaggle.competition import show_submissions
 
@@ -157,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "kernel":
             from kit.kaggle.kernel import kernel
 
-            kernel(args.name, args.dir, args.push, args.user)
+            kernel(args.name, args.dir, args.push, args.user, predict=args.predict, out=args.out)
     except KitError as e:
         if args.debug:
             raise

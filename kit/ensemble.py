@@ -19,24 +19,15 @@ from kit.evaluate.predictions import Predictions, table
 from kit.files import read_json, write_json, write_new
 from kit.paths import output_root
 from kit.recipe import load_competition
-from kit.runs.folder import discard_run_dir, finish_run_dir, new_run_dir, partial_dir, publish
+from kit.runs.folder import discard_run_dir, finish_run_dir, finished_run, new_run_dir, publish
 
 
 def load_member(runs: Path, name: str, run: str) -> dict:
     """One finished k-fold run's out-of-fold and test probabilities (TTA if it submitted TTA)."""
-    path = Path(run) if Path(run).is_dir() else runs / run
-    if partial_dir(runs, Path(run).name).is_dir():
-        raise KitError(f"run {run} is still incomplete; finish it with "
-                       f"`kit run {name} --resume {Path(run).name}`")  # fmt: skip
-    if not (path / "metrics.json").is_file():
-        raise KitError(f"no finished run {run!r} in {runs}; `kit runs {name}` lists them")
-    recipe = read_json(path / "recipe.json")
-    if recipe["name"] != name:
-        raise KitError(f"run {run} is a {recipe['name']} run, not {name}: ensembles combine "
-                       "runs of one competition")  # fmt: skip
+    path = finished_run(runs, name, run)
     if not (path / "oof.csv").is_file():
         raise KitError(f"run {run} has no out-of-fold predictions; train it with --folds K")
-    metrics = read_json(path / "metrics.json")
+    recipe, metrics = read_json(path / "recipe.json"), read_json(path / "metrics.json")
     kind = "_tta" if metrics["submitted"] == "tta" else ""
     classes = [str(c) for c in metrics["classes"]]
     oof, test = pd.read_csv(path / "oof.csv"), pd.read_csv(path / "test_preds.csv")
@@ -54,6 +45,11 @@ def load_member(runs: Path, name: str, run: str) -> dict:
         "test": test[cols].to_numpy(),
         "data": metrics.get("data"),
     }
+
+
+def thresholded(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """A binary task's probabilities as one-hot labels, class 1 at P(class 1) >= `threshold`."""
+    return np.stack([probs[:, 1] < threshold, probs[:, 1] >= threshold], 1) * 1.0
 
 
 def check_members(members: list) -> None:
@@ -113,7 +109,7 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
     sample = read_sample(folder)
     probs = blend_test
     if tune and m not in ON_PROBABILITIES:  # labels from the tuned threshold
-        probs = np.stack([blend_test[:, 1] < threshold, blend_test[:, 1] >= threshold], 1) * 1.0
+        probs = thresholded(blend_test, threshold)
     classes = first["classes"]
     sub = checked_submission(comp.RECIPE, sample, first["test_ids"], probs, classes)
 

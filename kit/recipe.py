@@ -144,6 +144,13 @@ def override(recipe: Recipe, **changes) -> Recipe:
     return check(dataclasses.replace(recipe, **changes))
 
 
+def saved_recipe(values: dict) -> Recipe:
+    """The recipe a run resolved and saved (recipe.json); a field the run predates keeps its
+    default."""
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    return Recipe(**{k: v for k, v in values.items() if k in known})
+
+
 def check(r: Recipe) -> Recipe:
     """Raise KitError naming the first field whose value cannot work."""
     rules = [

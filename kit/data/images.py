@@ -41,18 +41,24 @@ def as_mode(im: Image.Image, mode: str) -> Image.Image:
     return im.convert(mode)
 
 
-def resize_one(job: tuple[Path, Path, int, int]) -> bool:
-    """Decode one image at reduced scale, squash it to size x size, save it as .npy atomically.
-
-    Returns False for a file that cannot be decoded (corrupt or truncated).
-    """
-    src, dest, size, channels = job
+def decode(src: Path, size: int, channels: int) -> np.ndarray | None:
+    """One image decoded at reduced scale and squashed to (size, size) or (size, size, 3) uint8;
+    None for a file that cannot be decoded (corrupt or truncated). Training (through the cache)
+    and `kit predict` (streaming) both read images through here, so they see the same pixels."""
     mode = "L" if channels == 1 else "RGB"
     try:
         with Image.open(src) as im:
             im.draft(mode, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, much faster
-            pixels = np.asarray(as_mode(im, mode).resize((size, size), Image.BICUBIC))
+            return np.asarray(as_mode(im, mode).resize((size, size), Image.BICUBIC))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def resize_one(job: tuple[Path, Path, int, int]) -> bool:
+    """Decode one image (`decode`) and save it as .npy atomically; False if it cannot be read."""
+    src, dest, size, channels = job
+    pixels = decode(src, size, channels)
+    if pixels is None:
         return False
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:

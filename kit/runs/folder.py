@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.files import write_new
+from kit.files import read_json, write_new
 from kit.paths import in_kaggle_notebook
 
 
@@ -72,11 +72,46 @@ def interrupted_run(root: Path, name: str, run_id: str) -> Path:
     return partial
 
 
+def finished_run(runs: Path, name: str, run: str) -> Path:
+    """The folder of the finished run `run` of `name` (its id under `runs`, or a folder); a
+    KitError saying how to finish it, or where the runs are, when it is not one."""
+    path = Path(run) if Path(run).is_dir() else runs / run
+    if partial_dir(runs, Path(run).name).is_dir():
+        raise KitError(f"run {run} is still incomplete; finish it with "
+                       f"`kit run {name} --resume {Path(run).name}`")  # fmt: skip
+    if not (path / "metrics.json").is_file() or not (path / "recipe.json").is_file():
+        raise KitError(f"no finished run {run!r} in {runs}; `kit runs {name}` lists them")
+    made = read_json(path / "recipe.json").get("name")
+    if made != name:
+        raise KitError(f"run {run} is a {made} run, not {name}")
+    return path
+
+
+def member_runs(run_dir: Path, name: str) -> list[Path]:
+    """The finished runs an ensemble run blends, found beside it (as `kit kernel --predict`
+    ships them); for any other run, the run itself."""
+    metrics = read_json(run_dir / "metrics.json")
+    if "method" not in metrics:
+        return [run_dir]
+    found = []
+    for row in metrics["members"]:
+        beside = run_dir.parent / row["run"]
+        if not beside.is_dir():
+            raise KitError(f"ensemble {run_dir.name} blends run {row['run']}, which is not beside "
+                           f"it in {run_dir.parent}; copy the member runs there too")  # fmt: skip
+        found.append(finished_run(run_dir.parent, name, str(beside)))
+    return found
+
+
 def publish(root: Path, name: str, run_dir: Path) -> Path:
-    """Copy a finished run's submission to submissions/<name>/<run-id>.csv (never over a file),
-    and in a Kaggle notebook to submission.csv, the file Kaggle scores."""
-    dest = root / "submissions" / name / f"{run_dir.name}.csv"
-    submission = write_new((run_dir / "submission.csv").read_text(), dest)
+    """A finished run's submission published under the run's id (`publish_text`)."""
+    return publish_text(root, name, run_dir.name, (run_dir / "submission.csv").read_text())
+
+
+def publish_text(root: Path, name: str, stem: str, text: str) -> Path:
+    """A submission written to submissions/<name>/<stem>.csv (never over a file), and in a
+    Kaggle notebook copied to submission.csv, the file Kaggle scores."""
+    submission = write_new(text, root / "submissions" / name / f"{stem}.csv")
     if in_kaggle_notebook():
         shutil.copyfile(submission, root / "submission.csv")
     return submission

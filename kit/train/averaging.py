@@ -7,13 +7,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.learner import Learner
+from fastai.torch_core import get_model
 
 from kit.data.layouts import Data
 from kit.evaluate.metrics import best
 from kit.evaluate.predictions import Predictions, averaged, scores
+from kit.files import replacing
 from kit.recipe import Recipe
 from kit.train import distributed
 from kit.train.predict import predictions
+
+SWA = "swa.pth"
 
 
 def snapshot_paths(folder: Path) -> list[Path]:
@@ -43,8 +47,8 @@ def best_average(
     learn: Learner, data: Data, r: Recipe, folder: Path, valid_idx: np.ndarray
 ) -> tuple[Predictions, Predictions, dict]:
     """Predictions of the last snapshot, of all snapshots averaged (snapshot ensembling) and of
-    their averaged weights (SWA, batch-norm statistics recomputed); the one that scores best on
-    validation is kept, and all three scores are reported."""
+    their averaged weights (SWA, batch-norm statistics recomputed, saved as swa.pth when chosen);
+    the one that scores best on validation is kept, and all three scores are reported."""
     y, ids = data.y[valid_idx].numpy(), [data.names[i] for i in valid_idx]
     states = [torch.load(path, map_location="cpu") for path in snapshot_paths(folder)]
     snaps = []
@@ -63,5 +67,8 @@ def best_average(
         views = scores(r.metric, y, valid)
         scored[name] = views[best(r.metric, views)]  # with TTA or without, whichever is better
     chosen = best(r.metric, scored)  # ties go to the first: last, then snapshots
+    if chosen == "swa":  # the averaged weights with their recomputed statistics, for kit predict
+        with replacing(folder / SWA) as tmp:
+            torch.save(get_model(learn.model).state_dict(), tmp)
     print("  ".join(f"{k} {v:.4f}" for k, v in scored.items()) + f": keeping {chosen}")
     return *candidates[chosen], {**scored, "chosen": chosen}

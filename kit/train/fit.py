@@ -23,7 +23,8 @@ from kit.train.sgdr import fine_tune_sgdr
 @dataclass
 class Trained:
     """One model's predictions, and what its training recorded (unit.json): the learning rates,
-    one row per epoch, the process that trained it, and the snapshot/SWA choice."""
+    one row per epoch, the process that trained it, the snapshot/SWA choice, and what `kit
+    predict` needs to feed it (the normalisation and the number of channels)."""
 
     valid: Predictions
     test: Predictions
@@ -55,7 +56,8 @@ def train_model(
     rates, history = fine_tune_sgdr(learn, r, folder, show, saved, clock)
     if clock:  # the schedule the time limit kept (TTA included) holds from here on
         r = with_plan(r, clock.plan)
-    record = {"rates": rates, "history": history, "process": distributed.rank()}
+    record = {"rates": rates, "history": history, "process": distributed.rank(),
+              "stats": learn.dls.valid.stats, "channels": data.x.shape[1]}  # fmt: skip
     if r.snapshots:
         valid, test, record["averaging"] = best_average(learn, data, r, folder, valid_idx)
     else:

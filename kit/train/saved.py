@@ -1,0 +1,121 @@
+"""A finished run's models read back to predict with, and their predictions on a stream of
+batches: what `kit predict` runs instead of training. Each model is fed as it was at training
+time (its normalisation, channels, precision, TTA views), so its probabilities equal the ones
+the run wrote for the same images."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from kit.data.loader import model_input, scaled_stats
+from kit.errors import KitError
+from kit.files import read_json
+from kit.recipe import Recipe, saved_recipe
+from kit.train.averaging import SWA, snapshot_paths
+from kit.train.learner import resolve_precision
+from kit.train.models import create_model
+
+
+@dataclass
+class Model:
+    """One trained network in eval mode, and the normalisation its inputs take."""
+
+    net: nn.Module
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def model_dirs(run_dir: Path, r: Recipe) -> list[Path]:
+    """The folder of each model a run trained: fold0/, fold1/... or the run folder itself."""
+    return [run_dir / f"fold{k}" for k in range(r.folds)] if r.folds else [run_dir]
+
+
+def kept_weights(folder: Path) -> list[Path]:
+    """The weights files a model folder's predictions came from: its best epoch (model.pth), or
+    with --snapshots the last snapshot, every snapshot (their predictions averaged), or their
+    averaged weights (swa.pth), as the run chose."""
+    record = read_json(folder / "unit.json", {})
+    if "stats" not in record:
+        raise KitError(f"{folder} holds no finished model that kit predict can read (unit.json "
+                       "without its normalisation: a run from before kit predict, or unfinished); "
+                       "train the run again")  # fmt: skip
+    chosen = record.get("averaging", {}).get("chosen")
+    snaps = snapshot_paths(folder)
+    files = {"last": snaps[-1:], "snapshots": snaps, "swa": [folder / SWA]}.get(
+        chosen, [folder / "model.pth"]
+    )
+    missing = [f for f in files if not f.is_file()] or ([] if files else [folder / "model.pth"])
+    if missing:
+        raise KitError(f"{missing[0]} is missing; copy the whole run folder")
+    return files
+
+
+def prediction_files(run_dir: Path) -> list[Path]:
+    """What `kit predict` reads of a finished run, and nothing else: its recipe and metrics, the
+    out-of-fold and test predictions an ensemble refits its blend on, and each model's record
+    and kept weights (an ensemble run: its recipe and metrics; its members hold the models)."""
+    made = read_json(run_dir / "recipe.json")
+    files = [run_dir / f for f in ("recipe.json", "metrics.json", "oof.csv", "test_preds.csv")]
+    if "members" in made:  # an ensemble run: its members hold the models
+        return files[:2]
+    for folder in model_dirs(run_dir, saved_recipe(made)):
+        files += [folder / "unit.json", *kept_weights(folder)]
+    return [f for f in files if f.is_file()]
+
+
+def load_model(path: Path, r: Recipe, n_classes: int, device: torch.device) -> Model:
+    """The network `path` holds, built as training built it but without pretrained weights."""
+    record = read_json(path.parent / "unit.json")
+    net = create_model(r.arch, n_classes, record["channels"], size=r.size)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except Exception as e:  # a truncated or foreign file: pickle, zip and key errors alike
+        raise KitError(
+            f"{path} cannot be read as a {r.arch} model ({type(e).__name__}); it is "
+            "damaged or from another run: copy the run folder again"
+        ) from None
+    net = net.to(device).eval()
+    if r.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    mean, std = scaled_stats(record["stats"])
+    return Model(net, mean.to(device), std.to(device))
+
+
+def load_models(run_dir: Path, r: Recipe, n_classes: int, device) -> list[list[Model]]:
+    """Every model of a run, grouped by fold: each group's predictions are averaged (snapshots),
+    then the groups' (folds)."""
+    groups = [kept_weights(folder) for folder in model_dirs(run_dir, r)]  # all checked first
+    return [[load_model(p, r, n_classes, device) for p in files] for files in groups]
+
+
+def probabilities(
+    groups: list[list[Model]], batches: Iterable, views, r: Recipe, device: torch.device
+) -> np.ndarray:
+    """Class probabilities for every image of `batches` (uint8), each model's averaged over the
+    `views` (None: the image as it is), then over each group's models, then over the groups."""
+    precision = resolve_precision(r.precision, device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    out = []
+    with torch.inference_mode():
+        for xb in batches:
+            xb = xb.to(device, non_blocking=True)
+            per_group = []
+            for models in groups:
+                per_model = []
+                for m in models:
+                    per_view = []
+                    for view in views:
+                        fixed = (lambda x, gen, v=view: v(x)) if view is not None else None
+                        x = model_input(xb, m.mean, m.std, fixed, None, r.channels_last)
+                        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                            logits = m.net(x)
+                        per_view.append(torch.softmax(logits.float(), -1))
+                    per_model.append(torch.stack(per_view).mean(0))
+                per_group.append(torch.stack(per_model).mean(0))
+            out.append(torch.stack(per_group).mean(0).cpu())
+    return torch.cat(out).numpy()
