@@ -16,7 +16,7 @@ import numpy as np
 
 from kit.data.archives import unpack
 from kit.data.augment import tta_views
-from kit.data.stream import test_set
+from kit.data.stream import stream_test_set
 from kit.data.submission import checked_submission, read_sample, submission_shape
 from kit.ensemble import load_member, thresholded
 from kit.evaluate.blend import fit_blend
@@ -49,7 +49,7 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
     contract = load_competition(name).RECIPE if len(members) > 1 else first
     submission_shape(contract, sample, classes)  # a sample of another competition stops here
     dev = resolve_device(device)
-    tests = [test_set(folder, r, sample, m.name) for r, m in zip(recipes, members)]
+    tests = [stream_test_set(folder, r, sample, m.name) for r, m in zip(recipes, members)]
     models = [load_models(m, r, len(classes), dev) for r, m in zip(recipes, members)]
 
     print(f"predicting {len(tests[0].ids)} test images of {folder} with run {run_dir.name} "

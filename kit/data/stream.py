@@ -22,7 +22,7 @@ LOOK = 20  # test images whose colour is compared with the run's
 
 
 @dataclass
-class TestSet:
+class Stream:
     """The test ids in submission order, and a way to read their images in that order."""
 
     ids: list
@@ -93,7 +93,7 @@ def pixel_rows(path: Path, r: Recipe, ids_given: bool, bs: int) -> Iterator[torc
         yield pixels(chunk, path, r.size)
 
 
-def pixel_set(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> TestSet:
+def pixel_set(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> Stream:
     """The pixel layout's test CSV: ids from its id column, the sample, or counted from 1 (as
     kit/data/layouts.py reads them)."""
     path = folder / r.test_csv
@@ -106,14 +106,14 @@ def pixel_set(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> TestSet:
         ids = sample.iloc[:, 0].tolist() if same else list(range(1, n + 1))
     if not ids:
         raise KitError(f"{path.name} has no rows; there is nothing to predict")
-    return TestSet(ids, lambda bs: pixel_rows(path, r, given, bs))
+    return Stream(ids, lambda bs: pixel_rows(path, r, given, bs))
 
 
-def test_set(folder: Path, r: Recipe, sample: pd.DataFrame | None, run: str) -> TestSet:
+def stream_test_set(folder: Path, r: Recipe, sample: pd.DataFrame | None, run: str) -> Stream:
     """`folder`'s test set as the recipe's layout reads it: only the test images (or test CSV)
     and the sample are read, and the images' colour is checked against the run's."""
     if r.layout == "pixels":
         return pixel_set(folder, r, sample)
     ids, files = held_out_items(folder, r, sample)
     check_colour(files, r.channels, run)
-    return TestSet(ids, lambda bs: file_batches(files, r, bs))
+    return Stream(ids, lambda bs: file_batches(files, r, bs))

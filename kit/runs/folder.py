@@ -83,7 +83,7 @@ def finished_run(runs: Path, name: str, run: str) -> Path:
         raise KitError(f"no finished run {run!r} in {runs}; `kit runs {name}` lists them")
     made = read_json(path / "recipe.json").get("name")
     if made != name:
-        raise KitError(f"run {run} is a {made} run, not {name}")
+        raise KitError(f"run {run} was trained for {made}, not {name}")
     return path
 
 
