@@ -9,8 +9,11 @@ import layouts_data
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
+from sklearn.datasets import load_sample_images
 
 from kit.cli import main
+from kit.data.images import cache_dir, load_photos
 from kit.data.layouts import load as read_layout
 from kit.data.submission import check_submission, make_submission, read_sample, submission_shape
 from kit.recipe import load_competition
@@ -268,3 +271,26 @@ def test_a_corrupt_cache_entry_is_rebuilt(cactus, tmp_path, monkeypatch):
     after = read_layout(cactus, r)
     assert np.array_equal(before.x.numpy(), after.x.numpy())
     assert entry.stat().st_size > 200
+
+
+def test_photos_with_one_name_size_and_time_in_two_folders_keep_their_own_pixels(
+    tmp_path, monkeypatch, capsys
+):
+    """train/cat/1.bmp and train/dog/1.bmp, unzipped with one time: two photos, two entries."""
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path / "cache"))
+    china, flower = (img[100:132, 200:232] for img in load_sample_images().images)  # real photos
+    files = [tmp_path / "train" / label / "1.bmp" for label in ("cat", "dog")]
+    for path, pixels in zip(files, (china, flower)):
+        path.parent.mkdir(parents=True)
+        Image.fromarray(pixels).save(path)  # BMP: the same byte size for the same image size
+        os.utime(path, ns=(1_700_000_000 * 10**9,) * 2)
+    assert files[0].stat().st_size == files[1].stat().st_size
+    cache = cache_dir(tmp_path, 32) / "train"
+    x, bad = load_photos(files, cache, 32, "train")
+    assert not bad and not np.array_equal(china, flower)
+    got = x.permute(0, 2, 3, 1).numpy()
+    assert [np.array_equal(got[0], china), np.array_equal(got[1], flower)] == [True, True]
+    capsys.readouterr()
+    again, _ = load_photos(files, cache, 32, "train")  # resumable: read back, not resized again
+    assert np.array_equal(again.numpy(), x.numpy()) and "resized" not in capsys.readouterr().out
+    assert len(list(cache.glob("*.npy"))) == 2

@@ -68,9 +68,12 @@ def resize_one(job: tuple[Path, Path, int, int]) -> bool:
 
 
 def cached_name(photo: Path) -> str:
-    """The cache entry's name: a photo replaced by another (new size or time) gets a new one."""
+    """The cache entry's name: the photo's full path, hashed, so that photos of one name in two
+    folders (train/cat/1.jpg, train/dog/1.jpg) never share an entry; its size and time, so that
+    a photo replaced by another gets a new one. The same file keeps its entry: resumable."""
     stat = photo.stat()
-    return f"{photo.name}.{stat.st_size}-{stat.st_mtime_ns}.npy"
+    where = hashlib.sha1(str(photo.resolve()).encode()).hexdigest()[:10]
+    return f"{photo.name}.{where}.{stat.st_size}-{stat.st_mtime_ns}.npy"
 
 
 def resize_all(entries: dict[Path, Path], size: int, what: str, channels: int) -> set[Path]:
