@@ -2,10 +2,17 @@
 
 import numpy as np
 import pytest
+import torch
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from sklearn.datasets import load_digits
 
 from kit import recipe
 from kit.errors import KitError
-from kit.train.finder import NUM_IT, RULES, choose, curve, describe, resolve, stage_rule
+from kit.train import finder
+from kit.train.finder import NUM_IT, RULES, choose, curve, describe, find_lr, resolve, stage_rule
 
 
 def finder_curve(bottom: float, noise: float = 0.0, seed: int = 0):
@@ -81,3 +88,63 @@ def test_auto_is_halfway_from_scratch_and_minimum_for_pretrained_weights():
     assert resolve("auto", pretrained=False) == "halfway"
     assert resolve("auto", pretrained=True) == "minimum"
     assert resolve("valley", pretrained=True) == "valley"
+
+
+def flat_and_rising_curves():
+    """Finder curves whose loss never falls: flat (noise alone), and rising from the start."""
+    lrs = np.geomspace(1e-7, 10, NUM_IT)
+    noise = 1e-3 * np.random.default_rng(0).standard_normal(NUM_IT)
+    flat, rising = 2.3 + noise, 2.3 + 0.1 * np.log10(lrs / 1e-7) + noise
+    return {"flat": (lrs.tolist(), flat.tolist()), "rising": (lrs.tolist(), rising.tolist())}
+
+
+@pytest.mark.parametrize("shape", ["flat", "rising"])
+def test_halfway_falls_back_to_a_safe_rate_where_the_loss_never_falls(shape):
+    lrs, losses = flat_and_rising_curves()[shape]
+    rate, (x, y) = choose(lrs, losses, "halfway")
+    assert rate > 100 * lrs[NUM_IT // 10]  # not the curve's first rate, which trains nothing
+    assert rate == x == finder.SAFE_LR and min(losses) <= y <= max(losses)
+    assert finder.fallback(lrs, losses, "halfway") == "the finder's loss did not fall"
+
+
+def test_halfway_on_a_falling_curve_is_the_first_rate_below_half_of_the_fall():
+    lrs, losses = finder_curve(bottom=2e-2, noise=0.03, seed=1)
+    x, y = curve(lrs, losses)
+    start, low = float(y[:5].mean()), float(y.min())
+    first = next(i for i, v in enumerate(y) if v <= (start + low) / 2)
+    assert choose(lrs, losses, "halfway")[0] == float(x[first])
+    assert finder.fallback(lrs, losses, "halfway") is None
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_every_rule_falls_back_to_the_safe_rate_where_the_loss_is_nan_at_once(rule):
+    lrs = np.geomspace(1e-7, 10, NUM_IT).tolist()
+    losses = [2.3] * (NUM_IT // 10) + [float("nan")] * (NUM_IT - NUM_IT // 10)
+    assert choose(lrs, losses, rule)[0] == finder.SAFE_LR
+    assert finder.fallback(lrs, losses, rule) == "the finder's loss was NaN at once"
+
+
+class Untrainable(torch.nn.Module):
+    """Uniform logits whatever its weight: the loss is log(10) at every rate."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.zeros(len(x), 10) + 0 * self.weight
+
+
+def test_find_lr_says_so_when_the_loss_never_falls(tmp_path, capsys):
+    digits = load_digits()
+    items = list(zip(torch.tensor(digits.data).float(), torch.tensor(digits.target)))
+    dls = DataLoaders(DataLoader(items[:320], bs=32, shuffle=True), DataLoader(items[320:], bs=32))
+    learn = Learner(dls, Untrainable(), loss_func=CrossEntropyLossFlat(), path=tmp_path)
+    rate = find_lr(learn, tmp_path / "lr_find.png", "halfway")
+    assert rate > 1e-4  # a rate that trains, not the curve's first
+    printed = capsys.readouterr().out
+    assert (
+        f"the finder's loss did not fall: the halfway rule cannot read it; learning rate "
+        f"{finder.SAFE_LR:.0e} instead" in printed
+    )
+    assert rate == finder.SAFE_LR and (tmp_path / "lr_find.png").is_file()

@@ -14,15 +14,37 @@ from kit.files import save_figure
 from kit.train import distributed
 
 NUM_IT = 100  # fastai's lr_find: 100 steps from 1e-7 to 10
+START = 5  # the curve's first points: their mean loss is where it starts
+# A curve that does not fall cannot be read (halfway, on a flat or rising one, reads its first
+# rate, 6e-7, which trains nothing; minimum a tenth of that). Then 1e-3: fastai's and Adam's
+# default rate, a rate from-scratch networks train at; the rates that scored best from scratch
+# in benchmarks/lr.py were higher still (valley's 1.3e-4 to 4.8e-4 were 5-10x too low).
+SAFE_LR = 1e-3
+FLAT = 0.01  # a fall under 1% of the starting loss is noise: real curves fall by a tenth or more
+
+
+def crossing(losses: torch.Tensor) -> int:
+    """Where the smoothed loss has first come down half of the way from where it started (its
+    first points' mean) to its lowest."""
+    start, low = float(losses[:START].mean()), float(losses.min())
+    return int(torch.nonzero(losses <= max(start - (start - low) / 2, low))[0])
+
+
+def fell(losses: torch.Tensor) -> bool:
+    """Whether the curve falls: its lowest is clearly below its start, and half of that fall is
+    reached after the start's own points (a flat or rising curve crosses among them)."""
+    start, low = float(losses[:START].mean()), float(losses.min())
+    return start - low > FLAT * abs(start) and crossing(losses) >= START
 
 
 def halfway(lrs: torch.Tensor, losses: torch.Tensor, num_it: int = NUM_IT):
     """The lowest rate at which the smoothed loss has come down half of the way from where it
     started to its lowest: a level crossing on the falling part of the curve, which moves far
     less with the noise of a short run than a slope (steep), a stretch (valley) or where the
-    loss turns (minimum)."""
-    start, low = float(losses[:5].mean()), float(losses.min())
-    i = int(torch.nonzero(losses <= start - (start - low) / 2)[0])
+    loss turns (minimum). SAFE_LR where the loss never falls."""
+    if not fell(losses):
+        return SAFE_LR, (SAFE_LR, float(losses[0]))
+    i = crossing(losses)
     return float(lrs[i]), (float(lrs[i]), float(losses[i]))
 
 
@@ -47,12 +69,23 @@ def curve(lrs, losses) -> tuple[torch.Tensor, torch.Tensor]:
     return lrs.double(), losses.double()
 
 
-def choose(lrs, losses, rule: str) -> tuple[float, tuple[float, float]]:
-    """`rule`'s rate from the finder's recorded (lrs, smoothed losses), and the point on the
-    curve to mark: (rate, (rate, loss))."""
+def fallback(lrs, losses, rule: str) -> str | None:
+    """Why `rule` cannot read the finder's curve and SAFE_LR is used instead; None when it can."""
     x, y = curve(lrs, losses)
-    rate, _ = RULES[rule](x, y, NUM_IT)
-    rate = float(rate)
+    if len(x) < 2:
+        return "the finder's loss was NaN at once"
+    if rule == "halfway" and not fell(y):
+        return "the finder's loss did not fall"
+    return None
+
+
+def choose(lrs, losses, rule: str) -> tuple[float, tuple[float, float]]:
+    """`rule`'s rate from the finder's recorded (lrs, smoothed losses), SAFE_LR where there is
+    no curve to read, and the point on the curve to mark: (rate, (rate, loss))."""
+    x, y = curve(lrs, losses)
+    rate = float(RULES[rule](x, y, NUM_IT)[0]) if len(x) >= 2 else SAFE_LR
+    if not len(x):
+        return rate, (rate, float("nan"))  # nothing to mark it on
     return rate, (rate, float(np.interp(np.log(rate), x.log().numpy(), y.numpy())))
 
 
@@ -89,6 +122,8 @@ def find_lr(learn: Learner, png: Path, rule: str, show: bool = False) -> float:
         learn.lr_find(suggest_funcs=None, show_plot=False, stop_div=False)
         lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
     rate, point = choose(lrs, losses, rule)
+    if distributed.is_main() and (why := fallback(lrs, losses, rule)):
+        print(f"{why}: the {rule} rule cannot read it; learning rate {rate:.0e} instead")
     if distributed.is_main():
         print(f"learning rate {rate:.2e} from the finder ({describe(0, rule)}); plot: {png}")
     learn.recorder.plot_lr_find(suggestions=[point], nms=[f"{rule}: {rate:.2e}"])
