@@ -12,7 +12,8 @@ from competitions import mnist
 from kit.cli import main
 from kit.data.folds import assign_folds, fold_ids
 from kit.errors import KitError
-from kit.evaluate.blend import cross_validated, greedy_weights, log_loss, tune_threshold
+from kit.evaluate.blend import cross_validated, greedy_weights, tune_threshold
+from kit.evaluate.metrics import logloss
 from kit.recipe import override
 
 FOLDS = dict(folds=2, cycles=3, cycle_mult=1, seed=3, bs=32)  # 2 x 3 epochs: ~25 s a run
@@ -126,8 +127,23 @@ def test_greedy_weights_never_lose_to_the_best_member():
     members = [good, rng.dirichlet([1, 1, 1], 300), (good + rng.dirichlet([1, 1, 1], 300)) / 2]
     w = greedy_weights(members, y)
     blend = np.tensordot(w, np.stack(members), axes=1)
-    assert log_loss(y, blend) <= min(log_loss(y, p) for p in members) + 1e-12
+    assert logloss(y, blend) <= min(logloss(y, p) for p in members) + 1e-12
     assert w[1] < w[0]
+
+
+def test_greedy_weights_rank_members_by_kaggles_log_loss():
+    """A confident miss (p=1e-10 on the true class) costs log(1e10) on Kaggle, not the log(1e7)
+    a 1e-7 clip charges: the member with it must lose to one that Kaggle scores better."""
+    y = np.zeros(10, int)
+    confident = np.array([[1 - 1e-12, 1e-12]] * 9 + [[1e-10, 1 - 1e-10]])
+    hedging = np.array([[np.exp(-2), 1 - np.exp(-2)]] * 10)  # log loss 2 on every item
+
+    def clipped(p):  # the 1e-7 clip the blends once used
+        return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1)).mean())
+
+    assert logloss(y, confident) == pytest.approx(np.log(1e10) / 10) and logloss(y, hedging) < 2.01
+    assert clipped(confident) < clipped(hedging)  # the clip would rank them the other way round
+    assert greedy_weights([confident, hedging], y, steps=1).tolist() == [0, 1]
 
 
 def test_threshold_tuning_finds_the_best_cut():

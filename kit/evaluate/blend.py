@@ -4,21 +4,19 @@ chosen greedily, or a logistic regression on them; and a binary task's decision 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from kit.evaluate.metrics import logloss
+
 METHODS = ("mean", "weighted", "stack")
-
-
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1)).mean())
 
 
 def greedy_weights(oofs: list, y: np.ndarray, steps: int = 50) -> np.ndarray:
     """Ensemble selection with replacement (Caruana et al., 2004): repeatedly add the member
-    that most lowers the blend's log loss, and keep the best blend seen; the weights are how
-    often each member was picked for it."""
+    that most lowers the blend's log loss (Kaggle's, as the metric scores it), and keep the best
+    blend seen; the weights are how often each member was picked for it."""
     counts, total = np.zeros(len(oofs)), np.zeros_like(oofs[0])
     best, best_loss = None, np.inf
     for step in range(1, steps + 1):
-        losses = [log_loss(y, (total + p) / step) for p in oofs]
+        losses = [logloss(y, (total + p) / step) for p in oofs]
         pick = int(np.argmin(losses))
         counts[pick] += 1
         total += oofs[pick]
