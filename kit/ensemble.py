@@ -1,8 +1,8 @@
 """`kit ensemble`: stacked generalization over k-fold runs that share their folds.
 
-Every blend is scored honestly: whatever it fits (weights, a meta-model) is fitted on the other
-folds' out-of-fold predictions and scored on the held-out fold; the blend used for the test
-set is then fitted on all of them.
+Every blend is scored honestly: whatever it fits (weights, a meta-model, a binary task's
+threshold) is fitted on the other folds' out-of-fold predictions and scored on the held-out
+fold; what is used for the test set is then fitted on all of them.
 """
 
 import shutil
@@ -13,7 +13,13 @@ import pandas as pd
 
 from kit.data.submission import checked_submission, read_sample
 from kit.errors import KitError
-from kit.evaluate.blend import METHODS, cross_validated, fit_blend, tune_threshold
+from kit.evaluate.blend import (
+    METHODS,
+    cross_validated,
+    cross_validated_accuracy,
+    fit_blend,
+    tune_threshold,
+)
 from kit.evaluate.metrics import ON_PROBABILITIES, score
 from kit.evaluate.predictions import Predictions, table
 from kit.files import read_json, write_json, write_new
@@ -98,10 +104,12 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
           f"{' (cross-validated on the same folds)' if method != 'mean' else ''}")  # fmt: skip
     threshold = 0.5
     if tune:
-        threshold, acc = tune_threshold(y, blend_oof[:, 1])
+        threshold, _ = tune_threshold(y, blend_oof[:, 1])  # on every fold: the test set's
+        acc = cross_validated_accuracy(y, blend_oof[:, 1], fold)
         at_half = float(((blend_oof[:, 1] >= 0.5) == y).mean())
         result |= {"threshold": threshold, "accuracy_at_threshold": acc, "accuracy_at_0.5": at_half}
-        print(f"threshold {threshold:.3f}: out-of-fold accuracy {acc:.4f} (0.5: {at_half:.4f})")
+        print(f"threshold {threshold:.3f} (tuned on every fold): out-of-fold accuracy {acc:.4f}, "
+              f"each fold at the threshold tuned on the others (0.5: {at_half:.4f})")  # fmt: skip
         if m in ON_PROBABILITIES:
             print(f"  {m} does not depend on a threshold: the submission keeps probabilities")
 

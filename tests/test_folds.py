@@ -14,6 +14,7 @@ from kit.data.folds import assign_folds, fold_ids
 from kit.errors import KitError
 from kit.evaluate.blend import cross_validated, greedy_weights, tune_threshold
 from kit.evaluate.metrics import logloss
+from kit.evaluate.predictions import Predictions, table
 from kit.recipe import override
 
 FOLDS = dict(folds=2, cycles=3, cycle_mult=1, seed=3, bs=32)  # 2 x 3 epochs: ~25 s a run
@@ -152,6 +153,47 @@ def test_threshold_tuning_finds_the_best_cut():
     t, acc = tune_threshold(y, p1)
     assert acc == 1.0 and 0.3 < t <= 0.35
     assert ((p1 >= 0.5) == y).mean() < acc
+
+
+def binary_member(runs, run_id, photos, items, fold, y, seed):
+    """A finished 5-fold run on the Invasive Species sample that knows nothing: its out-of-fold
+    and test probabilities are random, written as `kit run` writes them."""
+    rng = np.random.default_rng(seed)
+    run, ids = runs / run_id, pd.read_csv(photos / "sample_submission.csv")["name"].tolist()
+    run.mkdir(parents=True)
+    (run / "recipe.json").write_text(json.dumps({"name": "invasive", "metric": "auc"}))
+    metrics = {"submitted": "plain", "classes": [0, 1], "data": str(photos)}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    pd.DataFrame({"item": items, "fold": fold}).to_csv(run / "folds.csv", index=False)
+    oof = Predictions(items, rng.dirichlet([1, 1], len(items)))
+    table(oof, "item", [0, 1], y, {"fold": fold}).to_csv(run / "oof.csv", index=False)
+    table(Predictions(ids, rng.dirichlet([1, 1], len(ids))), "id", [0, 1]).to_csv(
+        run / "test_preds.csv", index=False
+    )
+
+
+def test_a_tuned_threshold_is_scored_on_folds_it_was_not_tuned_on(photos, tmp_path, capsys):
+    """Random labels, random probabilities: tuned and scored on the same predictions, a
+    threshold looks better than chance; each fold cut at the other folds' threshold does not."""
+    y, fold = np.random.default_rng(0).integers(0, 2, 200), np.arange(200) % 5
+    items = [f"{i}.jpg" for i in range(200)]
+    runs = tmp_path / "runs" / "invasive"
+    for run_id, seed in (("20240101-000000-a", 1), ("20240101-000001-b", 2)):
+        binary_member(runs, run_id, photos, items, fold, y, seed)
+    argv = ["ensemble", "invasive", "20240101-000000-a", "20240101-000001-b", "--tune-threshold"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    blend = next(runs.glob("*-ensemble-mean"))
+    metrics = json.loads((blend / "metrics.json").read_text())
+    p1 = pd.read_csv(blend / "oof.csv")["p_1"].to_numpy()
+    right = np.zeros(len(y), bool)
+    for k in range(5):  # each fold at the threshold tuned on the other four
+        t, _ = tune_threshold(y[fold != k], p1[fold != k])
+        right[fold == k] = (p1[fold == k] >= t) == y[fold == k]
+    in_sample_threshold, in_sample = tune_threshold(y, p1)
+    assert metrics["accuracy_at_threshold"] == pytest.approx(right.mean())
+    assert metrics["accuracy_at_threshold"] < in_sample  # the in-sample number overstates it
+    assert metrics["threshold"] == in_sample_threshold  # the test set's: tuned on every fold
+    assert f"out-of-fold accuracy {right.mean():.4f}" in capsys.readouterr().out
 
 
 def test_ensemble_refuses_bad_runs_in_one_line(fold_runs, out, tmp_path, capsys):
