@@ -79,9 +79,18 @@ def tiny_competition(sample: Path, dest: Path, train: int = 200, test: int = 40)
         pd.read_csv(sample / name).head(test).to_csv(dest / name, index=False)
 
 
-@pytest.mark.skipif(not (REPO / "pyproject.toml").exists(), reason="needs a source checkout")
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> Path:
+    """The kit's own wheel, built by the code `--push` uses: the attached wheels dataset."""
+    if not (REPO / "pyproject.toml").exists():
+        pytest.skip("needs a source checkout")
+    folder = tmp_path_factory.mktemp("wheels") / "kit-wheels"
+    build_wheels(folder, "someone/kit-wheels", extra=())
+    return folder
+
+
 def test_the_generated_notebook_installs_the_wheels_offline_and_runs_the_recipe(
-    tmp_path, mnist_sample
+    tmp_path, mnist_sample, wheels
 ):
     """`kit kernel`'s notebook as written, but for its OPTIONS cell, with the kit's own wheel
     (built by the code `--push` uses) in a stand-in for the attached dataset, training in two
@@ -89,7 +98,7 @@ def test_the_generated_notebook_installs_the_wheels_offline_and_runs_the_recipe(
     installs into a folder of its own, which the processes find through PYTHONPATH."""
     root = kaggle_root(tmp_path)
     tiny_competition(mnist_sample, root / "input" / "digit-recognizer")
-    build_wheels(root / "input" / "kit-wheels", "someone/kit-wheels", extra=())
+    shutil.copytree(wheels, root / "input" / "kit-wheels")
     folder = kernel("mnist", tmp_path / "k", user="someone")
     nb = nbformat.read(folder / "kit-mnist.ipynb", as_version=4)
     options = next(c for c in nb.cells if c.get("id") == "options")
@@ -108,3 +117,30 @@ def test_the_generated_notebook_installs_the_wheels_offline_and_runs_the_recipe(
     assert "epoch 0  train_loss" in text(nb) and "\r" not in text(nb)  # streamed into the cell
     assert len(images(nb)) == len(list(run_dir.glob("*.png")))  # and the plots shown after
     shutil.rmtree(site, ignore_errors=True)
+
+
+def test_the_inference_notebook_predicts_offline_with_no_training_image(
+    tmp_path, mnist_sample, wheels
+):
+    """`kit kernel --predict`: a run trained elsewhere, shipped as the model dataset; the
+    competition folder holds only test.csv and the sample, as a code competition's re-run does."""
+    trained = tmp_path / "trained"
+    tiny_competition(mnist_sample, trained / "digit-recognizer")
+    run = Path(kit.run("mnist", data=trained / "digit-recognizer", out=trained, **TINY)["run_dir"])
+    root = kaggle_root(tmp_path)
+    hidden = root / "input" / "digit-recognizer"
+    hidden.mkdir()
+    for name in ("test.csv", "sample_submission.csv"):
+        shutil.copyfile(trained / "digit-recognizer" / name, hidden / name)
+    shutil.copytree(wheels, root / "input" / "kit-wheels")
+    folder = kernel("mnist", tmp_path / "k", user="someone", predict=run.name, out=trained)
+    shutil.copytree(folder / "model", root / "input" / "kit-mnist-model")
+    nb = nbformat.read(folder / "kit-mnist-predict.ipynb", as_version=4)
+    execute(nb, root, None)
+
+    line = next(s for s in text(nb).splitlines() if s.startswith("kit 0.1.0 from "))
+    assert not Path(line.removeprefix("kit 0.1.0 from ")).is_relative_to(REPO)  # the wheel's kit
+    assert "s per 1,000 images" in text(nb)
+    written = pd.read_csv(root / "working" / "submission.csv")
+    assert written.equals(pd.read_csv(run / "submission.csv"))
+    assert not (root / "working" / "runs").exists()  # nothing trained
