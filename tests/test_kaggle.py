@@ -349,6 +349,33 @@ def test_kernel_push_uploads_the_wheels_dataset_then_versions_it(signed_in, tmp_
     assert signed_in.calls("CreateDatasetVersion")[0]["datasetSlug"] == "kit-wheels"
 
 
+def test_kernel_predict_pushes_the_model_dataset_and_the_inference_notebook(
+    signed_in, trained, tmp_path, capsys
+):
+    """The run's files go up as folders zipped by the client (Kaggle unpacks them), beside the
+    wheels; the kernel reads both datasets and the competition, with the internet off."""
+    out, result = trained
+    run = Path(result["run_dir"])
+    folder = kernel("mnist", tmp_path / "k", push=True, extra=(), predict=run.name, out=out)
+    created = signed_in.calls("CreateDataset")
+    assert [c["slug"] for c in created] == ["kit-wheels", "kit-mnist-model"]
+    names = dict(signed_in.pending_uploads)
+    model_zip = next(t for t, n in names.items() if n == f"{run.name}.zip")
+    with zipfile.ZipFile(io.BytesIO(signed_in.blobs[model_zip])) as z:
+        shipped = sorted(z.namelist())
+    assert shipped == ["metrics.json", "model.pth", "recipe.json", "unit.json"]
+    model = (folder / "model" / run.name / "model.pth").read_bytes()
+    assert model == (run / "model.pth").read_bytes()
+    pushed = signed_in.calls("SaveKernel")[0]
+    assert pushed["slug"] == f"{USER}/kit-mnist-predict" and pushed["enableInternet"] is False
+    assert pushed["datasetDataSources"] == [f"{USER}/kit-wheels", f"{USER}/kit-mnist-model"]
+    assert pushed["competitionDataSources"] == [SLUG]
+    assert 'kit.predict("mnist"' in json.loads(pushed["text"])["cells"][-1]["source"]
+    code, _, err = kit_main(capsys, "kernel", "mnist", tmp_path / "k2", "--predict", "nope",
+                            "--out", out, "--user", "someone")  # fmt: skip
+    assert code == 1 and "no finished run 'nope'" in err and not (tmp_path / "k2").exists()
+
+
 # --- processes ------------------------------------------------------------------------------
 
 

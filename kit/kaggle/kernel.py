@@ -198,8 +198,9 @@ def kernel(
 def model_dataset(run_dir: Path, name: str, dest: Path, ref: str) -> None:
     """The files `kit predict` reads of a run (and of an ensemble's members, beside it), in a
     folder per run, with the dataset's metadata."""
-    for run in dict.fromkeys([run_dir, *member_runs(run_dir, name)]):
-        for f in prediction_files(run):
+    members = [m for m in member_runs(run_dir, name) if m != run_dir]
+    for run in [run_dir, *members]:
+        for f in prediction_files(run, member=run in members):
             copy = dest / run.name / f.relative_to(run)
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, copy)

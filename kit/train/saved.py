@@ -54,17 +54,20 @@ def kept_weights(folder: Path) -> list[Path]:
     return files
 
 
-def prediction_files(run_dir: Path) -> list[Path]:
-    """What `kit predict` reads of a finished run, and nothing else: its recipe and metrics, the
-    out-of-fold and test predictions an ensemble refits its blend on, and each model's record
-    and kept weights (an ensemble run: its recipe and metrics; its members hold the models)."""
+def prediction_files(run_dir: Path, member: bool = False) -> list[Path]:
+    """What `kit predict` reads of a finished run, and nothing else: its recipe and metrics,
+    each model's record and kept weights, and for an ensemble's `member` the out-of-fold (and
+    test) predictions its blend is fitted on again. An ensemble run itself: its recipe and
+    metrics (its members hold the models)."""
     made = read_json(run_dir / "recipe.json")
-    files = [run_dir / f for f in ("recipe.json", "metrics.json", "oof.csv", "test_preds.csv")]
-    if "members" in made:  # an ensemble run: its members hold the models
-        return files[:2]
+    files = [run_dir / "recipe.json", run_dir / "metrics.json"]
+    if "members" in made:
+        return files
+    if member:
+        files += [run_dir / "oof.csv", run_dir / "test_preds.csv"]
     for folder in model_dirs(run_dir, saved_recipe(made)):
         files += [folder / "unit.json", *kept_weights(folder)]
-    return [f for f in files if f.is_file()]
+    return files
 
 
 def load_model(path: Path, r: Recipe, n_classes: int, device: torch.device) -> Model:
