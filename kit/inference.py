@@ -59,7 +59,7 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
     for r, m, test, groups in zip(recipes, members, tests, models):
         tta = read_json(m / "metrics.json")["submitted"] == "tta"
         views = tta_views(r) if tta else [None]
-        probs.append(probabilities(groups, test.batches(r.bs), views, r, dev))
+        probs.append(probabilities(groups, test.batches(r.bs, dev), views, r, dev))
     seconds = time.perf_counter() - start
     n = len(tests[0].ids)
     print(f"{n} images in {seconds:.1f} s: {1000 * seconds / n:.1f} s per 1,000 images")

@@ -88,10 +88,11 @@ def test_saved_models_give_the_runs_test_probabilities_with_and_without_tta(runs
     metrics = read_json(run / "metrics.json")
     folder = Path(metrics["data"])
     test = stream_test_set(folder, r, read_sample(folder), run.name)
-    groups = load_models(run, r, len(metrics["classes"]), torch.device("cpu"))
+    cpu = torch.device("cpu")
+    groups = load_models(run, r, len(metrics["classes"]), cpu)
     written = pd.read_csv(run / "test_preds.csv")
     for views, kind in (([None], ""), (tta_views(r), "_tta")):
-        probs = probabilities(groups, test.batches(r.bs), views, r, torch.device("cpu"))
+        probs = probabilities(groups, test.batches(r.bs, cpu), views, r, cpu)
         expected = written[[f"p_{c}{kind}" for c in metrics["classes"]]].to_numpy()
         assert np.allclose(probs, expected, atol=1e-5), kind
     if which == "folds":
