@@ -28,6 +28,7 @@ bench: install  ## the speed and accuracy tables in the README
 	$(BIN)/python benchmarks/invasive.py
 	$(BIN)/python benchmarks/ensemble.py
 	$(BIN)/python benchmarks/layouts.py
+	$(BIN)/python benchmarks/predict.py
 
 bench-lr: install  ## the learning-rate rules across data sets and seeds (about 3 hours)
 	$(BIN)/python -m benchmarks.lr

@@ -93,8 +93,8 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="kit-bench-predict-"))
     print(f"working in {work}")
-    trained = kit.run("invasive", sample=True, out=work, head_cycles=1, cycles=0, lr=1e-3,
-                      tta=False)  # fmt: skip
+    trained = kit.run("invasive", sample=True, out=work, size=224, head_cycles=1, cycles=0,
+                      lr=1e-3, tta=False)  # fmt: skip
     run_dir = Path(trained["run_dir"])
     folder = work / "hidden"
     ids = photos(folder, args.images)

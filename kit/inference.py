@@ -46,7 +46,8 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
     if first.layout != "pixels" and not (folder / first.test_dir).is_dir():
         unpack(folder)  # Kaggle's archives, as `kit run` unpacks them
     sample = read_sample(folder)
-    contract = load_competition(name).RECIPE if len(members) > 1 else first
+    ensemble = "method" in metrics  # a `kit ensemble` run: its members hold the models
+    contract = load_competition(name).RECIPE if ensemble else first
     submission_shape(contract, sample, classes)  # a sample of another competition stops here
     dev = resolve_device(device)
     tests = [stream_test_set(folder, r, sample, m.name) for r, m in zip(recipes, members)]
@@ -64,7 +65,7 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
     n = len(tests[0].ids)
     print(f"{n} images in {seconds:.1f} s: {1000 * seconds / n:.1f} s per 1,000 images")
 
-    if len(members) > 1:
+    if ensemble:
         test_probs = blend(run_dir.parent, name, members, metrics, probs)
     else:
         test_probs = probs[0]
