@@ -55,8 +55,8 @@ def collate(items: list) -> tuple[torch.Tensor, Path | None]:
 
 def workers(device: torch.device) -> int:
     """DataLoader workers: on a GPU, decoding runs on spare cores beside the network; on the CPU
-    none, as every core already runs the network (2 cores: one worker made `kit predict` 1.3x
-    slower than decoding between batches, measured)."""
+    none, as every core already runs the network: images are decoded between batches, as a
+    bare loop does."""
     return max(1, min(8, (os.cpu_count() or 1) - 1)) if device.type == "cuda" else 0
 
 
