@@ -155,7 +155,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, out, tmp_path, capsys):
         capsys, "predict", "mnist", out / "runs" / "invasive" / photo, *where
     )
 
-    (damaged,) = kept_weights(out / "runs" / "mnist" / folds / "fold1")[-1:]
+    (damaged,) = kept_weights(out / "runs" / "mnist" / folds / "fold1")[-1:]  # a snapshot or SWA
     damaged.write_bytes(damaged.read_bytes()[:1000])
     assert "cannot be read as a digitnet model" in error(capsys, "predict", "mnist", folds, *where)
 
@@ -172,6 +172,14 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, out, tmp_path, capsys):
     sample.to_csv(other / "sample_submission.csv", index=False)
     assert "2 value columns" in error(capsys, "predict", "invasive", photo, "--data", other,
                                       *where)  # fmt: skip
+
+    model = out / "runs" / "invasive" / photo / "model.pth"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    assert "model.pth cannot be read as a tf_efficientnet_lite0 model" in error(
+        capsys, "predict", "invasive", photo, *where
+    )
+    model.unlink()
+    assert "model.pth is missing" in error(capsys, "predict", "invasive", photo, *where)
     assert submissions(out) == before
 
 
