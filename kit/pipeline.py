@@ -137,11 +137,12 @@ def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun=""
             root = output_root(options.get("out"))
             show = IN_NOTEBOOK if show is None else show
             return launch.launch(name, n, root, options, resume, torchrun, show)
-    if resume:
-        return resume_run(name, resume, show, **options)
-    job = prepare(name, **options)
-    run_id, partial = distributed.on_main(lambda: start_run(job, name))
-    return complete_run(job, name, run_id, partial, show)
+    with distributed.timeouts_in_one_line():  # in a process started by torchrun
+        if resume:
+            return resume_run(name, resume, show, **options)
+        job = prepare(name, **options)
+        run_id, partial = distributed.on_main(lambda: start_run(job, name))
+        return complete_run(job, name, run_id, partial, show)
 
 
 def start_run(job: Job, name: str) -> tuple[str, Path]:
@@ -234,7 +235,7 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
         if r.folds:
             print(f"fold {k + 1}/{r.folds}: {len(models[k][1])} held out")
         train(k)
-    distributed.barrier()
+    distributed.wait_for_all()  # the others' folds may take hours
     if not distributed.is_main():
         return {}
     trained = [train(k) for k in range(len(models))]  # read back, not trained again

@@ -1,10 +1,13 @@
 """Several processes on the CPU (gloo), started by torchrun as `--nproc 2 --device cpu` does:
-DDP, one fold per process, a process killed mid-epoch, and bad requests."""
+DDP, one fold per process, a process killed mid-epoch, and bad requests; decisions that one
+process alone would make differently (planted with a sitecustomize.py in that process), which
+rank 0 makes for all; and a stuck process, which ends the run in one line instead of a hang."""
 
 import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -15,15 +18,47 @@ import torch
 
 from kit.cli import main
 from kit.data.loader import TensorLoader
+from kit.errors import KitError
+from kit.train import distributed
 from kit.train.launch import failure, stream
 
 KIT = Path(sys.executable).with_name("kit")
 CPU2 = ["--nproc", "2", "--device", "cpu"]
 QUICK = ["--lr", "3e-3", "--no-tta"]  # a pinned rate: no finder's 100 steps
+HANG_S = 240  # a run here takes 20-40 s: one still going after this is stuck
 
 
 def kit(*argv, **kw):
     return subprocess.run([KIT, *map(str, argv)], capture_output=True, text=True, **kw)
+
+
+def guarded(*argv, env: dict) -> subprocess.CompletedProcess:
+    """`kit *argv`, failing the test if it is still running after HANG_S seconds (a hang);
+    then it is killed, with every process it started."""
+    proc = subprocess.Popen([KIT, *map(str, argv)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=HANG_S)
+    except subprocess.TimeoutExpired:
+        for p in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]:
+            p.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"still running after {HANG_S} s, stuck; its errors: {err[-2000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def planted(tmp_path: Path, **code) -> dict:
+    """The environment for a run in which the process of rank r first runs `code["rank<r>"]`
+    (from a sitecustomize.py on PYTHONPATH): one process made to see things differently."""
+    site = tmp_path / "site"
+    site.mkdir()
+    lines = ["import os"]
+    for key, source in code.items():
+        lines += [f"if os.environ.get('RANK') == '{key.removeprefix('rank')}':",
+                  textwrap.indent(textwrap.dedent(source).strip(), "    ")]  # fmt: skip
+    (site / "sitecustomize.py").write_text("\n".join(lines) + "\n")
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
 
 
 def worker(launcher: int, rank: int) -> psutil.Process:
@@ -70,6 +105,19 @@ def test_bad_nproc_is_one_line(monkeypatch, tmp_path, capsys, gpus, argv, messag
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and message in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value, minutes", [("", 30), ("0.1", 0.1), ("90", 90)])
+def test_kit_dist_timeout_sets_how_long_a_collective_waits(monkeypatch, value, minutes):
+    monkeypatch.setenv("KIT_DIST_TIMEOUT", value)
+    assert distributed.timeout().total_seconds() == pytest.approx(minutes * 60)
+
+
+@pytest.mark.parametrize("value", ["half an hour", "0", "-5"])
+def test_a_bad_kit_dist_timeout_is_one_line(monkeypatch, value):
+    monkeypatch.setenv("KIT_DIST_TIMEOUT", value)
+    with pytest.raises(KitError, match="KIT_DIST_TIMEOUT=.*give the minutes"):
+        distributed.timeout()
 
 
 def test_the_launcher_shows_the_output_once_and_keeps_torchrun_s_report_aside(capsys):
@@ -162,7 +210,6 @@ def test_sync_bn_turns_every_batch_norm_into_a_synchronised_one(monkeypatch):
     from fastai.data.core import DataLoaders
     from fastai.learner import Learner
 
-    from kit.train import distributed
     from kit.train.models import create_model
 
     monkeypatch.setattr(distributed, "ddp", lambda folds: True)
@@ -176,3 +223,29 @@ def test_sync_bn_turns_every_batch_norm_into_a_synchronised_one(monkeypatch):
     assert norms(learn.model) == {"BatchNorm2d"}
     distributed.attach(learn, sync_bn=True)
     assert norms(learn.model) == {"SyncBatchNorm"}
+
+
+def test_a_stuck_process_ends_the_run_in_one_line_and_a_slow_data_step_is_not_stuck(tmp_path):
+    """KIT_DIST_TIMEOUT of 6 s: rank 0 takes longer than that writing the data (the others wait
+    for it as long as it takes), then rank 1 never reaches training (rank 0 gives up on it)."""
+    code = {
+        "rank0": """
+            import time
+            import kit.pipeline as pipeline
+            write = pipeline.write_sample
+            pipeline.write_sample = lambda *a: time.sleep(8) or write(*a)
+        """,
+        "rank1": """
+            import time
+            import kit.train.fit as fit
+            fit.build_learner = lambda *a: time.sleep(600)
+        """,
+    }
+    env = {**planted(tmp_path, **code), "KIT_DIST_TIMEOUT": "0.1"}
+    start = time.monotonic()
+    done = guarded("run", "mnist", "--sample", *CPU2, *QUICK, "--cycles", "1", "--out",
+                   tmp_path / "o", env=env)  # fmt: skip
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("kit: error: process 0 of 2 waited 0.1 min for the others"), last
+    assert time.monotonic() - start < 120

@@ -5,7 +5,9 @@ device, with no DDP. The process of rank 0 writes the run folder; in a DDP run t
 in a scratch copy of it that is thrown away."""
 
 import contextlib
+import functools
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -19,9 +21,29 @@ from torch.nn.parallel import DistributedDataParallel
 
 from kit.errors import KitError
 
-# A process may wait at a barrier while another trains its folds: far longer than the default
-# 30 minutes. A process that dies is seen by torchrun, which stops the others at once.
-TIMEOUT = timedelta(hours=12)
+# How long a process waits at a collective (a DDP step, a broadcast of rank 0's decision, a
+# gather of predictions) for the others. Every process reaches those within seconds of each
+# other; PyTorch's own 30 minutes leave room for a first epoch of uneven folds, a slow disk, or
+# a busy machine, and a mismatch (a bug) ends the run in 30 minutes instead of hanging.
+TIMEOUT_MIN = 30.0
+# A process that waits for another's work alone (rank 0 unpacking archives and resizing photos,
+# the other processes training their folds) waits as long as that work takes. It cannot wait
+# there for ever: the process it waits for finishes, dies (torchrun then stops the others), or
+# is stuck at a collective, whose TIMEOUT_MIN ends the run.
+PATIENCE = timedelta(days=7)
+
+
+def timeout() -> timedelta:
+    """$KIT_DIST_TIMEOUT minutes, or TIMEOUT_MIN."""
+    value = os.environ.get("KIT_DIST_TIMEOUT", "") or str(TIMEOUT_MIN)
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise KitError(f"KIT_DIST_TIMEOUT={value!r}: give the minutes a process waits for the "
+                       f"others, e.g. {TIMEOUT_MIN:g}")  # fmt: skip
+    return timedelta(minutes=minutes)
 
 
 def in_worker() -> bool:
@@ -40,7 +62,8 @@ def setup(device: torch.device) -> torch.device:
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout())
+        patient()  # made now, by every process at once, as a group must be
         # fastai reads these to skip saving outside rank 0 and to add barriers: kit decides
         # what each process writes, and the folds of different processes never meet
         for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
@@ -79,8 +102,21 @@ def my_folds(folds: int) -> range:
 
 
 def barrier() -> None:
+    """Every process here, within the timeout of a collective."""
     if world() > 1:
         dist.barrier()
+
+
+@functools.cache
+def patient() -> dist.ProcessGroup:
+    """Every process, in a group whose barrier waits PATIENCE."""
+    return dist.new_group(backend="gloo", timeout=PATIENCE)
+
+
+def wait_for_all() -> None:
+    """Every process here, however long the others' own work takes (see PATIENCE)."""
+    if world() > 1:
+        dist.barrier(group=patient())
 
 
 def on_main(fn):
@@ -106,10 +142,10 @@ def main_first():
     """Rank 0 runs the block first (writing shared files: the sample, an image cache), then the
     others, which find the files there."""
     if not is_main():
-        barrier()
+        wait_for_all()
     yield
     if is_main():
-        barrier()
+        wait_for_all()
 
 
 @contextlib.contextmanager
@@ -130,6 +166,26 @@ def workspace(partial: Path, folds: int):
         yield scratch / "run"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def timeouts_in_one_line():
+    """A collective that waited too long for the others, said in one line that names this
+    process (NCCL's own watchdog stops the process instead: torchrun then reports it)."""
+    try:
+        yield
+    except RuntimeError as e:
+        text = str(e).strip()  # fastai puts "Exception occured in `DDP`..." on a line above
+        said = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[-1].strip() if text else "")
+        collective = isinstance(e, dist.DistError) or "gloo" in text.lower()
+        if world() == 1 or not collective or not re.search(r"timed out|timeout", said, re.I):
+            raise
+        minutes = timeout().total_seconds() / 60
+        raise KitError(
+            f"process {rank()} of {world()} waited {minutes:g} min for the others at a "
+            f"collective ({said[:120]}): another process is stuck, or much slower (if only "
+            "slower, set KIT_DIST_TIMEOUT to more minutes)"
+        ) from None
 
 
 class DDP(Callback):
