@@ -61,6 +61,22 @@ def planted(tmp_path: Path, **code) -> dict:
     return {**os.environ, "PYTHONPATH": path}
 
 
+# Rank 1's loss explodes from a rate of 1e-3 on: its own finder would stop there, rank 0's goes on.
+EXPLODES = """
+    from fastai.callback.core import Callback
+    import kit.train.learner as learner
+
+    class Explode(Callback):
+        order = 1
+        def after_loss(self):
+            if self.training and self.opt.hypers[-1]["lr"] > 1e-3:
+                self.learn.loss = self.learn.loss * 1e4
+
+    make = learner.make_learner
+    learner.make_learner = lambda *a, **k: make(*a, **k).add_cb(Explode())
+"""
+
+
 def worker(launcher: int, rank: int) -> psutil.Process:
     """The process of `rank` among the launcher's descendants (torchrun's workers)."""
     for p in psutil.Process(launcher).children(recursive=True):
@@ -223,6 +239,17 @@ def test_sync_bn_turns_every_batch_norm_into_a_synchronised_one(monkeypatch):
     assert norms(learn.model) == {"BatchNorm2d"}
     distributed.attach(learn, sync_bn=True)
     assert norms(learn.model) == {"SyncBatchNorm"}
+
+
+def test_in_a_ddp_run_every_process_stops_the_finder_at_the_same_step(tmp_path):
+    """Rank 1 alone would stop the finder where its loss explodes, rank 0 much later."""
+    out = tmp_path / "o"
+    done = guarded("run", "mnist", "--sample", *CPU2, "--no-tta", "--cycles", "1", "--out", out,
+                   env=planted(tmp_path, rank1=EXPLODES))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (out / "runs" / "mnist").iterdir()
+    finder = pd.read_csv(run_dir / "lr_find.csv")  # rank 0's, stopped with rank 1's loss
+    assert finder["lr"].iloc[-1] < 1e-2 and len(finder) < 100
 
 
 def test_a_stuck_process_ends_the_run_in_one_line_and_a_slow_data_step_is_not_stuck(tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from fastai.callback.core import Callback
+from fastai.learner import Recorder
 from torch.nn.parallel import DistributedDataParallel
 
 from kit.errors import KitError
@@ -186,6 +187,25 @@ def timeouts_in_one_line():
             f"collective ({said[:120]}): another process is stuck, or much slower (if only "
             "slower, set KIT_DIST_TIMEOUT to more minutes)"
         ) from None
+
+
+class SharedLoss(Callback):
+    """Every process's loss replaced by their mean after each step, so that what is recorded (and
+    the finder's smoothed loss, which decides when it stops) is the same in all: each then stops
+    at the same step, when the loss of the whole batch diverges."""
+
+    order = Recorder.order - 1  # before the Recorder smooths it
+
+    def after_batch(self):
+        if self.training:
+            loss = self.learn.loss.detach().clone()
+            dist.all_reduce(loss)
+            self.learn.loss = loss / world()
+
+
+def shared_loss(learn) -> list[Callback]:
+    """The callbacks that make `learn`'s recorded loss the same in every process of a DDP run."""
+    return [SharedLoss()] if in_ddp(learn) else []
 
 
 class DDP(Callback):
