@@ -235,6 +235,8 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
         if r.folds:
             print(f"fold {k + 1}/{r.folds}: {len(models[k][1])} held out")
         train(k)
+    if clock:
+        clock.join()  # a process with no fold to train still takes part in rank 0's plan
     distributed.wait_for_all()  # the others' folds may take hours
     if not distributed.is_main():
         return {}

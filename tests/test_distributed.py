@@ -75,6 +75,13 @@ EXPLODES = """
     make = learner.make_learner
     learner.make_learner = lambda *a, **k: make(*a, **k).add_cb(Explode())
 """
+# Rank 1's own pricing of the first epoch leaves no time: it would keep 1 cycle, and no TTA.
+HURRIES = """
+    import kit.train.budget as budget
+
+    plan = budget.fit_schedule
+    budget.fit_schedule = lambda r, epoch_s, left_s, *a: plan(r, epoch_s, 0.0, *a)
+"""
 
 
 def worker(launcher: int, rank: int) -> psutil.Process:
@@ -241,15 +248,35 @@ def test_sync_bn_turns_every_batch_norm_into_a_synchronised_one(monkeypatch):
     assert norms(learn.model) == {"SyncBatchNorm"}
 
 
-def test_in_a_ddp_run_every_process_stops_the_finder_at_the_same_step(tmp_path):
-    """Rank 1 alone would stop the finder where its loss explodes, rank 0 much later."""
+def test_in_a_ddp_run_rank_0_decides_the_finder_s_stop_and_the_time_limit_s_cut(tmp_path):
+    """Rank 1 alone would stop the finder early and keep 1 of 2 cycles, where rank 0 stops the
+    finder later and keeps both."""
     out = tmp_path / "o"
-    done = guarded("run", "mnist", "--sample", *CPU2, "--no-tta", "--cycles", "1", "--out", out,
-                   env=planted(tmp_path, rank1=EXPLODES))  # fmt: skip
+    done = guarded("run", "mnist", "--sample", *CPU2, "--no-tta", "--cycles", "2",
+                   "--cycle-mult", "1", "--time-limit", "30", "--out", out,
+                   env=planted(tmp_path, rank1=EXPLODES + HURRIES))  # fmt: skip
     assert done.returncode == 0, done.stderr
     (run_dir,) = (out / "runs" / "mnist").iterdir()
     finder = pd.read_csv(run_dir / "lr_find.csv")  # rank 0's, stopped with rank 1's loss
     assert finder["lr"].iloc[-1] < 1e-2 and len(finder) < 100
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["budget"]["cycles"] == 2 and metrics["epochs"] == 2  # as rank 0 decided
+    assert json.loads((run_dir / "budget.json").read_text()) == metrics["budget"]
+
+
+def test_with_folds_every_process_keeps_rank_0_s_plan_and_tta(tmp_path):
+    """Three processes for two folds: rank 2 trains none and still takes part in the plan."""
+    out = tmp_path / "o"
+    done = guarded("run", "mnist", "--sample", "--nproc", "3", "--device", "cpu", "--lr", "3e-3",
+                   "--folds", "2", "--cycles", "1", "--time-limit", "30", "--out", out,
+                   env=planted(tmp_path, rank1=HURRIES))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (out / "runs" / "mnist").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["budget"]["tta"] and "valid_tta_accuracy" in metrics
+    assert json.loads((run_dir / "budget.json").read_text()) == metrics["budget"]
+    units = [json.loads((run_dir / f"fold{k}" / "unit.json").read_text()) for k in (0, 1)]
+    assert [u["process"] for u in units] == [0, 1]
 
 
 def test_a_stuck_process_ends_the_run_in_one_line_and_a_slow_data_step_is_not_stuck(tmp_path):

@@ -3,7 +3,9 @@
 Up front, a few batches timed on the real model refuse a budget too small for one epoch; after
 the first real epoch, `fit_schedule` (a pure function) cuts the schedule to fit what is left.
 SGDR makes the cut clean: each cycle anneals to a low rate on its own, so the first k cycles
-of a schedule are a complete schedule."""
+of a schedule are a complete schedule. With several processes rank 0 times, decides and writes
+the plan, and every process keeps it: processes that cut differently would stop meeting (DDP),
+or leave folds with and without TTA."""
 
 import dataclasses
 import time
@@ -17,6 +19,7 @@ from kit.data.augment import tta_views
 from kit.errors import KitError
 from kit.files import read_json, write_json
 from kit.recipe import Recipe
+from kit.train import distributed
 from kit.train.schedule import epochs, stage_epochs
 
 UNFROZEN = 1.5  # an unfrozen epoch over a frozen one: weight gradients add a third pass to the
@@ -101,19 +104,43 @@ def with_plan(r: Recipe, plan: dict | None) -> Recipe:
 
 
 class Clock:
-    """A run's time limit: when it started, and the plan once the first epoch has been timed
-    (kept in `path`, so that a resumed run keeps it)."""
+    """A run's time limit: when it started, whether it was checked up front, and the plan once
+    the first epoch has been timed (kept in `path`, so that a resumed run keeps it). With
+    several processes, rank 0's clock, check and plan hold in all."""
 
     def __init__(self, minutes: float, started: float, path: Path, n_test: int):
         self.limit_s, self.started, self.path, self.n_test = minutes * 60, started, path, n_test
-        self.plan = read_json(path)
+        self.plan = distributed.on_main(lambda: read_json(path))
+        self.checked = False
 
     def left(self) -> float:
         return self.limit_s - (time.monotonic() - self.started)
 
-    def keep(self, plan: dict) -> None:
-        self.plan = plan
-        write_json(self.path, plan)
+    def check(self, verdict) -> None:
+        """Rank 0's `verdict()` on the limit (what is wrong, or None) raised in every process."""
+        self.checked = True
+        wrong = distributed.on_main(verdict)
+        if wrong:
+            raise KitError(wrong)
+
+    def decide(self, make) -> None:
+        """Rank 0's plan `make()`, written down, kept by every process."""
+
+        def made():
+            plan = make()
+            if plan is not None:
+                write_json(self.path, plan)
+            return plan
+
+        self.plan = distributed.on_main(made)
+
+    def join(self) -> None:
+        """For a process that trained no model (more processes than folds): its part in the
+        check and the plan that rank 0 made while training."""
+        if self.plan is None:
+            if not self.checked:
+                self.check(lambda: None)
+            self.decide(lambda: None)
 
 
 def probe(learn, n: int = 3) -> tuple[float, float]:
@@ -154,16 +181,20 @@ def probe(learn, n: int = 3) -> tuple[float, float]:
 def check_up_front(learn, r: Recipe, clock: Clock) -> None:
     """Refuse, before training, a limit too short for the least a run does: per model the
     finder (when the rate is not pinned), one epoch and one prediction pass."""
-    step_s, pred_s = probe(learn)
+    step_s, pred_s = probe(learn)  # every process: a synchronised batch norm needs them all
     train, valid = len(learn.dls.train), len(learn.dls.valid)
     epoch_s = train * step_s + valid * pred_s
     least = max(1, r.folds) * (epoch_s + (0 if r.lr else FINDER_STEPS * step_s)
                                + (valid + clock.n_test / learn.dls.valid.bs) * pred_s)  # fmt: skip
-    if least > clock.left():
-        raise KitError(f"--time-limit {r.time_limit:g} min is too short: one epoch takes about "
-                       f"{epoch_s:.0f} s here{'' if r.lr else ', the finder more'}, and the "
-                       f"least this run can do is about {least:.0f} s; give at least "
-                       f"{(least + clock.limit_s - clock.left()) / 60 * 1.2:.1f} min")  # fmt: skip
+
+    def verdict():
+        if least > clock.left():
+            return (f"--time-limit {r.time_limit:g} min is too short: one epoch takes about "
+                    f"{epoch_s:.0f} s here{'' if r.lr else ', the finder more'}, and the least "
+                    f"this run can do is about {least:.0f} s; give at least "
+                    f"{(least + clock.limit_s - clock.left()) / 60 * 1.2:.1f} min")  # fmt: skip
+
+    clock.check(verdict)
 
 
 class Budget(Callback):
@@ -195,5 +226,5 @@ class Budget(Callback):
         steps = len(self.dls.train)
         predict = valid_s * (1 + self.clock.n_test / max(1, self.dls.valid.n)) / epoch_s
         finder = FINDER_STEPS / steps * self.train_s / epoch_s
-        self.clock.keep(fit_schedule(self.r, epoch_s, self.clock.left(), finder, predict))
+        self.clock.decide(lambda: fit_schedule(self.r, epoch_s, self.clock.left(), finder, predict))
         print(self.clock.plan["note"], flush=True)

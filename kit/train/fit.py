@@ -51,8 +51,8 @@ def train_model(
     learn = build_learner(r, data, device, weights, folder, valid_idx)
     ckpt = folder / "checkpoint.pth"
     saved = torch.load(ckpt, weights_only=False) if ckpt.exists() else None
-    if clock and clock.plan is None and saved is None:
-        check_up_front(learn, r, clock)  # before any training
+    if clock and clock.plan is None and not clock.checked:  # in each process once, before
+        check_up_front(learn, r, clock)  # it trains (with or without a checkpoint: all agree)
     rates, history = fine_tune_sgdr(learn, r, folder, show, saved, clock)
     if clock:  # the schedule the time limit kept (TTA included) holds from here on
         r = with_plan(r, clock.plan)
