@@ -83,6 +83,20 @@ HURRIES = """
     budget.fit_schedule = lambda r, epoch_s, left_s, *a: plan(r, epoch_s, 0.0, *a)
 """
 
+# This process's accuracy is made up, every epoch better (SIGN 1) or worse (SIGN -1) than the last.
+SCORES = """
+    from fastai.callback.core import Callback
+    import kit.train.learner as learner
+
+    class Score(Callback):
+        order = 50.5  # after the Recorder has the epoch's scores, before what reads them
+        def after_epoch(self):
+            self.recorder.values[-1][-1] = SIGN * self.epoch
+
+    make_scored = learner.make_learner
+    learner.make_learner = lambda *a, **k: make_scored(*a, **k).add_cb(Score())
+"""
+
 
 def worker(launcher: int, rank: int) -> psutil.Process:
     """The process of `rank` among the launcher's descendants (torchrun's workers)."""
@@ -248,19 +262,23 @@ def test_sync_bn_turns_every_batch_norm_into_a_synchronised_one(monkeypatch):
     assert norms(learn.model) == {"SyncBatchNorm"}
 
 
-def test_in_a_ddp_run_rank_0_decides_the_finder_s_stop_and_the_time_limit_s_cut(tmp_path):
-    """Rank 1 alone would stop the finder early and keep 1 of 2 cycles, where rank 0 stops the
-    finder later and keeps both."""
+def test_in_a_ddp_run_rank_0_decides_the_finder_s_stop_the_time_limit_s_cut_and_early_stopping(
+    tmp_path,
+):
+    """Rank 1 alone would stop the finder early, keep 1 of 3 cycles, and stop training after
+    2 epochs, where rank 0 stops the finder later, keeps 3 cycles, and improves every epoch."""
+    rising, sinking = SCORES.replace("SIGN", "1"), SCORES.replace("SIGN", "-1")
+    env = planted(tmp_path, rank0=rising, rank1=EXPLODES + HURRIES + sinking)
     out = tmp_path / "o"
-    done = guarded("run", "mnist", "--sample", *CPU2, "--no-tta", "--cycles", "2",
-                   "--cycle-mult", "1", "--time-limit", "30", "--out", out,
-                   env=planted(tmp_path, rank1=EXPLODES + HURRIES))  # fmt: skip
+    done = guarded("run", "mnist", "--sample", *CPU2, "--no-tta", "--cycles", "3",
+                   "--cycle-mult", "1", "--patience", "1", "--time-limit", "30", "--out", out,
+                   env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     (run_dir,) = (out / "runs" / "mnist").iterdir()
     finder = pd.read_csv(run_dir / "lr_find.csv")  # rank 0's, stopped with rank 1's loss
     assert finder["lr"].iloc[-1] < 1e-2 and len(finder) < 100
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["budget"]["cycles"] == 2 and metrics["epochs"] == 2  # as rank 0 decided
+    assert metrics["budget"]["cycles"] == 3 and metrics["epochs"] == 3  # as rank 0 decided
     assert json.loads((run_dir / "budget.json").read_text()) == metrics["budget"]
 
 

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from fastai.callback.core import Callback
 from fastai.learner import Recorder
+from fastcore.foundation import L
 from torch.nn.parallel import DistributedDataParallel
 
 from kit.errors import KitError
@@ -203,6 +204,21 @@ class SharedLoss(Callback):
             self.learn.loss = loss / world()
 
 
+class SharedScores(Callback):
+    """Rank 0's scores of each epoch in every process of a DDP run, so that what is decided on
+    them (the best model kept, early stopping, where a resumed stage carries on) is the same in
+    all. Each process validates on its own: batch-norm statistics differ a little between them."""
+
+    order = Recorder.order + 1  # after the Recorder has the epoch's scores, before their readers
+
+    def after_epoch(self):
+        if hasattr(self.learn, "lr_finder") or hasattr(self.learn, "gather_preds"):
+            return  # the finder (its losses already shared), or get_preds in a prediction
+        box = [list(self.recorder.values[-1])]
+        dist.broadcast_object_list(box, src=0)
+        self.recorder.values[-1] = self.learn.final_record = L(box[0])
+
+
 def shared_loss(learn) -> list[Callback]:
     """The callbacks that make `learn`'s recorded loss the same in every process of a DDP run."""
     return [SharedLoss()] if in_ddp(learn) else []
@@ -230,7 +246,7 @@ def attach(learn, folds: int = 0, sync_bn: bool = False):
         learn.dls.train.shard(rank(), world())
         if sync_bn:
             learn.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(learn.model)
-        learn.add_cb(DDP())
+        learn.add_cbs([DDP(), SharedScores()])
     return learn
 
 
