@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import kit
 from competitions import invasive, mnist
@@ -111,3 +112,25 @@ def test_a_run_keeps_the_cycles_and_tta_that_fit(tmp_path, monkeypatch, capsys):
     assert json.loads((run / "budget.json").read_text()) == metrics["budget"]
     assert len(pd.read_csv(run / "history.csv")) == 2
     assert json.loads((run / "recipe.json").read_text())["cycles"] == 3  # as asked
+
+
+def test_the_probe_reads_the_clock_once_a_gpu_has_finished_and_never_waits_on_a_cpu(monkeypatch):
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+
+    from kit.data.loader import TensorLoader
+
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    budget.synchronize(torch.device("cpu"))
+    assert waited == []
+    budget.synchronize(torch.device("cuda", 0))
+    assert waited == [torch.device("cuda", 0)]
+
+    monkeypatch.setattr(budget, "synchronize", waited.append)
+    x, y = torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.long)
+    loader = TensorLoader(x, y, 4, ([0.0], [1.0]))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    learn = Learner(DataLoaders(loader, loader), model, loss_func=torch.nn.CrossEntropyLoss())
+    budget.probe(learn, n=2)  # before and after each step, after each prediction
+    assert waited[1:] == [torch.device("cpu")] * 6

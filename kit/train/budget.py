@@ -143,6 +143,14 @@ class Clock:
             self.decide(lambda: None)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on a GPU, so that the clock reads the time it took."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def probe(learn, n: int = 3) -> tuple[float, float]:
     """Seconds per training step (forward and backward) and per prediction batch, the fastest
     of `n` timed on validation batches; the model, its statistics and the random state are
@@ -158,18 +166,21 @@ def probe(learn, n: int = 3) -> tuple[float, float]:
         else None
     )
     cast = torch.autocast(learn.dls.device.type, dtype=dtype) if dtype else nullcontext()
-    step, pred = [], []
+    step, pred, device = [], [], learn.dls.device
     for _, (xb, yb) in zip(range(n), learn.dls.valid):
         model.train()
+        synchronize(device)
         start = time.perf_counter()
         with cast:
             loss = learn.loss_func(model(xb).float(), yb)
         loss.backward()
+        synchronize(device)
         step.append(time.perf_counter() - start)
         model.eval()
         start = time.perf_counter()
         with torch.no_grad(), cast:
             model(xb)
+        synchronize(device)
         pred.append(time.perf_counter() - start)
     model.zero_grad(set_to_none=True)
     for k, v in model.named_buffers():
@@ -210,6 +221,7 @@ class Budget(Callback):
         self.t_train = time.perf_counter()
 
     def before_validate(self):
+        synchronize(self.dls.device)
         self.train_s = time.perf_counter() - self.t_train
         self.t_valid = time.perf_counter()
 
