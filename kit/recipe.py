@@ -96,7 +96,9 @@ class Recipe:
     )
     tta: bool = field(True, "also predict with test-time augmentation and report both scores")
     precision: str = field(
-        "auto", "auto | fp32 | bf16 | fp16; auto is bf16/fp16 on CUDA, fp32 on CPU"
+        "auto",
+        "auto | fp32 | bf16 | fp16; auto is bf16 on GPUs with bf16 units (Ampere on), else fp16 "
+        "with a loss scaler, and fp32 on CPU; bf16 falls back where the hardware lacks it",
     )
     channels_last: bool = field(True, "NHWC memory layout: faster convolutions on CPU and GPU")
     sync_bn: bool = field(

@@ -10,6 +10,7 @@ from kit.data.layouts import load as read_layout
 from kit.data.sample import write_sample
 from kit.data.submission import check_submission, make_submission, read_sample, submission_shape
 from kit.recipe import check, field_help, load_competition, recipe_fields, recipe_names
+from kit.train.learner import resolve_precision
 
 NAMES = recipe_names()
 
@@ -24,6 +25,14 @@ def test_recipe_is_valid_and_named_after_its_file(name):
     assert comp.RECIPE.name == name and comp.RECIPE.description
     check(comp.RECIPE)
     check(dataclasses.replace(comp.RECIPE, **getattr(comp, "SAMPLE", {})))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_recipe_forces_bf16_on_a_gpu_without_bf16_units(name, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulated
+    precision = load_competition(name).RECIPE.precision
+    assert resolve_precision(precision, torch.device("cuda")) != "bf16"
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -13,7 +13,7 @@ from kit.data.loader import dataloaders
 from kit.errors import KitError
 from kit.recipe import override
 from kit.train.callbacks import WeightAverage
-from kit.train.learner import make_learner
+from kit.train.learner import make_learner, resolve_precision
 from kit.train.models import create_model, layer_groups
 from kit.train.predict import predict
 from kit.train.sgdr import fit_sgdr
@@ -90,6 +90,31 @@ def test_predict_averages_views_into_probabilities(digits, tmp_path):
     probs = predict(learn, learn.dls.valid, tta_views(r))
     assert probs.shape == (learn.dls.valid.n, 10)
     assert np.allclose(probs.sum(1), 1, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "capability, asked, runs",
+    [
+        ((7, 5), "auto", "fp16"),  # a T4: PyTorch says it supports bf16, but emulates it
+        ((7, 5), "bf16", "fp16"),
+        ((7, 5), "fp32", "fp32"),
+        ((8, 0), "auto", "bf16"),  # an A100
+        ((8, 0), "fp16", "fp16"),
+    ],
+)
+def test_cuda_runs_bf16_only_on_gpus_with_bf16_units(monkeypatch, capability, asked, runs):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision(asked, torch.device("cuda")) == runs
+
+
+def test_fp16_is_fastai_s_mixed_precision_with_its_loss_scaler(digits, tmp_path):
+    from fastai.callback.fp16 import AMPMode, MixedPrecision
+
+    learn, r = learner(digits, tmp_path)
+    fp16 = make_learner(learn.model, learn.dls, r, tmp_path, "fp16")
+    (amp,) = [cb for cb in fp16.cbs if isinstance(cb, MixedPrecision)]
+    assert amp.amp_mode == AMPMode.FP16  # fastai then scales the loss with a GradScaler
 
 
 @pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no bf16 on this CPU")

@@ -50,8 +50,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The precision that will really run: bf16 only where the hardware has it."""
     if device.type == "cuda":
-        if precision == "auto":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if precision in ("auto", "bf16"):  # fp16 (with a loss scaler) where bf16 is not native
+            return "bf16" if native_bf16(device) else "fp16"
         return precision
     if (
         precision == "bf16"
@@ -60,6 +60,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     ):
         return "bf16"
     return "fp32"  # fp16 autocast is slower than fp32 on CPUs; bf16 without hardware support too
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Does this GPU compute in bf16 (Ampere, compute capability 8.0, and later)? PyTorch's
+    `is_bf16_supported` also answers yes on a T4 (7.5), where bf16 is emulated, and slow."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 class Autocast(Callback):
