@@ -48,7 +48,7 @@ def kept_weights(folder: Path) -> list[Path]:
     files = {"last": snaps[-1:], "snapshots": snaps, "swa": [folder / SWA]}.get(
         chosen, [folder / "model.pth"]
     )
-    missing = [f for f in files if not f.is_file()] or ([] if files else [folder / "model.pth"])
+    missing = [f for f in files or [folder / "snapshot-0.pth"] if not f.is_file()]
     if missing:
         raise KitError(f"{missing[0]} is missing; copy the whole run folder")
     return files
