@@ -17,10 +17,15 @@ def accuracy(y: np.ndarray, probs: np.ndarray) -> float:
 
 
 def auc(y: np.ndarray, probs: np.ndarray) -> float:
-    """ROC AUC of class 1 for a binary task; one-vs-rest macro average for more classes."""
+    """ROC AUC of class 1 for a binary task; for more classes the one-vs-rest macro average over
+    the classes that `y` holds (a small fold may lack a rare class, whose AUC is undefined).
+    NaN only when `y` holds a single class."""
     if probs.shape[1] == 2:
-        return float(roc_auc_score(y, probs[:, 1]))
-    return float(roc_auc_score(y, probs, multi_class="ovr", labels=range(probs.shape[1])))
+        return float(roc_auc_score(y, probs[:, 1])) if len(np.unique(y)) == 2 else float("nan")
+    scored = [k for k in np.unique(y) if (y != k).any()]
+    if not scored:
+        return float("nan")
+    return float(np.mean([roc_auc_score(y == k, probs[:, k]) for k in scored]))
 
 
 def logloss(y: np.ndarray, probs: np.ndarray) -> float:
@@ -38,8 +43,13 @@ def f1_micro(y: np.ndarray, probs: np.ndarray) -> float:
 
 
 def qwk(y: np.ndarray, probs: np.ndarray) -> float:
-    """Quadratic weighted kappa: classes in their sorted order are the ordinal grades."""
-    return float(cohen_kappa_score(y, probs.argmax(1), weights="quadratic"))
+    """Quadratic weighted kappa: classes in their sorted order are the ordinal grades, each
+    grade's distance kept when a grade is never predicted or absent from `y`; 1.0 where labels
+    and predictions are all the same one grade (kappa's 0/0)."""
+    pred, grades = probs.argmax(1), np.arange(probs.shape[1])
+    if (pred == y).all() and len(np.unique(y)) == 1:
+        return 1.0
+    return float(cohen_kappa_score(y, pred, labels=grades, weights="quadratic"))
 
 
 METRICS = {f.__name__: f for f in (accuracy, auc, logloss, f1_macro, f1_micro, qwk)}
