@@ -16,7 +16,7 @@ from kit.data.submission import read_sample, submission_shape
 from kit.errors import KitError
 from kit.evaluate.metrics import METRICS
 from kit.files import write_new
-from kit.recipe import Recipe, check, local_dir, recipe_files
+from kit.recipe import Recipe, check, is_recipe, local_dir, module_name, recipe_file
 
 # The metric of competitions whose folder cannot tell it (their Evaluation pages say it).
 KNOWN_METRICS = {
@@ -130,10 +130,11 @@ RECIPE = Recipe(
 
 def write_recipe(name: str, data, metric=None, slug=None) -> Path:
     """`kit new NAME --data DIR`: inspect DIR, write competitions/NAME.py; never overwrites."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-        raise KitError(f"recipe name {name!r} must be a Python module name: lower case letters, "
-                       "digits and _, not starting with a digit")  # fmt: skip
-    dest = local_dir() / f"{name}.py"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+        raise KitError(f"recipe name {name!r} must be letters, digits, - and _, starting with a "
+                       "letter or digit; a Kaggle slug such as dog-breed-identification "
+                       "works")  # fmt: skip
+    dest = local_dir() / f"{module_name(name)}.py"
     if dest.exists():
         raise KitError(f"{dest} already exists; nothing was overwritten (pick another name, or "
                        "edit that file)")  # fmt: skip
@@ -147,7 +148,7 @@ def write_recipe(name: str, data, metric=None, slug=None) -> Path:
         title=fields["slug"][0], name=name, day=date.today(), folder=folder.resolve(),
         data=str(folder.resolve()), fields="\n".join(lines),
     )  # fmt: skip
-    shadows = name in recipe_files() and recipe_files()[name].parent != local_dir()
+    shadows = is_recipe(name) and recipe_file(name).parent != local_dir()
     write_new(text, dest)
     print(f"wrote {dest}: {fields['description'][0]}; {fields['layout'][0]} layout, "
           f"{fields['arch'][0]} at {fields['size'][0]} px")  # fmt: skip

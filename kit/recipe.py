@@ -209,8 +209,15 @@ def local_dir() -> Path:
     return output_root() / "competitions"
 
 
+def module_name(name: str) -> str:
+    """The file stem of recipe `name`: Kaggle's slugs have hyphens (dog-breed-identification),
+    module names cannot, so the recipe is competitions/dog_breed_identification.py."""
+    return name.replace("-", "_")
+
+
 def recipe_files() -> dict[str, Path]:
-    """Every recipe by name: the packaged ones, and the local ones, which win on a clash."""
+    """Every recipe file by its stem: the packaged ones, and the local ones, which win on a
+    clash."""
     found = {p.stem: p for p in packaged_dir().glob("*.py") if not p.name.startswith("_")}
     local = local_dir()
     if local.is_dir() and local.resolve() != packaged_dir().resolve():
@@ -222,18 +229,29 @@ def recipe_names() -> list[str]:
     return sorted(recipe_files())
 
 
-def load_competition(name: str) -> ModuleType:
-    """The recipe module `name`; a KitError naming the choices if there is none."""
+def is_recipe(name: str) -> bool:
+    """Whether `name` (as typed: hyphens or underscores) names a recipe."""
+    return module_name(name) in recipe_files()
+
+
+def recipe_file(name: str) -> Path:
+    """The file of recipe `name`; a KitError naming the choices if there is none."""
     files = recipe_files()
-    if name not in files:
-        close = difflib.get_close_matches(name, list(files), n=1)
+    if module_name(name) not in files:
+        close = difflib.get_close_matches(module_name(name), list(files), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise KitError(f"unknown recipe {name!r}; {hint}the recipes are: {', '.join(sorted(files))}"
                        f" (`kit new {name} --data DIR` writes one)")  # fmt: skip
-    path = files[name]
+    return files[module_name(name)]
+
+
+def load_competition(name: str) -> ModuleType:
+    """The recipe module `name` (dog-breed-identification or dog_breed_identification: the same
+    file); a KitError naming the choices if there is none."""
+    path = recipe_file(name)
     if path.parent == packaged_dir():
-        return importlib.import_module(f"competitions.{name}")
-    return import_file(f"kit_local_recipes.{name}", path)
+        return importlib.import_module(f"competitions.{path.stem}")
+    return import_file(f"kit_local_recipes.{path.stem}", path)
 
 
 def import_file(module: str, path: Path) -> ModuleType:
@@ -260,13 +278,15 @@ def import_file(module: str, path: Path) -> ModuleType:
 def competition_slug(name: str) -> str:
     """A recipe's Kaggle slug; a name that is no recipe is taken as a slug itself, so that
     `kit download SLUG` fetches a competition before `kit new` writes its recipe."""
-    return load_competition(name).RECIPE.slug if name in recipe_files() else name
+    return load_competition(name).RECIPE.slug if is_recipe(name) else name
 
 
 def recipe_table() -> list[tuple[str, str, str]]:
-    """(name, "packaged" or the local file, description) for `kit list`."""
+    """(name, "packaged" or the local file, description) for `kit list`: the name as the recipe
+    gives it (kit new's dog-breed-identification), where that names its file."""
     rows = []
-    for name, path in sorted(recipe_files().items()):
+    for stem, path in sorted(recipe_files().items()):
         where = "packaged" if path.parent == packaged_dir() else str(path)
-        rows.append((name, where, load_competition(name).RECIPE.description))
+        r = load_competition(stem).RECIPE
+        rows.append((r.name if module_name(r.name) == stem else stem, where, r.description))
     return rows

@@ -15,7 +15,7 @@ from kit.errors import KitError
 from kit.files import building, read_json
 from kit.kaggle.client import client, quiet, talking_to
 from kit.paths import data_candidates, data_dir, output_root
-from kit.recipe import Recipe, load_competition, recipe_names
+from kit.recipe import Recipe, is_recipe, load_competition
 from kit.runs.records import find_run, format_table, newest_submission, record_submission
 
 POLL_SECONDS = 5.0  # between checks of a submission's status
@@ -40,7 +40,7 @@ def download(name: str, slug: str, data: str | Path | None = None) -> Path:
             raise KitError(f"Kaggle sent no {slug}.zip; try again")
         unpack(partial)
         archive.unlink()
-    if name in recipe_names():
+    if is_recipe(name):
         print(f"{name} data is in {dest}; train with `kit run {name}`")
     else:
         print(f"{slug} data is in {dest}; write its recipe with `kit new NAME --data {dest}`")

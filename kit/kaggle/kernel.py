@@ -19,7 +19,7 @@ from kit.errors import KitError
 from kit.files import building
 from kit.kaggle.client import client, quiet, talking_to, username
 from kit.paths import output_root
-from kit.recipe import load_competition, packaged_dir, recipe_files
+from kit.recipe import load_competition, packaged_dir, recipe_file
 from kit.runs.folder import finished_run, member_runs
 from kit.train.saved import prediction_files
 
@@ -70,7 +70,7 @@ import os
 
 WORKING = os.path.join(os.environ.get("KIT_KAGGLE_ROOT") or "/kaggle", "working")
 os.makedirs(os.path.join(WORKING, "competitions"), exist_ok=True)
-with open(os.path.join(WORKING, "competitions", "{name}.py"), "w") as f:
+with open(os.path.join(WORKING, "competitions", "{file}"), "w") as f:
     f.write({source!r})"""
 
 RUN = """\
@@ -109,7 +109,7 @@ def notebook(name: str, wheels: str, local: Path | None = None, model: str = "",
         c = {"cell_type": kind, "id": cell_id, "metadata": {}, "source": source}
         return c | ({"execution_count": None, "outputs": []} if kind == "code" else {})
 
-    recipe = LOCAL_RECIPE.format(name=name, source=local.read_text()) if local else None
+    recipe = LOCAL_RECIPE.format(file=local.name, source=local.read_text()) if local else None
     if run:
         top = [cell("markdown", "intro", PREDICT_INTRO.format(name=name, run=run, wheels=wheels,
                                                               model=model))]  # fmt: skip
@@ -141,7 +141,7 @@ def kernel(
     metadata; with `predict` (a finished run), an inference notebook and the model dataset it
     reads (model/); with `push`, the wheels (and model) datasets uploaded and the kernel pushed."""
     r = load_competition(name).RECIPE
-    path = recipe_files()[name]
+    path = recipe_file(name)
     local = path if path.parent != packaged_dir() else None  # not in the kit's wheel: ship it
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):

@@ -7,7 +7,7 @@ from pathlib import Path
 from kit.errors import KitError
 from kit.files import read_json, write_json
 from kit.paths import output_root
-from kit.recipe import recipe_names
+from kit.recipe import is_recipe, recipe_names
 
 
 def find_run(submission: Path) -> Path | None:
@@ -77,7 +77,7 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
 
 def show_runs(name: str, out=None, runs=()) -> list[dict]:
     """`kit runs`: print the table of `name`'s finished runs, or compare the `runs` named."""
-    if name not in recipe_names():
+    if not is_recipe(name):
         raise KitError(f"unknown recipe {name!r}; the recipes are: {', '.join(recipe_names())}")
     root = output_root(out)
     if runs:
