@@ -36,7 +36,7 @@ RECIPE = Recipe(
 # The bundled sample's photos are small: 128 px keeps the whole recipe to minutes on 2 CPU cores.
 SAMPLE = dict(size=128)
 
-CLASSES = [0, 1]
+CLASSES = ["0", "1"]  # labels are read as text, as written
 SOURCES = {  # real photos that installed wheels ship: (package, path inside it)
     "flower": ("sklearn", "datasets/images/flower.jpg"),
     "temple": ("sklearn", "datasets/images/china.jpg"),

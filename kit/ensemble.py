@@ -36,16 +36,17 @@ def load_member(runs: Path, name: str, run: str) -> dict:
     recipe, metrics = read_json(path / "recipe.json"), read_json(path / "metrics.json")
     kind = "_tta" if metrics["submitted"] == "tta" else ""
     classes = [str(c) for c in metrics["classes"]]
-    oof, test = pd.read_csv(path / "oof.csv"), pd.read_csv(path / "test_preds.csv")
+    text = dict(dtype={"item": str, "label": str, "id": str}, keep_default_na=False)  # 000123
+    oof, test = pd.read_csv(path / "oof.csv", **text), pd.read_csv(path / "test_preds.csv", **text)
     cols = [f"p_{c}{kind}" for c in classes]
     return {
         "run": path.name,
         "path": path,
         "metric": recipe["metric"],
         "classes": metrics["classes"],
-        "items": oof["item"].astype(str).tolist(),
+        "items": oof["item"].tolist(),
         "fold": oof["fold"].to_numpy(),
-        "y": oof["label"].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy(),
+        "y": oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
         "test_ids": test["id"].tolist(),
         "oof": oof[cols].to_numpy(),
         "test": test[cols].to_numpy(),

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from kit.data.images import IMAGE_EXTS, cache_dir, load_photos
-from kit.data.submission import read_sample, submission_shape
+from kit.data.submission import as_sample_writes, number, read_sample, submission_shape
 from kit.errors import KitError
 from kit.recipe import Recipe
 
@@ -33,10 +33,10 @@ class Data:
 
     x: torch.Tensor  # uint8 (N, C, H, W) training images
     y: torch.Tensor  # int64 (N,) class indices
-    classes: list  # class labels as the submission writes them
+    classes: list  # class labels, text, as the submission writes them; numbers in numeric order
     names: list  # how a training item is named in plots and CSVs (file name, csv row)
     test_x: torch.Tensor  # uint8 test images, in submission order
-    test_ids: list  # submission ids, in order
+    test_ids: list  # submission ids, text as the files write them (000123 stays 000123), in order
     test_y: torch.Tensor | None = None  # known test labels (only the bundled samples have them)
     skipped: int = 0  # unreadable training items left out
     groups: list | None = None  # per training item, what groups it (same patient, same
@@ -65,11 +65,14 @@ def images_in(folder: Path, what: str) -> list[Path]:
     return files
 
 
-def read_table(path: Path, what: str, **kw) -> pd.DataFrame:
+def read_table(path: Path, what: str, text=(), **kw) -> pd.DataFrame:
+    """A CSV whose `text` columns (ids, labels, groups) are read as written: 000123 stays
+    000123, and only an empty cell is missing (NA and None are names)."""
     if not path.is_file():
         raise KitError(f"{path} is missing; the folder should hold the competition's {what}")
     try:
-        return pd.read_csv(path, low_memory=False, **kw)
+        return pd.read_csv(path, low_memory=False, dtype={c: str for c in text if c},
+                           keep_default_na=False, na_values=[""], **kw)  # fmt: skip
     except pd.errors.EmptyDataError:
         raise KitError(f"{path} is empty; download it again from Kaggle") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -112,7 +115,8 @@ def match_files(folder: Path, items: list, ext: str, csv: str, what: str) -> lis
 def csv_items(folder: Path, r: Recipe) -> tuple[list[Path], list, list | None]:
     """Images and labels from a CSV of id and label: (files, labels, groups)."""
     path = folder / r.labels_csv
-    df = read_table(path, f"training labels ({r.id_col},{r.label_col})", dtype={r.id_col: str})
+    text = (r.id_col, r.label_col, r.group_col)
+    df = read_table(path, f"training labels ({r.id_col},{r.label_col})", text)
     ids = column(df, r.id_col, path, "id-col")
     labels = column(df, r.label_col, path, "label-col")
     dup = ids[ids.duplicated()]
@@ -188,8 +192,8 @@ def pixels(df: pd.DataFrame, path: Path, size: int) -> torch.Tensor:
 def pixel_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
     """A training CSV of label and pixels, a test CSV of (id and) pixels."""
     train_path, test_path = folder / r.labels_csv, folder / r.test_csv
-    train = read_table(train_path, "training pixels")
-    test = read_table(test_path, "test pixels")
+    train = read_table(train_path, "training pixels", (r.label_col, r.group_col))
+    test = read_table(test_path, "test pixels", (r.id_col,))
     labels = column(train, r.label_col, train_path, "label-col")
     groups = column(train, r.group_col, train_path, "group-col").tolist() if r.group_col else None
     train = train.drop(columns=[r.label_col, *([r.group_col] if r.group_col else [])])
@@ -201,7 +205,7 @@ def pixel_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
     elif sample is not None and len(sample) == len(test):
         ids = sample.iloc[:, 0].tolist()
     else:
-        ids = list(range(1, len(test) + 1))  # Kaggle counts test rows from 1 (ImageId)
+        ids = [str(i) for i in range(1, len(test) + 1)]  # Kaggle counts rows from 1 (ImageId)
     if train.shape[1] != test.shape[1]:
         raise KitError(f"{train_path.name} has {train.shape[1]} pixel columns but "
                        f"{test_path.name} has {test.shape[1]}; both must hold the same image "
@@ -233,9 +237,13 @@ def image_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
                 test_x=test_x, test_ids=ids, skipped=len(bad))  # fmt: skip
 
 
-def python_scalar(value):
-    """numpy scalars as Python ones (JSON, CSV and comparisons with sample columns)."""
-    return value.item() if hasattr(value, "item") else value
+def class_order(labels) -> list:
+    """The distinct labels in order: as numbers when every one is a number (grade 10 after 9,
+    as QWK needs them), else in natural order (img10 after img9)."""
+    distinct = set(labels)
+    if all(number(c) is not None for c in distinct):
+        return sorted(distinct, key=lambda c: (number(c), c))
+    return sorted(distinct, key=natural_key)
 
 
 def solution_labels(folder: Path, ids: list, classes: list) -> torch.Tensor | None:
@@ -243,10 +251,10 @@ def solution_labels(folder: Path, ids: list, classes: list) -> torch.Tensor | No
     path = folder / "solution.csv"
     if not path.is_file():
         return None
-    truth = pd.read_csv(path)
-    by_id = dict(zip(truth.iloc[:, 0].astype(str), truth.iloc[:, 1].map(python_scalar).astype(str)))
-    index = {str(c): i for i, c in enumerate(classes)}
-    labels = [by_id.get(str(i)) for i in ids]
+    truth = pd.read_csv(path, dtype=str, keep_default_na=False)
+    by_id = dict(zip(truth.iloc[:, 0], truth.iloc[:, 1]))
+    index = {c: i for i, c in enumerate(classes)}
+    labels = [by_id.get(i) for i in ids]
     if not all(label in index for label in labels):
         return None  # labels the training data does not have: the recipe's own checks say so
     return torch.tensor([index[label] for label in labels])
@@ -258,14 +266,15 @@ def load(folder: Path, r: Recipe) -> Data:
     sample = read_sample(folder)
     read = pixel_data if r.layout == "pixels" else image_data
     d = read(folder, r, sample)
-    classes = sorted({python_scalar(v) for v in d["labels"]}, key=lambda c: (str(type(c)), c))
+    labels = as_sample_writes(d["labels"], sample, submission_shape(r, sample, None))
+    classes = class_order(labels)
     if len(classes) < 2:
         raise KitError(f"the training labels hold only one class ({classes}); nothing to learn")
     index = {c: i for i, c in enumerate(classes)}
     submission_shape(r, sample, classes)  # a mismatch with sample_submission.csv stops here
     return Data(
         x=d["x"],
-        y=torch.tensor([index[python_scalar(v)] for v in d["labels"]], dtype=torch.long),
+        y=torch.tensor([index[v] for v in labels], dtype=torch.long),
         classes=classes,
         names=d["names"],
         test_x=d["test_x"],

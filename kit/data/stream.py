@@ -109,11 +109,11 @@ def pixel_set(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> Stream:
     path = folder / r.test_csv
     given = r.id_col in read_table(path, "test pixels", nrows=1).columns
     if given:
-        ids = pd.read_csv(path, usecols=[r.id_col])[r.id_col].tolist()
+        ids = read_table(path, "test pixels", (r.id_col,), usecols=[r.id_col])[r.id_col].tolist()
     else:
         n = sum(len(c) for c in pd.read_csv(path, usecols=[0], chunksize=65536))
         same = sample is not None and len(sample) == n
-        ids = sample.iloc[:, 0].tolist() if same else list(range(1, n + 1))
+        ids = sample.iloc[:, 0].tolist() if same else [str(i) for i in range(1, n + 1)]
     if not ids:
         raise KitError(f"{path.name} has no rows; there is nothing to predict")
     return Stream(ids, lambda bs, device: pixel_rows(path, r, given, bs))

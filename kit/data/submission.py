@@ -1,7 +1,10 @@
 """The submission contract: `sample_submission.csv` gives the test ids in their order and, by
 its columns, the submission's shape (a label column, one probability column, or one per class);
-predictions are made into that shape and checked against the sample before a byte is written."""
+predictions are made into that shape and checked against the sample before a byte is written.
+The sample is read as text, as Kaggle's scorer compares it: 000123 stays 000123."""
 
+import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +24,46 @@ def sample_path(folder: Path) -> Path | None:
 
 
 def read_sample(folder: Path) -> pd.DataFrame | None:
+    """sample_submission.csv, every cell as text (only an empty cell is missing)."""
     path = sample_path(folder)
-    return pd.read_csv(path) if path else None
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]) if path else None
+
+
+WHOLE = re.compile(r"-?(0|[1-9][0-9]*)")  # 7, -1; not 7.0, 07 or seven
+
+
+def number(text) -> float | None:
+    """`text` as a finite number, else None."""
+    try:
+        x = float(text)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def whole_numbers(values) -> bool:
+    """Whether every value is written as a whole number: 7 or -1, not 7.0, 07 or seven."""
+    return all(WHOLE.fullmatch(str(v)) for v in values)
+
+
+def sample_classes(sample: pd.DataFrame | None, shape: str) -> list:
+    """How sample_submission.csv writes classes: the values of its label column (label), its
+    column names (probabilities); nothing for one probability column."""
+    if sample is None or shape == "probability":
+        return []
+    return list(sample.columns[1:]) if shape == "probabilities" else sample.iloc[:, 1].tolist()
+
+
+def as_sample_writes(labels: list, sample: pd.DataFrame | None, shape: str) -> list:
+    """The training labels as text, numbers as the sample writes classes: where it writes whole
+    numbers, the labels 1.0 and 01 are written 1."""
+    labels = [str(v) for v in labels]
+    shown, distinct = sample_classes(sample, shape), set(labels)
+    whole = all(number(c) is not None and number(c).is_integer() for c in distinct)
+    if not shown or not whole_numbers(shown) or not whole:
+        return labels
+    written = {c: str(int(number(c))) for c in distinct}
+    return [written[c] for c in labels]
 
 
 def submission_shape(r: Recipe, sample: pd.DataFrame | None, classes: list | None) -> str:
@@ -55,6 +96,12 @@ def submission_shape(r: Recipe, sample: pd.DataFrame | None, classes: list | Non
     if shape in ("label", "probability") and sample is not None and len(values) != 1:
         raise KitError(f"sample_submission.csv has {len(values)} value columns; a {shape} "
                        "submission has one (--sub-shape probabilities: one per class)")  # fmt: skip
+    shown = sample_classes(sample, shape)
+    if shape == "label" and shown and whole_numbers(shown) and not whole_numbers(classes):
+        odd = next(c for c in classes if not WHOLE.fullmatch(str(c)))
+        raise KitError(f"sample_submission.csv writes {values[0]} as whole numbers (e.g. "
+                       f"{shown[0]}) but the training labels include {str(odd)!r}; check the "
+                       "labels column (--label-col)")  # fmt: skip
     return shape
 
 
@@ -93,7 +140,8 @@ def check_submission(
     df: pd.DataFrame, sample: pd.DataFrame | None, ids: list, labels: list | None = None
 ) -> None:
     """Raise KitError unless `df` has the sample's columns, ids, order and row count, and
-    values that are known `labels` (label submissions) or probabilities in [0, 1]."""
+    values that are known `labels` (label submissions, whole numbers where the sample writes
+    whole numbers) or probabilities in [0, 1]; ids, labels and numbers compared as text."""
     expected_cols = list(sample.columns) if sample is not None else list(df.columns)
     if list(df.columns) != expected_cols:
         raise KitError(f"submission columns {list(df.columns)} differ from {expected_cols}")
@@ -115,21 +163,17 @@ def check_submission(
         values = df[col]
         if values.isna().any():
             raise KitError(f"submission column {col!r} has missing values")
-        if labels is not None:
-            bad = sorted(set(values) - set(labels), key=str)
-            if bad:
-                raise KitError(
-                    f"submission column {col!r} has values {bad[:5]} outside the classes"
-                )
-        elif not pd.api.types.is_float_dtype(values) or not values.between(0, 1).all():
-            raise KitError(f"submission column {col!r} must hold probabilities in [0, 1]")
-        if (
-            sample is not None
-            and labels is not None
-            and pd.api.types.is_integer_dtype(sample[col])
-            and not pd.api.types.is_integer_dtype(values)
-        ):
+        if labels is None:
+            p = pd.to_numeric(values, errors="coerce")
+            if whole_numbers(values) or p.isna().any() or not p.between(0, 1).all():
+                raise KitError(f"submission column {col!r} must hold probabilities in [0, 1]")
+            continue
+        if sample is not None and whole_numbers(sample[col]) and not whole_numbers(values):
             raise KitError(f"submission column {col!r} must hold integers, as the sample does")
+        names = {str(c) for c in labels}
+        bad = sorted({v for v in values if str(v) not in names}, key=str)
+        if bad:
+            raise KitError(f"submission column {col!r} has values {bad[:5]} outside the classes")
 
 
 def checked_submission(r: Recipe, sample, ids: list, probs: np.ndarray, classes: list):

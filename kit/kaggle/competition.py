@@ -158,7 +158,7 @@ def check_file(file: Path, r: Recipe, metrics: dict, data=None) -> None:
         raise KitError(f"cannot check {file}: no sample_submission.csv in {folder}; pass the "
                        "competition folder with --data")  # fmt: skip
     try:
-        df = pd.read_csv(file)
+        df = pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""])  # as text
     except (ValueError, UnicodeDecodeError) as e:
         raise KitError(f"{file} is not a readable CSV ({e})") from None
     # label submissions: the run's classes when the file came from a run
