@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kit.data.archives import unpack
 from kit.data.inspect import balance, find_layout, measure_images
-from kit.data.submission import read_sample, submission_shape
+from kit.data.submission import read_sample, sample_path, submission_shape
 from kit.errors import KitError
 from kit.evaluate.metrics import METRICS
 from kit.files import write_new
@@ -32,6 +32,7 @@ KNOWN_METRICS = {
     "plant-seedlings-classification": "f1_micro",
     "state-farm-distracted-driver-detection": "logloss",
     "aptos2019-blindness-detection": "qwk",
+    "siim-isic-melanoma-classification": "auc",
 }
 SMALL = 48  # pixels: up to this side, a small CNN from scratch at the images' own size
 
@@ -105,7 +106,7 @@ def inspect_folder(folder: Path, metric=None, slug=None) -> dict:
     where = "no sample_submission.csv"
     if sample is not None:
         cols = ",".join(map(str, sample.columns[:4])) + (",..." if len(sample.columns) > 4 else "")
-        where = f"sample_submission.csv: {cols}"
+        where = f"{sample_path(folder).name}: {cols}"
     fields["sub_shape"] = (shape, where)
     description = f"{slug}: {len(labels):,} images {summary}, {balance(labels)}, {metric}"
     return {"description": (description, None), **fields}

@@ -10,7 +10,7 @@ import pandas as pd
 from PIL import Image
 
 from kit.data.images import IMAGE_EXTS
-from kit.data.layouts import image_files, natural_key
+from kit.data.layouts import class_order, image_files, natural_key
 from kit.data.submission import sample_path
 from kit.errors import KitError
 
@@ -21,6 +21,11 @@ LAYOUT_NAMES = (
     "pixel CSVs (train.csv: label,pixel0,...)",
 )
 MAX_LOOK = 200  # images opened to learn sizes and colours
+PIXEL = re.compile(r"pixel\d+")
+# Words in a CSV's name that say it holds no training labels (test.csv lists the test images).
+NOT_TRAINING = ("test", "sample", "submission", "solution")
+# A column naming whom an image belongs to, lower case without _ or spaces: patient_id, Subject.
+GROUP = re.compile(r"(patient|subject|individual|person|group)(id)?")
 
 
 def image_dirs(folder: Path, depth: int = 4) -> dict[Path, int]:
@@ -35,11 +40,36 @@ def image_dirs(folder: Path, depth: int = 4) -> dict[Path, int]:
     return found
 
 
+def read_text(path: Path) -> pd.DataFrame:
+    """A CSV with every column but pixel values read as text: 000123 stays 000123."""
+    text = {c: str for c in pd.read_csv(path, nrows=0).columns if not PIXEL.fullmatch(str(c))}
+    return pd.read_csv(path, low_memory=False, dtype=text, keep_default_na=False, na_values=[""])
+
+
 def tables(folder: Path) -> dict[Path, pd.DataFrame]:
     """The CSVs at the top of the folder, except the sample submission and solution."""
     skip = {sample_path(folder), folder / "solution.csv"}
-    return {p: pd.read_csv(p, low_memory=False) for p in sorted(folder.glob("*.csv"))
-            if p not in skip}  # fmt: skip
+    return {p: read_text(p) for p in sorted(folder.glob("*.csv")) if p not in skip}
+
+
+def labelled_first(csvs: dict, sample) -> list[Path]:
+    """The CSVs that may hold the training labels, the likeliest first: train.csv, then those
+    sharing a column with the sample, then train* and *label* names; never a test CSV (Kannada's
+    Dig-MNIST.csv and others' extra.csv come after train.csv)."""
+
+    def rank(p):
+        stem = p.stem.lower()
+        shared = sample is not None and bool(set(csvs[p].columns) & set(sample.columns))
+        return stem != "train", not shared, not (stem.startswith("train") or "label" in stem)
+
+    maybe = [p for p in csvs if not any(w in p.stem.lower() for w in NOT_TRAINING)]
+    return sorted(maybe, key=lambda p: (*rank(p), p.name))
+
+
+def left_out(csvs: dict, chosen: Path, label, candidates: list) -> str | None:
+    """The comment on labels_csv: the other CSVs with the same labels, seen and not used."""
+    others = [p.name for p in candidates if p != chosen and label in csvs[p].columns]
+    return f"the training set; also labelled, left out: {', '.join(others)}" if others else None
 
 
 def rel(folder: Path, d: Path) -> str:
@@ -50,13 +80,13 @@ def pixel_layout(folder, csvs, sample) -> dict | None:
     """A CSV of a label and a square number of pixel columns, and one of test pixels."""
 
     def pixel_cols(df):
-        cols = [c for c in df.columns if re.fullmatch(r"pixel\d+", str(c))]
+        cols = [c for c in df.columns if PIXEL.fullmatch(str(c))]
         return cols if len(cols) >= 64 and int(len(cols) ** 0.5) ** 2 == len(cols) else None
 
     found = {p: df for p, df in csvs.items() if pixel_cols(df)}
-    train = [p for p, df in found.items() if len(df.columns) > len(pixel_cols(df))
-             and "test" not in p.name.lower()]  # fmt: skip
-    test = [p for p in found if "test" in p.name.lower()]
+    train = [p for p in labelled_first(csvs, sample)
+             if p in found and len(found[p].columns) > len(pixel_cols(found[p]))]  # fmt: skip
+    test = [p for p in found if "test" in p.stem.lower()]
     if not train or not test:
         return None
     df, tdf = found[train[0]], found[test[0]]
@@ -71,7 +101,7 @@ def pixel_layout(folder, csvs, sample) -> dict | None:
             f"{train[0].name}: {label} and {len(pixel_cols(df))} pixels; "
             f"{len(df):,} images {side}x{side} grey",
         ),  # fmt: skip
-        labels_csv=(train[0].name, None),
+        labels_csv=(train[0].name, left_out(csvs, train[0], label, train)),
         label_col=(label, None),
         test_csv=(test[0].name, f"{len(tdf):,} images"),
         id_col=(id_col, f"test ids: {'the ' + ids[0] + ' column' if ids else 'counted from 1'}"),
@@ -105,20 +135,54 @@ def best_match(values: list, index: dict) -> tuple[Path | None, float, str]:
     return best
 
 
+def label_column(df: pd.DataFrame, others: list, sample) -> str | None:
+    """The labels: the column sample_submission.csv names (target, never diagnosis beside it),
+    else the one whose values are the sample's class columns, else one named label, target or
+    class, else the first."""
+    if sample is not None:
+        named = [c for c in others if c in sample.columns[1:]]
+        classes = set(sample.columns[1:])
+        same = [c for c in others if len(classes) > 1 and set(df[c].dropna()) == classes]
+        if named or same:
+            return (named or same)[0]
+    usual = [c for c in others if str(c).lower() in ("label", "labels", "class", "target")]
+    return (usual or others or [None])[0]
+
+
+def group_column(df: pd.DataFrame, id_col, label) -> tuple[str, str] | None:
+    """A column naming whom each image belongs to (patient_id, subject), with its comment, when
+    some have several images: their images must share a fold."""
+    for c in df.columns:
+        key = re.sub(r"[^a-z]", "", str(c).lower())
+        if c in (id_col, label) or not GROUP.fullmatch(key) or df[c].isna().any():
+            continue
+        n = df[c].nunique()
+        if n < len(df):
+            most = df[c].value_counts().max()
+            return c, f"{n:,} of them, up to {most} images each: each one's images share a fold"
+    return None
+
+
+def names_test_items(ids: pd.Series, sample) -> bool:
+    """Whether `ids` are mostly the sample's ids: a list of the test images (test.csv)."""
+    return sample is not None and ids.isin(set(sample.iloc[:, 0])).mean() >= 0.5
+
+
 def csv_layout(folder, csvs, sample, dirs, index) -> dict | None:
-    """A CSV whose one column names images in a folder, and another holds their labels."""
-    for path, df in csvs.items():
+    """A CSV whose one column names images in a folder, and another holds their labels; a
+    patient or subject column groups them."""
+    candidates = labelled_first(csvs, sample)
+    for path in candidates:
+        df = csvs[path]
         for id_col in df.columns:
             train, share, ext = best_match(df[id_col].tolist(), index)
-            if share < 0.9:
+            if share < 0.9 or names_test_items(df[id_col], sample):
                 continue
-            others = [c for c in df.columns if c != id_col]
-            wanted = [c for c in others if sample is not None and c in sample.columns]
-            named = [c for c in others if str(c).lower() in ("label", "labels", "class", "target")]
-            label = (wanted or named or others or [None])[0]
+            label = label_column(df, [c for c in df.columns if c != id_col], sample)
             if label is None:
                 continue
             test = test_folder(folder, dirs, index, sample, exclude=train)
+            group = group_column(df, id_col, label)
             n = dirs[train]
             return dict(
                 layout=(
@@ -126,9 +190,10 @@ def csv_layout(folder, csvs, sample, dirs, index) -> dict | None:
                     f"{path.name}: {id_col},{label}; {len(df):,} rows naming images "
                     f"in {rel(folder, train)}/ ({n:,} there)",
                 ),  # fmt: skip
-                labels_csv=(path.name, None),
+                labels_csv=(path.name, left_out(csvs, path, label, candidates)),
                 id_col=(id_col, None),
                 label_col=(label, None),
+                **({"group_col": group} if group else {}),
                 train_dir=(rel(folder, train), None),
                 test_dir=test,
                 ext=(
@@ -144,12 +209,19 @@ def csv_layout(folder, csvs, sample, dirs, index) -> dict | None:
 
 
 def test_folder(folder, dirs, index, sample, exclude) -> tuple[str, str]:
-    """The image folder that holds sample_submission.csv's ids, else one named test."""
+    """The image folder that holds sample_submission.csv's ids (the training folder itself when
+    train and test images share one, as Plant Pathology's images/ does), else one named test."""
     candidates = {d: n for d, n in index.items() if d != exclude and exclude not in d.parents}
     if sample is not None:
-        d, share, _ = best_match(sample.iloc[:, 0].tolist(), candidates)
-        if d is not None and share >= 0.9:
-            return rel(folder, d), f"{dirs[d]:,} images; sample_submission.csv names them"
+        ids = sample.iloc[:, 0].tolist()
+        shared = {exclude: index[exclude]} if exclude in index else {}
+        for where in (candidates, shared):
+            d, share, _ = best_match(ids, where)
+            if d is not None and share >= 0.9:
+                if d == exclude:
+                    return rel(folder, d), (f"{len(ids):,} of its {dirs[d]:,} images, named by "
+                                            "the sample, beside the training images")  # fmt: skip
+                return rel(folder, d), f"{dirs[d]:,} images; sample_submission.csv names them"
     named = [d for d in candidates if "test" in rel(folder, d).lower()]
     if not named:
         raise KitError(f"found no folder of test images in {folder}; the image folders are "
@@ -240,7 +312,7 @@ def balance(labels: list) -> str:
         return f"{len(counts)} classes, {top[-1][1]}-{top[0][1]} images each"
     total = sum(counts.values())
     return f"{len(counts)} classes, " + " / ".join(
-        f"{c} {100 * n / total:.0f}%" for c, n in sorted(counts.items(), key=lambda kv: str(kv[0]))
+        f"{c} {100 * counts[c] / total:.0f}%" for c in class_order(counts)
     )
 
 

@@ -16,9 +16,10 @@ from kit.recipe import Recipe
 
 
 def sample_path(folder: Path) -> Path | None:
-    """sample_submission.csv, or the name an older competition gave it (sampleSubmission.csv)."""
+    """sample_submission.csv, or the name another competition gave it: sampleSubmission.csv,
+    sample_submission_v2.csv (its .zip is unpacked by `kit new`)."""
     for path in [folder / "sample_submission.csv", *sorted(folder.glob("*.csv"))]:
-        if path.is_file() and path.stem.lower().replace("_", "") == "samplesubmission":
+        if path.is_file() and re.sub(r"[_\- ]", "", path.stem.lower()).startswith("samplesub"):
             return path
     return None
 
