@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kit.data.archives import unpack
 from kit.data.inspect import balance, find_layout, measure_images
-from kit.data.submission import read_sample, sample_path, submission_shape
+from kit.data.submission import as_sample_writes, read_sample, sample_path, submission_shape
 from kit.errors import KitError
 from kit.evaluate.metrics import METRICS
 from kit.files import write_new
@@ -102,7 +102,8 @@ def inspect_folder(folder: Path, metric=None, slug=None) -> dict:
     fields = {"slug": (slug, None), "metric": (metric, why), **found,
               **model_fields(side, grey, summary)}  # fmt: skip
     r = check(Recipe(name="new", **{k: v for k, (v, _) in fields.items()}))
-    shape = submission_shape(r, sample, classes if sample is not None else None)
+    written = set(as_sample_writes(classes, sample, submission_shape(r, sample, None)))  # 1.0: 1
+    shape = submission_shape(r, sample, sorted(written) if sample is not None else None)
     where = "no sample_submission.csv"
     if sample is not None:
         cols = ",".join(map(str, sample.columns[:4])) + (",..." if len(sample.columns) > 4 else "")
