@@ -119,16 +119,17 @@ def test_kit_new_reads_the_layout(layout):
 
 def test_the_submission_follows_sample_submission(layout_run):
     folder, work, name = layout_run["folder"], layout_run["work"], layout_run["name"]
-    sample = pd.read_csv(folder / "sample_submission.csv")
+    sample = pd.read_csv(folder / "sample_submission.csv", dtype=str)  # as Kaggle compares
     (path,) = (work / "submissions" / name).glob("*.csv")
-    sub = pd.read_csv(path)
+    sub = pd.read_csv(path, dtype=str)
     assert list(sub.columns) == list(sample.columns)  # names with spaces and punctuation too
-    assert sub.iloc[:, 0].astype(str).tolist() == sample.iloc[:, 0].astype(str).tolist()
+    assert sub.iloc[:, 0].tolist() == sample.iloc[:, 0].tolist()
     values = sub.iloc[:, 1:]
     if layout_run["recipe"].sub_shape == "label":
         train = read_layout(folder, layout_run["recipe"])
         assert set(values.iloc[:, 0]) <= set(train.classes)
     else:
+        values = values.astype(float)
         assert ((values >= 0) & (values <= 1)).all().all()
     if layout_run["recipe"].sub_shape == "probabilities":
         assert np.allclose(values.sum(axis=1), 1, atol=1e-4)
