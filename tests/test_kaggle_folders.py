@@ -246,6 +246,22 @@ def test_the_sample_and_labels_under_other_names(sample, labels, cactus, tmp_pat
             matches_sample(sub, folder / sample.removesuffix(".zip"), r.sub_shape, [])
 
 
+@pytest.mark.parametrize("train, test", [("jpeg/train", "jpeg/test"), ("train-jpg", "test-jpg"),
+                                         ("train_images", "test_images")])  # fmt: skip
+def test_image_folders_under_other_names(train, test, cactus, tmp_path):
+    """SIIM-ISIC's jpeg/train/, Planet's train-jpg/, APTOS's train_images/."""
+    folder = shutil.copytree(cactus, tmp_path / cactus.name)
+    for old, new in (("train/train", train), ("test/test", test)):
+        (folder / new).parent.mkdir(parents=True, exist_ok=True)
+        (folder / old).rename(folder / new)
+    with working_in(tmp_path):
+        assert main(["new", "cactus", "--data", str(folder)]) == 0
+        r = load_competition("cactus").RECIPE
+    assert (r.train_dir, r.test_dir) == (train, test)
+    d = read_layout(folder, r)
+    assert d.test_ids == [row[0] for row in rows(folder / "sample_submission.csv")[1:]]
+
+
 # --- 5: Plant Pathology 2020: training and test images in one folder --------------------------
 
 
