@@ -1,6 +1,7 @@
 """The metrics Kaggle scores image classification with, and which way each one is better.
 
-Every function takes the class indices `y` (N,) and class probabilities `probs` (N, classes).
+Every function takes the class indices `y` (N,) and class probabilities `probs` (N, classes);
+a multi-label task's `y` is multi-hot (N, tags) and its `probs` one sigmoid per tag.
 Whatever picks "the best" (checkpoint, early stopping, TTA, snapshots, blends) asks
 `greater_is_better`.
 """
@@ -52,10 +53,75 @@ def qwk(y: np.ndarray, probs: np.ndarray) -> float:
     return float(cohen_kappa_score(y, pred, labels=grades, weights="quadratic"))
 
 
-METRICS = {f.__name__: f for f in (accuracy, auc, logloss, f1_macro, f1_micro, qwk)}
+def mauc(y: np.ndarray, probs: np.ndarray) -> float:
+    """Mean column-wise ROC AUC (Plant Pathology): each class's (tag's) column against the rest,
+    averaged over the columns that hold both a positive and a negative."""
+    truth = y if y.ndim == 2 else np.eye(probs.shape[1])[y]
+    cols = [c for c in range(probs.shape[1]) if 0 < truth[:, c].sum() < len(truth)]
+    if not cols:
+        return float("nan")
+    return float(np.mean([roc_auc_score(truth[:, c], probs[:, c]) for c in cols]))
+
+
+def predicted_tags(probs: np.ndarray) -> np.ndarray:
+    """The tags a multi-label submission lists: each at p >= 0.5 (per-tag thresholds, when tuned,
+    decide first: kit/evaluate/thresholds.py); a row with none keeps its likeliest tag."""
+    on = probs >= 0.5
+    none = ~on.any(1)
+    on[none, probs[none].argmax(1)] = True
+    return on
+
+
+def fbeta_samples(y: np.ndarray, probs: np.ndarray, beta: float) -> float:
+    """F-beta of each image's predicted tags against its true ones, averaged over the images
+    (Kaggle's samples average; an image with no right tag scores 0)."""
+    pred, truth = predicted_tags(probs), y > 0.5
+    tp = (pred & truth).sum(1)
+    precision = tp / np.maximum(pred.sum(1), 1)
+    recall = tp / np.maximum(truth.sum(1), 1)
+    b2 = beta**2
+    f = (1 + b2) * precision * recall / np.maximum(b2 * precision + recall, 1e-12)
+    return float(f.mean())
+
+
+def f2(y: np.ndarray, probs: np.ndarray) -> float:
+    """Samples-averaged F2 (Planet): recall counts four times as much as precision."""
+    return fbeta_samples(y, probs, 2)
+
+
+def f1_samples(y: np.ndarray, probs: np.ndarray) -> float:
+    return fbeta_samples(y, probs, 1)
+
+
+def map_at_k(y: np.ndarray, probs: np.ndarray, k: int) -> float:
+    """Mean average precision at k with one right label per image: 1/rank of the right label
+    among the k likeliest (ties in class order), 0 when it is not among them."""
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    hits = top == np.asarray(y)[:, None]
+    return float((hits / np.arange(1, top.shape[1] + 1)).sum(1).mean())
+
+
+def map5(y: np.ndarray, probs: np.ndarray) -> float:
+    """MAP@5 (Humpback Whale Identification)."""
+    return map_at_k(y, probs, 5)
+
+
+def map3(y: np.ndarray, probs: np.ndarray) -> float:
+    """MAP@3 (Quick, Draw!)."""
+    return map_at_k(y, probs, 3)
+
+
+METRICS = {
+    f.__name__: f
+    for f in (accuracy, auc, logloss, f1_macro, f1_micro, qwk, mauc, f2, f1_samples, map5, map3)
+}
 LOWER_IS_BETTER = {"logloss"}
 # Scored on probabilities: the submission holds probabilities, never hard labels.
-ON_PROBABILITIES = {"auc", "logloss"}
+ON_PROBABILITIES = {"auc", "logloss", "mauc"}
+# Scored on several labels per image (y multi-hot), the tags decided by per-tag thresholds.
+MULTI_LABEL = {"f2", "f1_samples"}
+# Scored on the k likeliest labels, best first: the submission lists k labels per image.
+TOP_K = {"map5": 5, "map3": 3}
 
 
 def score(metric: str, y: np.ndarray, probs: np.ndarray) -> float:
@@ -76,12 +142,14 @@ def at_least_as_good(metric: str, a: float, b: float) -> bool:
     return a >= b if greater_is_better(metric) else a <= b
 
 
-def learner_metric(metric: str):
-    """The metric as a fastai metric over the whole validation set, named after `metric`."""
+def learner_metric(metric: str, multi_label: bool = False):
+    """The metric as a fastai metric over the whole validation set, named after `metric`, on
+    softmax probabilities (sigmoid ones for a multi-label task)."""
     from fastai.metrics import AccumMetric, ActivationType
     from fastai.metrics import accuracy as batch_accuracy
 
-    if metric == "accuracy":
+    if metric == "accuracy" and not multi_label:
         return batch_accuracy  # averaged per batch: the same number, without keeping the preds
-    return AccumMetric(METRICS[metric], dim_argmax=-1, activation=ActivationType.Softmax,
-                       to_np=True, invert_arg=True, flatten=False, name=metric)  # fmt: skip
+    act = ActivationType.Sigmoid if multi_label else ActivationType.Softmax
+    return AccumMetric(METRICS[metric], dim_argmax=-1, activation=act, to_np=True,
+                       invert_arg=True, flatten=False, name=metric)  # fmt: skip

@@ -51,6 +51,22 @@ def scores(metric: str, y: np.ndarray, p: Predictions) -> dict[bool, float]:
     return {tta: score(metric, y, probs) for tta, probs in p.views().items()}
 
 
+def multi_hot(rows: list, classes: list) -> np.ndarray:
+    """Each row's tags (a list of class names) as a 0/1 row over `classes`: a multi-label y."""
+    index = {str(c): i for i, c in enumerate(classes)}
+    y = np.zeros((len(rows), len(classes)), dtype=np.float32)
+    for i, tags in enumerate(rows):
+        y[i, [index[str(t)] for t in tags]] = 1
+    return y
+
+
+def label_text(y: np.ndarray, classes: list) -> list:
+    """Each item's label as CSVs write it: its class, or (multi-hot `y`) its tags, spaced."""
+    if y.ndim == 1:
+        return [classes[i] for i in y]
+    return [" ".join(str(classes[j]) for j in np.flatnonzero(row)) for row in y]
+
+
 def table(
     p: Predictions, key: str, classes: list, y: np.ndarray | None = None, extra: dict | None = None
 ) -> pd.DataFrame:
@@ -58,7 +74,7 @@ def table(
     then p_<class> and p_<class>_tta."""
     df = pd.DataFrame({key: p.ids, **(extra or {})})
     if y is not None:
-        df["label"] = [classes[i] for i in y]
+        df["label"] = label_text(y, classes)
     for tta, probs in p.views().items():
         for c, label in enumerate(classes):
             df[f"p_{label}{'_tta' if tta else ''}"] = probs[:, c]
