@@ -24,14 +24,25 @@ class Recipe:
     name: str = field(help="the CLI name: competitions/<name>.py")
     slug: str = field(help="the Kaggle competition slug")
     description: str = field("", "one line for `kit list`")
-    metric: str = field("accuracy", "accuracy | auc | logloss | f1_macro | f1_micro | qwk")
+    metric: str = field(
+        "accuracy",
+        "accuracy | auc | logloss | f1_macro | f1_micro | qwk | mauc | f2 | f1_samples | map5 | "
+        "map3",
+    )
     # the competition folder (kit/data/layouts.py reads it; `kit new` writes what it found)
     layout: str = field(
         "csv", "csv (images + labels CSV) | folders (one per class) | filenames | pixels"
     )
     labels_csv: str = field("train.csv", "the training labels (pixels: labels and pixels)")
     id_col: str = field("id", "the labels CSV's image id column (pixels: test.csv's id column)")
-    label_col: str = field("label", "the labels CSV's class column")
+    label_col: str = field(
+        "label", "the labels CSV's class column; several, comma-separated: one 0/1 column per class"
+    )
+    # Several labels per image (Planet): a sigmoid per tag and binary cross-entropy; label_col
+    # holds space-separated tags, or names 0/1 columns where a row may hold several ones.
+    multi_label: bool = field(
+        False, "several labels per image: label_col holds space-separated tags (or 0/1 columns)"
+    )
     group_col: str = field("", "a labels CSV column grouping images that must share a fold")
     train_dir: str = field("train", "the training images (folders: one subfolder per class)")
     test_dir: str = field("test", "the test images")
@@ -39,8 +50,11 @@ class Recipe:
     ext: str = field("", "added to an id to name its image file, when ids have no extension")
     channels: int = field(3, "3 reads images as RGB, 1 as grey")
     sub_shape: str = field(
-        "auto", "auto | label | probability | probabilities (one column per class)"
+        "auto",
+        "auto | label | probability | probabilities (one column per class) | tags (multi-label) "
+        "| top_k (the top_k likeliest labels)",
     )
+    top_k: int = field(5, "top_k submissions: labels per image, best first (MAP@k scores k)")
     positive: str = field(
         "", "probability: the class whose probability is submitted (default: last)"
     )
@@ -111,9 +125,12 @@ class Recipe:
 
 
 LR_RULES = ("auto", "halfway", "valley", "slide", "minimum", "steep")  # kit/train/finder.py
-METRICS = ("accuracy", "auc", "logloss", "f1_macro", "f1_micro", "qwk")  # kit/evaluate/
+# kit/evaluate/metrics.py
+METRICS = ("accuracy", "auc", "logloss", "f1_macro", "f1_micro", "qwk", "mauc", "f2", "f1_samples",
+           "map5", "map3")  # fmt: skip
+MULTI_LABEL_METRICS = ("f2", "f1_samples", "mauc")  # those that score several labels per image
 LAYOUTS = ("csv", "folders", "filenames", "pixels")  # kit/data/layouts.py
-SHAPES = ("auto", "label", "probability", "probabilities")
+SHAPES = ("auto", "label", "probability", "probabilities", "tags", "top_k")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PAD_MODES = ("reflection", "zeros", "border")
 
@@ -161,6 +178,19 @@ def check(r: Recipe) -> Recipe:
         (r.pad_mode in PAD_MODES, "pad_mode", f"one of {', '.join(PAD_MODES)}"),
         (r.layout in LAYOUTS, "layout", f"one of {', '.join(LAYOUTS)}"),
         (r.sub_shape in SHAPES, "sub_shape", f"one of {', '.join(SHAPES)}"),
+        (
+            not r.multi_label or r.metric in MULTI_LABEL_METRICS,
+            "metric",
+            f"one of {', '.join(MULTI_LABEL_METRICS)} with --multi-label",
+        ),
+        (
+            r.multi_label or r.metric not in ("f2", "f1_samples"),
+            "metric",
+            "a single-label metric without --multi-label (f2 and f1_samples score several labels "
+            "per image)",
+        ),
+        (not r.multi_label or r.layout == "csv", "layout", "csv with --multi-label (a labels CSV)"),
+        (r.top_k >= 1, "top_k", "at least 1"),
         (r.channels in (1, 3), "channels", "1 (grey) or 3 (RGB)"),
         (r.size >= 8, "size", "at least 8 pixels"),
         (0 < r.valid_pct < 1, "valid_pct", "between 0 and 1, e.g. 0.2"),
@@ -177,6 +207,11 @@ def check(r: Recipe) -> Recipe:
         (r.patience >= 0, "patience", "0 (off) or more epochs"),
         (r.min_delta >= 0, "min_delta", "0 or more"),
         (0 <= r.label_smoothing < 1, "label_smoothing", "between 0 and 1, e.g. 0.1"),
+        (
+            not (r.label_smoothing and r.multi_label),
+            "label_smoothing",
+            "0 with --multi-label (it spreads one label's share over the classes)",
+        ),
         (r.mixup >= 0, "mixup", "0 (off) or a positive alpha, e.g. 0.4"),
         (r.cutmix >= 0, "cutmix", "0 (off) or a positive alpha, e.g. 1.0"),
         (not (r.mixup and r.cutmix), "mixup", "0 when --cutmix is on: use one of the two"),
