@@ -6,11 +6,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import kit
 from competitions import mnist
 from kit.cli import main
-from kit.data.folds import assign_folds, fold_ids
+from kit.data.folds import assign_folds, fold_ids, split
 from kit.errors import KitError
 from kit.evaluate.blend import cross_validated, greedy_weights, tune_threshold
 from kit.evaluate.metrics import logloss
@@ -334,3 +335,34 @@ def test_a_bad_folds_csv_is_one_line_before_anything_is_written(
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and message in err, err
     assert not out.exists()
+
+
+# Many classes of a handful of images each (Humpback Whale): 5 whales seen once, others 2-6
+# times, and one large class.
+WHALES = torch.tensor([0] * 40 + [1, 2, 3, 4, 5] + [6] * 2 + [7] * 3 + [8] * 4 + [9] * 6)
+
+
+def test_a_class_of_one_image_always_trains_in_a_single_split():
+    train, valid = split(WHALES, 0.2, seed=0)
+    once = np.flatnonzero(np.isin(WHALES.numpy(), [1, 2, 3, 4, 5]))
+    assert set(once) <= set(train) and not set(once) & set(valid)
+    assert sorted([*train, *valid]) == list(range(len(WHALES)))
+    assert 0.15 < len(valid) / len(WHALES) < 0.25
+    assert set(WHALES.numpy()[valid]) <= set(WHALES.numpy()[train])  # nothing validated unseen
+
+
+def test_folds_pool_the_classes_too_small_to_stratify():
+    """--folds 3 where the rarest classes have 1-2 images: no error; every image in one fold,
+    the large class spread evenly."""
+    folds = fold_ids(WHALES, 3, seed=0)
+    assert sorted(set(folds.tolist())) == [0, 1, 2]
+    assert sorted(np.bincount(folds[:40]).tolist()) == [13, 13, 14]
+
+
+def test_multi_label_splits_stratify_by_each_images_rarest_tag():
+    y = torch.zeros(90, 3)
+    y[:, 0] = 1  # every image has tag 0
+    y[:30, 1] = 1
+    y[30:36, 2] = 1  # the rare tag
+    train, valid = split(y, 0.2, seed=0)
+    assert 1 <= int(y[valid, 2].sum()) <= 2 and int(y[train, 2].sum()) >= 4

@@ -1,6 +1,12 @@
 """Which images validate which model. The folds belong to the data, not to a run: every run on
-a competition folder gets the same ones, so runs that differ in --seed, arch or size blend."""
+a competition folder gets the same ones, so runs that differ in --seed, arch or size blend.
 
+Splits are stratified by class (a multi-label item by its rarest tag). Classes too small to
+stratify are pooled into one stratum rather than refused, and a class of one image always
+trains in a single split: many classes of a handful of images each (Humpback Whale) train."""
+
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +21,26 @@ from kit.recipe import Recipe
 FOLDS_CSV = "folds.csv"  # columns item (as the run's CSVs name images) and fold; kept in the data
 
 
+def class_of(y: torch.Tensor) -> np.ndarray:
+    """Each item's class, as splits stratify it: a multi-hot item's rarest tag."""
+    labels = y.numpy()
+    if labels.ndim == 1:
+        return labels
+    return np.where(labels > 0, labels.sum(0), np.inf).argmin(1)
+
+
+def pooled(labels: np.ndarray, least: int) -> np.ndarray:
+    """`labels` with the classes of fewer than `least` items sharing one stratum (-1)."""
+    return np.where(np.bincount(labels)[labels] < least, -1, labels)
+
+
+def stratifiable(labels: np.ndarray, valid_pct: float) -> bool:
+    """Can a split of `valid_pct` hold every class on both sides, as scikit-learn asks?"""
+    n_valid = math.ceil(valid_pct * len(labels))
+    counts = np.unique(labels, return_counts=True)[1]
+    return counts.min() >= 2 and min(n_valid, len(labels) - n_valid) >= len(counts)
+
+
 def split(
     y: torch.Tensor, valid_pct: float, seed: int, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -23,31 +49,46 @@ def split(
     if groups is not None:  # the first of round(1 / valid_pct) grouped folds validates
         valid = np.flatnonzero(fold_ids(y, max(2, round(1 / valid_pct)), seed, groups) == 0)
         return np.setdiff1d(idx, valid), valid
-    labels = y.numpy()
-    stratify = labels if np.bincount(labels).min() >= 2 else None
-    train, valid = train_test_split(idx, test_size=valid_pct, random_state=seed, stratify=stratify)
-    return np.sort(train), np.sort(valid)
+    labels = class_of(y)
+    if stratifiable(labels, valid_pct):
+        train, valid = train_test_split(idx, test_size=valid_pct, random_state=seed,
+                                        stratify=labels)  # fmt: skip
+        return np.sort(train), np.sort(valid)
+    # A class of one image trains: validated, its class would have nothing to learn from.
+    once = np.bincount(labels)[labels] < 2
+    rest = idx[~once]
+    if len(rest) < 2:
+        raise KitError("every class has a single image, so none can be validated; give the "
+                       "data a folds.csv, or more images per class")  # fmt: skip
+    strata = pooled(labels[rest], max(2, math.ceil(1 / valid_pct)))
+    stratify = strata if stratifiable(strata, valid_pct) else None
+    train, valid = train_test_split(rest, test_size=valid_pct, random_state=seed,
+                                    stratify=stratify)  # fmt: skip
+    return np.sort(np.concatenate([train, idx[once]])), np.sort(valid)
 
 
 def fold_ids(
     y: torch.Tensor, folds: int, seed: int, groups: np.ndarray | None = None
 ) -> np.ndarray:
-    """Each item's fold, 0..folds-1: seeded and stratified by class, and with `groups`, each
-    group in one fold."""
-    labels = y.numpy()
+    """Each item's fold, 0..folds-1: seeded and stratified by class (classes of fewer than
+    `folds` images pooled), and with `groups`, each group in one fold."""
+    labels = class_of(y)
+    if len(labels) < folds:
+        raise KitError(f"--folds {folds} needs at least {folds} images; the data has "
+                       f"{len(labels)}")  # fmt: skip
     if groups is not None:
         n_groups = len(np.unique(np.asarray(groups)))
         if n_groups < folds:
             raise KitError(f"{folds} folds need at least {folds} groups; the data has {n_groups}")
         kfold = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
     else:
-        if np.bincount(labels).min() < folds:
-            raise KitError(f"--folds {folds} needs at least {folds} images of every class; "
-                           f"the rarest class has {np.bincount(labels).min()}")  # fmt: skip
         kfold = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    strata = pooled(labels, folds)
     ids = np.empty(len(labels), dtype=np.int64)
-    for k, (_, valid) in enumerate(kfold.split(np.zeros(len(labels)), labels, groups)):
-        ids[valid] = k
+    with warnings.catch_warnings():  # a pooled stratum smaller than `folds` is expected here
+        warnings.simplefilter("ignore", UserWarning)
+        for k, (_, valid) in enumerate(kfold.split(np.zeros(len(labels)), strata, groups)):
+            ids[valid] = k
     return ids
 
 

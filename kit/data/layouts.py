@@ -3,6 +3,8 @@
 A recipe names its layout and the columns and folders it found (`kit new` writes them):
 
 - `csv`: images in a folder and a CSV of id and label (Aerial Cactus, Cassava, Dog Breed...);
+  the label may be one 0/1 column per class (Plant Pathology), or with `multi_label`
+  space-separated tags (Planet);
 - `folders`: one training folder per class (Plant Seedlings);
 - `filenames`: the label is the file name up to its first dot, `cat.0.jpg` (Dogs vs Cats);
 - `pixels`: a CSV of pixel values per image (Digit Recognizer, Kannada-MNIST).
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from kit.data.images import IMAGE_EXTS, cache_dir, load_photos
 from kit.data.submission import as_sample_writes, number, read_sample, submission_shape
 from kit.errors import KitError
+from kit.evaluate.predictions import multi_hot
 from kit.recipe import Recipe
 
 
@@ -32,7 +35,7 @@ class Data:
     """A competition folder read into memory: what every recipe's `load` returns."""
 
     x: torch.Tensor  # uint8 (N, C, H, W) training images
-    y: torch.Tensor  # int64 (N,) class indices
+    y: torch.Tensor  # int64 (N,) class indices; multi-label: float32 (N, classes) multi-hot
     classes: list  # class labels, text, as the submission writes them; numbers in numeric order
     names: list  # how a training item is named in plots and CSVs (file name, csv row)
     test_x: torch.Tensor  # uint8 test images, in submission order
@@ -118,13 +121,56 @@ def csv_items(folder: Path, r: Recipe) -> tuple[list[Path], list, list | None]:
     text = (r.id_col, r.label_col, r.group_col)
     df = read_table(path, f"training labels ({r.id_col},{r.label_col})", text)
     ids = column(df, r.id_col, path, "id-col")
-    labels = column(df, r.label_col, path, "label-col")
+    labels = csv_labels(df, r, path)
     dup = ids[ids.duplicated()]
     if len(dup):
         raise KitError(f"{path.name} names image {dup.iloc[0]} more than once")
     files = match_files(folder / r.train_dir, ids.tolist(), r.ext, path.name, "train")
     groups = column(df, r.group_col, path, "group-col").tolist() if r.group_col else None
-    return files, labels.tolist(), groups
+    return files, labels, groups
+
+
+def csv_labels(df: pd.DataFrame, r: Recipe, path: Path) -> list:
+    """Each row's class; with `multi_label`, its list of tags (space-separated in one column).
+    Several comma-separated label columns are one 0/1 column per class (kit/data/layouts.py)."""
+    cols = [c.strip() for c in r.label_col.split(",")]
+    if len(cols) > 1:
+        return one_hot_labels(df, cols, r.multi_label, path)
+    values = column(df, cols[0], path, "label-col").tolist()
+    if not r.multi_label:
+        return values
+    tags = [str(v).split() for v in values]
+    empty = next((i for i, t in enumerate(tags) if not t), None)
+    if empty is not None:
+        raise KitError(f"{path.name} has no tags on row {empty + 2}; every image needs at least "
+                       "one tag")  # fmt: skip
+    return tags
+
+
+def one_hot_labels(df: pd.DataFrame, cols: list, multi_label: bool, path: Path) -> list:
+    """One 0/1 column per class: each row's class (its one 1), or with `multi_label` its list of
+    classes; a KitError for a value other than 0/1, and (single-label) a row of no or several 1s."""
+    for c in cols:
+        values = column(df, c, path, "label-col")
+        bad = ~values.isin([0, 1])
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise KitError(f"{path.name} column {c} holds {values.iloc[row]!r} on row {row + 2}; "
+                           "one-hot label columns hold 0 or 1")  # fmt: skip
+    ones = df[cols].to_numpy().astype(int)
+    if multi_label:
+        return [[cols[j] for j in np.flatnonzero(row)] for row in ones]
+    count = ones.sum(1)
+    if (count != 1).any():
+        row = int((count != 1).argmax())
+        if count[row] == 0:
+            raise KitError(f"{path.name} row {row + 2} has no class: each of {', '.join(cols)} is "
+                           "0, and a one-hot row holds one 1")  # fmt: skip
+        named = ", ".join(c for c, v in zip(cols, ones[row]) if v)
+        raise KitError(f"{path.name} row {row + 2} has {count[row]} classes ({named}): the labels "
+                       "are multi-label; set multi_label=True in the recipe (or pass "
+                       "--multi-label)")  # fmt: skip
+    return [cols[j] for j in ones.argmax(1)]
 
 
 def folder_items(folder: Path, r: Recipe) -> tuple[list[Path], list, None]:
@@ -246,8 +292,11 @@ def class_order(labels) -> list:
     return sorted(distinct, key=natural_key)
 
 
-def solution_labels(folder: Path, ids: list, classes: list) -> torch.Tensor | None:
-    """Test labels from `solution.csv` (id, label), which only the bundled samples ship."""
+def solution_labels(
+    folder: Path, ids: list, classes: list, multi_label: bool = False
+) -> torch.Tensor | None:
+    """Test labels from `solution.csv` (id, label; multi-label: space-separated tags), which only
+    the bundled samples ship."""
     path = folder / "solution.csv"
     if not path.is_file():
         return None
@@ -255,6 +304,11 @@ def solution_labels(folder: Path, ids: list, classes: list) -> torch.Tensor | No
     by_id = dict(zip(truth.iloc[:, 0], truth.iloc[:, 1]))
     index = {c: i for i, c in enumerate(classes)}
     labels = [by_id.get(i) for i in ids]
+    if multi_label:
+        tags = [str(label).split() for label in labels]
+        if not all(t in index for row in tags for t in row):
+            return None
+        return torch.from_numpy(multi_hot(tags, classes))
     if not all(label in index for label in labels):
         return None  # labels the training data does not have: the recipe's own checks say so
     return torch.tensor([index[label] for label in labels])
@@ -266,20 +320,28 @@ def load(folder: Path, r: Recipe) -> Data:
     sample = read_sample(folder)
     read = pixel_data if r.layout == "pixels" else image_data
     d = read(folder, r, sample)
-    labels = as_sample_writes(d["labels"], sample, submission_shape(r, sample, None))
-    classes = class_order(labels)
+    if r.multi_label:  # lists of tags, each as written
+        labels = [[str(t) for t in v] for v in d["labels"]]
+        classes = class_order({t for v in labels for t in v})
+    else:
+        labels = as_sample_writes(d["labels"], sample, submission_shape(r, sample, None))
+        classes = class_order(labels)
     if len(classes) < 2:
         raise KitError(f"the training labels hold only one class ({classes}); nothing to learn")
     index = {c: i for i, c in enumerate(classes)}
     submission_shape(r, sample, classes)  # a mismatch with sample_submission.csv stops here
+    if r.multi_label:
+        y = torch.from_numpy(multi_hot(labels, classes))
+    else:
+        y = torch.tensor([index[v] for v in labels], dtype=torch.long)
     return Data(
         x=d["x"],
-        y=torch.tensor([index[v] for v in labels], dtype=torch.long),
+        y=y,
         classes=classes,
         names=d["names"],
         test_x=d["test_x"],
         test_ids=d["test_ids"],
-        test_y=solution_labels(folder, d["test_ids"], classes),
+        test_y=solution_labels(folder, d["test_ids"], classes, r.multi_label),
         skipped=d["skipped"],
         groups=d["groups"],
     )

@@ -126,8 +126,10 @@ def dataloaders(data: Data, r: Recipe, stats, device, valid: np.ndarray) -> Data
 
 
 def test_loader(data: Data, like: TensorLoader) -> TensorLoader:
-    """The test images, in submission order, served like `like`."""
-    y = data.test_y if data.test_y is not None else torch.zeros(len(data.test_x), dtype=torch.long)
+    """The test images, in submission order, served like `like` (with placeholder labels of the
+    training labels' shape where none are known: the loss is computed on every batch)."""
+    shape = (len(data.test_x), *data.y.shape[1:])
+    y = data.test_y if data.test_y is not None else torch.zeros(shape, dtype=data.y.dtype)
     return TensorLoader(
         data.test_x, y, like.bs, like.stats, device=like.device, channels_last=like.channels_last
     )
