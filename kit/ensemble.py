@@ -1,8 +1,9 @@
 """`kit ensemble`: stacked generalization over k-fold runs that share their folds.
 
 Every blend is scored honestly: whatever it fits (weights, a meta-model, a binary task's
-threshold) is fitted on the other folds' out-of-fold predictions and scored on the held-out
-fold; what is used for the test set is then fitted on all of them.
+threshold, a multi-label task's per-tag thresholds) is fitted on the other folds' out-of-fold
+predictions and scored on the held-out fold; what is used for the test set is then fitted on all
+of them.
 """
 
 import shutil
@@ -20,8 +21,9 @@ from kit.evaluate.blend import (
     fit_blend,
     tune_threshold,
 )
-from kit.evaluate.metrics import ON_PROBABILITIES, score
-from kit.evaluate.predictions import Predictions, table
+from kit.evaluate.metrics import MULTI_LABEL, ON_PROBABILITIES, score
+from kit.evaluate.predictions import Predictions, multi_hot, table
+from kit.evaluate.thresholds import decide, threshold_tuning
 from kit.files import read_json, write_json, write_new
 from kit.paths import output_root
 from kit.recipe import load_competition
@@ -39,6 +41,12 @@ def load_member(runs: Path, name: str, run: str) -> dict:
     text = dict(dtype={"item": str, "label": str, "id": str}, keep_default_na=False)  # 000123
     oof, test = pd.read_csv(path / "oof.csv", **text), pd.read_csv(path / "test_preds.csv", **text)
     cols = [f"p_{c}{kind}" for c in classes]
+    multi = bool(recipe.get("multi_label"))
+    labels = oof["label"]
+    if multi:  # space-separated tags
+        y = multi_hot(labels.str.split().tolist(), classes)
+    else:
+        y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
     return {
         "run": path.name,
         "path": path,
@@ -46,7 +54,8 @@ def load_member(runs: Path, name: str, run: str) -> dict:
         "classes": metrics["classes"],
         "items": oof["item"].tolist(),
         "fold": oof["fold"].to_numpy(),
-        "y": oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
+        "y": y,
+        "multi_label": multi,
         "test_ids": test["id"].tolist(),
         "oof": oof[cols].to_numpy(),
         "test": test[cols].to_numpy(),
@@ -86,9 +95,10 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
     first, m = members[0], members[0]["metric"]
     y, fold = first["y"], first["fold"]
     oofs, tests = [x["oof"] for x in members], [x["test"] for x in members]
-    if tune and len(first["classes"]) != 2:
+    if tune and (len(first["classes"]) != 2 or first["multi_label"]):
         raise KitError(f"--tune-threshold needs a binary task; {name} has "
-                       f"{len(first['classes'])} classes")  # fmt: skip
+                       f"{len(first['classes'])} classes; a multi-label task's F-beta tunes "
+                       "a threshold per tag by itself")  # fmt: skip
 
     blend_oof = cross_validated(method, oofs, y, fold)
     blend, fitted = fit_blend(method, oofs, y)
@@ -113,19 +123,24 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
               f"each fold at the threshold tuned on the others (0.5: {at_half:.4f})")  # fmt: skip
         if m in ON_PROBABILITIES:
             print(f"  {m} does not depend on a threshold: the submission keeps probabilities")
+    if m in MULTI_LABEL:  # per-tag thresholds, tuned fold by fold as a run tunes them
+        result |= threshold_tuning(m, y, blend_oof, fold)
 
     folder = Path(data) if data else Path(first["data"])
     sample = read_sample(folder)
     probs = blend_test
     if tune and m not in ON_PROBABILITIES:  # labels from the tuned threshold
         probs = thresholded(blend_test, threshold)
+    if result.get("thresholded"):  # the tags from the tuned per-tag thresholds
+        probs = decide(blend_test, result["thresholds"])
     classes = first["classes"]
     sub = checked_submission(comp.RECIPE, sample, first["test_ids"], probs, classes)
 
     run_id, partial = new_run_dir(root, name, f"ensemble-{method}")
     try:
         write_json(partial / "recipe.json", {"name": name, "arch": f"ensemble-{method}",
-                                             "metric": m, "members": list(runs)})  # fmt: skip
+                                             "metric": m, "members": list(runs),
+                                             "multi_label": first["multi_label"]})  # fmt: skip
         shutil.copyfile(first["path"] / "folds.csv", partial / "folds.csv")
         oof = Predictions(first["items"], blend_oof)
         table(oof, "item", classes, y, {"fold": fold}).to_csv(partial / "oof.csv", index=False)

@@ -3,9 +3,9 @@ re-runs a notebook on a hidden test set that replaces the public one: the notebo
 with a run trained elsewhere (`kit kernel --predict` ships the run and the notebook).
 
 Every model of the run predicts as it did at training time: one model, every fold's, the
-snapshots or averaged weights it kept, with its TTA choice and temperature; an ensemble run
-through its members, blended as `kit ensemble` blended them. Only the test images (or test CSV)
-and the sample are read, a batch at a time.
+snapshots or averaged weights it kept, with its TTA choice and temperature (or a multi-label
+task's per-tag thresholds); an ensemble run through its members, blended as `kit ensemble`
+blended them. Only the test images (or test CSV) and the sample are read, a batch at a time.
 """
 
 import time
@@ -22,6 +22,7 @@ from kit.ensemble import load_member, thresholded
 from kit.evaluate.blend import fit_blend
 from kit.evaluate.calibration import calibrate
 from kit.evaluate.metrics import ON_PROBABILITIES
+from kit.evaluate.thresholds import decide
 from kit.files import read_json
 from kit.paths import data_dir, output_root
 from kit.recipe import load_competition, saved_recipe
@@ -71,6 +72,8 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
         test_probs = probs[0]
         if metrics.get("calibrated"):
             test_probs = calibrate(test_probs, metrics["temperature"])
+        if metrics.get("thresholded"):  # the tags the run's tuned thresholds decide
+            test_probs = decide(test_probs, metrics["thresholds"])
     sub = checked_submission(contract, sample, tests[0].ids, test_probs, classes)
     stem = free_stem(root, name, run_dir.name)
     submission = publish_text(root, name, stem, sub.to_csv(index=False))
@@ -81,13 +84,15 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
 def blend(runs: Path, name: str, members: list[Path], metrics: dict, probs: list) -> np.ndarray:
     """The members' test probabilities blended as `kit ensemble` blended them: the blend is
     fitted again on the members' out-of-fold predictions (the same fit, so the same blend), and
-    a tuned threshold applied where the metric scores labels."""
+    a tuned threshold (per tag, for a multi-label task) applied where the metric scores labels."""
     found = [load_member(runs, name, str(m)) for m in members]
     fitted, _ = fit_blend(metrics["method"], [f["oof"] for f in found], found[0]["y"])
     blended = fitted(probs)
     metric = found[0]["metric"]
     if "threshold" in metrics and metric not in ON_PROBABILITIES:
         return thresholded(blended, metrics["threshold"])
+    if metrics.get("thresholded"):
+        return decide(blended, metrics["thresholds"])
     return blended
 
 

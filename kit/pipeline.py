@@ -4,7 +4,8 @@ prepare            the recipe, data, folds, device and weights: every check on t
 start_run          a partial run folder holding what the run was asked to do
 train_model        one model per fold (or one), each in its own folder (kit/train/)
 combine            out-of-fold (or validation) predictions, test predictions averaged
-score_run          the metric, plain and with TTA, per fold; calibration for log loss
+score_run          the metric, plain and with TTA, per fold; calibration for log loss, per-tag
+                   thresholds for a multi-label F-beta
 write_predictions  history.csv and the prediction CSVs
 interpret          the interpretation plots (kit/evaluate/)
 checked_submission the submission, checked against sample_submission.csv (kit/data/)
@@ -32,8 +33,9 @@ from kit.data.submission import checked_submission, read_sample
 from kit.errors import KitError
 from kit.evaluate.calibration import calibrate, temperature_scaling
 from kit.evaluate.interpret import interpret
-from kit.evaluate.metrics import at_least_as_good, score
+from kit.evaluate.metrics import MULTI_LABEL, at_least_as_good, score
 from kit.evaluate.predictions import Predictions, averaged, concatenated, scores, table
+from kit.evaluate.thresholds import decide, threshold_tuning
 from kit.files import read_json, write_json, write_new
 from kit.paths import data_dir, output_root
 from kit.recipe import Recipe, load_competition, override, recipe_fields
@@ -250,11 +252,15 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
     test_probs = test.chosen(tta)
     if metrics.get("calibrated"):
         test_probs = calibrate(test_probs, metrics["temperature"])
+    thresholds = metrics["thresholds"] if metrics.get("thresholded") else None
+    if thresholds is not None:  # the tags each image's submission lists
+        test_probs = decide(test_probs, thresholds)
     if d.test_y is not None:
         metrics[f"test_{r.metric}"] = score(r.metric, d.test_y.numpy(), test_probs)
 
     history = write_predictions(job, r, run_dir, trained, valid, test, idx, y)
-    interpret(run_dir, d.x[idx], valid.ids, y, valid.chosen(tta), d.classes, show)
+    interpret(run_dir, d.x[idx], valid.ids, y, valid.chosen(tta), d.classes, show,
+              thresholds=thresholds)  # fmt: skip
     sub = checked_submission(r, sample, d.test_ids, test_probs, d.classes)
     write_new(sub.to_csv(index=False), run_dir / "submission.csv")
     metrics |= {
@@ -284,7 +290,8 @@ def combine(trained: list[Trained]) -> tuple[Predictions, Predictions]:
 def score_run(r: Recipe, y: np.ndarray, valid: Predictions, per_fold: list, fold) -> dict:
     """The metric on validation (out of fold) with and without TTA, and per fold, under
     metrics.json's names; which predictions are submitted (`submitted`: tta or plain, TTA if it
-    scored at least as well); for log loss, whether temperature scaling helps out of sample."""
+    scored at least as well); for log loss, whether temperature scaling helps out of sample; for
+    a multi-label F-beta, whether per-tag thresholds do."""
     m = r.metric
     found = scores(m, y, valid)
     out = {f"valid{'_tta' if tta else ''}_{m}": s for tta, s in found.items()}
@@ -297,6 +304,9 @@ def score_run(r: Recipe, y: np.ndarray, valid: Predictions, per_fold: list, fold
     if m == "logloss":  # Kaggle punishes overconfidence: calibrate, if that helps out of sample
         groups = fold if r.folds else np.arange(len(y)) % 2
         out |= temperature_scaling(y, valid.chosen(tta), groups)
+    if m in MULTI_LABEL:  # F-beta scores the tags decided: tune a threshold per tag
+        groups = fold if r.folds else np.arange(len(y)) % 2
+        out |= threshold_tuning(m, y, valid.chosen(tta), groups)
     return out | {"submitted": "tta" if tta else "plain"}
 
 

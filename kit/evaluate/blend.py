@@ -1,22 +1,32 @@
 """Blends of several models' probabilities (stacked generalization): a plain mean, weights
-chosen greedily, or a logistic regression on them; and a binary task's decision threshold."""
+chosen greedily, or a logistic regression on them (one per tag for a multi-label task); and a
+binary task's decision threshold."""
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from kit.evaluate.metrics import logloss
+from kit.evaluate.metrics import LOGLOSS_EPS, logloss
 
 METHODS = ("mean", "weighted", "stack")
 
 
+def blend_loss(y: np.ndarray, probs: np.ndarray) -> float:
+    """Kaggle's log loss over classes; for multi-hot `y`, the binary log loss of every tag."""
+    if y.ndim == 1:
+        return logloss(y, probs)
+    p = np.clip(probs.astype(np.float64), LOGLOSS_EPS, 1 - LOGLOSS_EPS)
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+
 def greedy_weights(oofs: list, y: np.ndarray, steps: int = 50) -> np.ndarray:
     """Ensemble selection with replacement (Caruana et al., 2004): repeatedly add the member
-    that most lowers the blend's log loss (Kaggle's, as the metric scores it), and keep the best
-    blend seen; the weights are how often each member was picked for it."""
+    that most lowers the blend's log loss (Kaggle's, as the metric scores it; per tag for a
+    multi-label task), and keep the best blend seen; the weights are how often each member was
+    picked for it."""
     counts, total = np.zeros(len(oofs)), np.zeros_like(oofs[0])
     best, best_loss = None, np.inf
     for step in range(1, steps + 1):
-        losses = [logloss(y, (total + p) / step) for p in oofs]
+        losses = [blend_loss(y, (total + p) / step) for p in oofs]
         pick = int(np.argmin(losses))
         counts[pick] += 1
         total += oofs[pick]
@@ -41,8 +51,31 @@ def fit_blend(method: str, oofs: list, y: np.ndarray):
     if method == "weighted":
         w = greedy_weights(oofs, y)
         return (lambda ps: np.tensordot(w, np.stack(ps), axes=1)), w
+    if y.ndim == 2:
+        return tag_stack(oofs, y)
     meta = LogisticRegression(C=1.0, max_iter=2000).fit(stack_features(oofs), y)
     return (lambda ps: meta.predict_proba(stack_features(ps))), meta.coef_
+
+
+def tag_stack(oofs: list, y: np.ndarray):
+    """A multi-label stack: per tag, a logistic regression on the members' probabilities of that
+    tag (a tag that `y` never or always has keeps the members' mean)."""
+
+    def features(ps, c):
+        return np.stack([p[:, c] for p in ps], 1)
+
+    metas = [
+        LogisticRegression(C=1.0, max_iter=2000).fit(features(oofs, c), y[:, c])
+        if 0 < y[:, c].sum() < len(y)
+        else None
+        for c in range(y.shape[1])
+    ]
+
+    def blend(ps):
+        return np.stack([m.predict_proba(features(ps, c))[:, 1] if m else features(ps, c).mean(1)
+                         for c, m in enumerate(metas)], 1)  # fmt: skip
+
+    return blend, [m.coef_ if m else None for m in metas]
 
 
 def cross_validated(method: str, oofs: list, y: np.ndarray, fold: np.ndarray) -> np.ndarray:

@@ -1,4 +1,6 @@
-"""Interpretation plots from validation predictions: plain arrays in, PNGs and CSVs out."""
+"""Interpretation plots from validation predictions: plain arrays in, PNGs and CSVs out. A
+multi-label task gets per tag its precision and recall and its most confident misses instead of
+a confusion matrix."""
 
 import re
 from pathlib import Path
@@ -9,6 +11,8 @@ import pandas as pd
 import torch
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
+from kit.evaluate.metrics import predicted_tags
+from kit.evaluate.thresholds import decide
 from kit.files import save_figure
 
 MAX_CLASS_PLOTS = 20  # per-class image grids for at most this many classes
@@ -116,8 +120,12 @@ def interpret(
     classes: list,
     show: bool = False,
     k: int = 4,
+    thresholds: list | None = None,
 ) -> None:
-    """Write every interpretation artefact for one set of validation predictions."""
+    """Write every interpretation artefact for one set of validation predictions (multi-hot `y`:
+    the tags decided at `thresholds`, else at 0.5)."""
+    if y.ndim == 2:
+        return interpret_tags(run_dir, images, names, y, probs, classes, show, k, thresholds)
     pred = probs.argmax(1)
     title = "confusion matrix"
     if len(classes) == 2 and len(set(y)) == 2:
@@ -145,3 +153,54 @@ def interpret(
             for kind, idx in by_class(y, probs, c, k).items()
         ]
         plot_images(rows, run_dir / f"class_{file_name(label)}.png", show, f"actual class {label}")
+
+
+def per_tag(y: np.ndarray, pred: np.ndarray, classes: list) -> pd.DataFrame:
+    """Per tag: the images that have it, those predicted with it, precision, recall, and the
+    false and missed tags."""
+    truth = y > 0.5
+    hits, predicted, actual = (pred & truth).sum(0), pred.sum(0), truth.sum(0)
+    return pd.DataFrame({"tag": classes, "images": actual, "predicted": predicted,
+                         "precision": hits / np.maximum(predicted, 1),
+                         "recall": hits / np.maximum(actual, 1),
+                         "false": predicted - hits, "missed": actual - hits})  # fmt: skip
+
+
+def tag_misses(y: np.ndarray, probs: np.ndarray, pred: np.ndarray, c: int, k: int, cut) -> dict:
+    """For tag `c`: the images most confidently given it wrongly, those most confidently denied
+    it wrongly, and the most uncertain (closest to its threshold `cut`)."""
+    truth, p = y[:, c] > 0.5, probs[:, c]
+    false, missed = np.flatnonzero(pred[:, c] & ~truth), np.flatnonzero(~pred[:, c] & truth)
+    return {
+        "most confident false tag": false[np.argsort(-p[false], kind="stable")][:k],
+        "most confident missed tag": missed[np.argsort(p[missed], kind="stable")][:k],
+        "most uncertain": np.argsort(np.abs(p - cut), kind="stable")[:k],
+    }
+
+
+def interpret_tags(run_dir, images, names, y, probs, classes, show, k, thresholds) -> None:
+    """A multi-label task's interpretation: per_tag.csv, top losses (binary cross-entropy over
+    the tags) and, for the tags missed most, their most confident misses."""
+    pred = decide(probs, thresholds) > 0.5 if thresholds is not None else predicted_tags(probs)
+    table = per_tag(y, pred, classes)
+    table.to_csv(run_dir / "per_tag.csv", index=False)
+
+    def tags(row) -> str:
+        return " ".join(str(classes[j]) for j in np.flatnonzero(row)) or "-"
+
+    p = np.clip(probs, 1e-12, 1 - 1e-12)
+    loss = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(1)
+    worst = np.argsort(-loss, kind="stable")[: 3 * k]
+    cells = [(images[i], f"{names[i]}\nactual {tags(y[i] > 0.5)}\npredicted {tags(pred[i])}")
+             for i in worst]  # fmt: skip
+    rows = [cells[i : i + k] for i in range(0, len(cells), k)] or [[]]
+    plot_images(rows, run_dir / "top_losses.png", show, "top losses (validation)")
+    errors = (table["false"] + table["missed"]).to_numpy()
+    cuts = thresholds if thresholds is not None else [0.5] * len(classes)
+    for c in np.argsort(-errors, kind="stable")[:MAX_CLASS_PLOTS]:
+        label = classes[c]
+        rows = [
+            [(images[i], f"{kind}\n{names[i]}  p({label})={probs[i, c]:.2f}") for i in idx]
+            for kind, idx in tag_misses(y, probs, pred, c, k, cuts[c]).items()
+        ]
+        plot_images(rows, run_dir / f"class_{file_name(label)}.png", show, f"tag {label}")

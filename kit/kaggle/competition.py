@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit.data.archives import unpack
-from kit.data.submission import check_submission, read_sample, submission_shape
+from kit.data.submission import check_submission, labels_per_row, read_sample, submission_shape
 from kit.errors import KitError
 from kit.files import building, read_json
 from kit.kaggle.client import client, quiet, talking_to
@@ -161,12 +161,16 @@ def check_file(file: Path, r: Recipe, metrics: dict, data=None) -> None:
         df = pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""])  # as text
     except (ValueError, UnicodeDecodeError) as e:
         raise KitError(f"{file} is not a readable CSV ({e})") from None
-    # label submissions: the run's classes when the file came from a run
-    labels = None
-    if submission_shape(r, sample, metrics.get("classes")) == "label":
+    # label submissions (tags, top k): the run's classes when the file came from a run
+    labels, shape = None, submission_shape(r, sample, metrics.get("classes"))
+    if shape == "label":
         labels = metrics.get("classes") or sorted(set(df.iloc[:, 1:].stack()), key=str)
+    elif shape in ("tags", "top_k"):
+        words = {t for v in df.iloc[:, 1].astype(str) for t in v.split(" ")}
+        labels = metrics.get("classes") or sorted(words)
+    k = labels_per_row(r, shape, labels) if labels else 1
     try:
-        check_submission(df, sample, sample.iloc[:, 0].tolist(), labels)
+        check_submission(df, sample, sample.iloc[:, 0].tolist(), labels, shape, k)
     except KitError as e:
         raise KitError(f"{file} does not match {folder / 'sample_submission.csv'}: {e}; "
                        "nothing was uploaded") from None  # fmt: skip

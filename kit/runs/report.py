@@ -57,6 +57,11 @@ def scores(metrics: dict, m: str) -> list[tuple]:
         (f"{valid} {m} with TTA", metrics.get(f"valid_tta_{m}")),
         (f"{m} per fold", metrics.get(f"folds_{m}")),
         (f"{m} per fold with TTA", metrics.get(f"folds_tta_{m}")),
+        (
+            f"{valid} {m} at per-tag thresholds (out of sample)",
+            metrics.get(f"{m}_after_thresholds"),
+        ),
+        ("per-tag thresholds applied", metrics.get("thresholded")),
         (f"test {m} (held-out sample labels)", metrics.get(f"test_{m}")),
         ("submitted predictions", metrics.get("submitted")),
         ("epochs", metrics.get("epochs")),
@@ -129,6 +134,11 @@ def plots(run_dir: Path) -> list[str]:
         df = pd.read_csv(confused).head(10)
         rows = [tuple(r) for r in df.itertuples(index=False)]
         parts += ["<h3>Most confused</h3>", table(rows, tuple(df.columns))]
+    tags = run_dir / "per_tag.csv"  # a multi-label task's precision and recall per tag
+    if tags.is_file():
+        df = pd.read_csv(tags)
+        rows = [tuple(r) for r in df.itertuples(index=False)]
+        parts += ["<h3>Per tag</h3>", table(rows, tuple(df.columns))]
     return parts
 
 

@@ -11,7 +11,11 @@ from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.mixup import CutMix, MixUp
 from fastai.callback.progress import ProgressCallback
 from fastai.learner import Learner
-from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
+from fastai.losses import (
+    BCEWithLogitsLossFlat,
+    CrossEntropyLossFlat,
+    LabelSmoothingCrossEntropyFlat,
+)
 from fastai.optimizer import OptimWrapper
 from fastai.torch_core import set_seed
 from fastcore.imports import IN_NOTEBOOK
@@ -113,8 +117,9 @@ def build_learner(
 
 
 def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
-    """A fastai Learner with the recipe's metric and loss, its tricks (label smoothing, MixUp,
-    CutMix, a moving average of the weights), three layer groups and clean logs."""
+    """A fastai Learner with the recipe's metric and loss (binary cross-entropy on a sigmoid per
+    tag for a multi-label task), its tricks (label smoothing, MixUp, CutMix, a moving average of
+    the weights), three layer groups and clean logs."""
     cbs = {"bf16": [Autocast(dls.device.type)], "fp16": [MixedPrecision()], "fp32": []}[precision]
     if r.mixup:
         cbs.append(MixUp(r.mixup))
@@ -122,8 +127,7 @@ def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
         cbs.append(CutMix(r.cutmix))
     if r.ema:
         cbs.append(WeightAverage(r.ema))
-    smoothing = r.label_smoothing
-    loss = LabelSmoothingCrossEntropyFlat(eps=smoothing) if smoothing else CrossEntropyLossFlat()
+    loss = loss_function(r)
     if r.channels_last:
         model = model.to(memory_format=torch.channels_last)
     learn = Learner(
@@ -131,7 +135,7 @@ def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
         model,
         opt_func=ADAMW,
         loss_func=loss,
-        metrics=[learner_metric(r.metric)],
+        metrics=[learner_metric(r.metric, r.multi_label)],
         splitter=layer_groups,
         wd=r.wd,
         path=path,
@@ -141,6 +145,16 @@ def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
     if not (sys.stdout.isatty() or IN_NOTEBOOK):
         print_epochs(learn)
     return learn
+
+
+def loss_function(r: Recipe):
+    """Cross-entropy (softmax), label-smoothed if asked; binary cross-entropy (a sigmoid per tag)
+    for a multi-label task. fastai's predictions apply the loss's activation."""
+    if r.multi_label:
+        return BCEWithLogitsLossFlat()
+    if r.label_smoothing:
+        return LabelSmoothingCrossEntropyFlat(eps=r.label_smoothing)
+    return CrossEntropyLossFlat()
 
 
 def print_epochs(learn: Learner) -> None:

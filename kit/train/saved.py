@@ -1,10 +1,12 @@
 """A finished run's models read back to predict with, and their predictions on a stream of
 batches: what `kit predict` runs instead of training. Each model is fed as it was at training
-time (its normalisation, channels, precision, TTA views), so its probabilities equal the ones
+time (its normalisation, channels, precision, TTA views) and its logits take the training loss's
+activation (softmax, or a sigmoid per tag when multi-label), so its probabilities equal the ones
 the run wrote for the same images."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +104,7 @@ def probabilities(
     """Class probabilities for every image of `batches` (uint8), each model's averaged over the
     `views` (None: the image as it is), then over each group's models, then over the groups."""
     precision = resolve_precision(r.precision, device)
+    activation = torch.sigmoid if r.multi_label else partial(torch.softmax, dim=-1)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     out = []
     with torch.inference_mode():
@@ -117,7 +120,7 @@ def probabilities(
                         x = model_input(xb, m.mean, m.std, fixed, None, r.channels_last)
                         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                             logits = m.net(x)
-                        per_view.append(torch.softmax(logits.float(), -1))
+                        per_view.append(activation(logits.float()))
                     per_model.append(torch.stack(per_view).mean(0))
                 per_group.append(torch.stack(per_model).mean(0))
             out.append(torch.stack(per_group).mean(0).cpu())
