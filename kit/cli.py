@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="the new recipe's name (competitions/NAME.py, written here)")
     new.add_argument("--data", metavar="DIR", required=True, help="the downloaded competition")
     new.add_argument("--metric", help="how the competition is scored (default: guessed, else "
-                     "asked): accuracy, auc, logloss, f1_macro, f1_micro or qwk")  # fmt: skip
+                     "asked): accuracy, auc, logloss, f1_macro, f1_micro, qwk, mauc, f2, "
+                     "f1_samples, map5 or map3")  # fmt: skip
     new.add_argument("--slug", help="the Kaggle competition slug (default: the folder's name)")
     sample = command(sub, "sample", "write a recipe's bundled sample data into a folder")
     sample.add_argument("dir", help="a new or empty folder")

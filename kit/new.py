@@ -11,10 +11,10 @@ from datetime import date
 from pathlib import Path
 
 from kit.data.archives import unpack
-from kit.data.inspect import balance, find_layout, measure_images
+from kit.data.inspect import balance, find_layout, measure_images, ranked_labels
 from kit.data.submission import as_sample_writes, read_sample, sample_path, submission_shape
 from kit.errors import KitError
-from kit.evaluate.metrics import METRICS
+from kit.evaluate.metrics import METRICS, TOP_K
 from kit.files import write_new
 from kit.recipe import Recipe, check, is_recipe, local_dir, module_name, recipe_file
 
@@ -33,6 +33,10 @@ KNOWN_METRICS = {
     "state-farm-distracted-driver-detection": "logloss",
     "aptos2019-blindness-detection": "qwk",
     "siim-isic-melanoma-classification": "auc",
+    "plant-pathology-2020-fgvc7": "mauc",
+    "planet-understanding-the-amazon-from-space": "f2",
+    "humpback-whale-identification": "map5",
+    "quickdraw-doodle-recognition": "map3",
 }
 SMALL = 48  # pixels: up to this side, a small CNN from scratch at the images' own size
 
@@ -63,14 +67,22 @@ def model_fields(side: int, grey: bool, summary: str) -> dict:
     )
 
 
-def choose_metric(metric: str | None, slug: str, sample, n_classes: int) -> tuple[str, str]:
+def choose_metric(
+    metric: str | None, slug: str, sample, n_classes: int, k: int = 0, multi_label: bool = False
+) -> tuple[str, str]:
+    """The metric: given, known for the slug, else read off the sample (k ranked labels per row,
+    one probability column per class or tag); else asked."""
     if metric:
         if metric not in METRICS:
             raise KitError(f"--metric must be one of {', '.join(METRICS)}")
         return metric, "given with --metric"
     if slug in KNOWN_METRICS:
         return KNOWN_METRICS[slug], f"the metric of {slug} on Kaggle"
+    if k and f"map{k}" in METRICS:
+        return f"map{k}", f"sample_submission.csv lists {k} labels per image: MAP@{k} scores them"
     if sample is not None and len(sample.columns) > 2 and len(sample.columns) - 1 == n_classes:
+        if multi_label:
+            return "mauc", "one probability column per tag: mean column-wise ROC AUC"
         return "logloss", "one probability column per class: Kaggle scores these by log loss"
     if sys.stdin.isatty():
         answer = input(f"How is {slug} scored? ({', '.join(METRICS)}): ").strip()
@@ -89,27 +101,37 @@ def inspect_folder(folder: Path, metric=None, slug=None) -> dict:
     slug = slug or folder.resolve().name
     sample = read_sample(folder)
     found = find_layout(folder, sample)
-    labels = found.pop("_labels")
+    rows = found.pop("_labels")  # each row's class, or (multi-label) its list of tags
+    multi = found.get("multi_label", (False,))[0]
+    labels = [t for row in rows for t in row] if multi else rows
     if "_size" in found:
         side, grey = found.pop("_size")
         summary = f"{side}x{side} grey"
     else:
         side, grey, summary = measure_images(found.pop("_train"))
     classes = sorted({str(v) for v in labels})
-    metric, why = choose_metric(metric, slug, sample, len(classes))
+    k = ranked_labels(sample, multi)
+    metric, why = choose_metric(metric, slug, sample, len(classes), k, multi)
     labelled = "label_col" if "label_col" in found else "train_dir"
-    found[labelled] = (found[labelled][0], balance(labels))
+    found_value, found_note = found[labelled]
+    found[labelled] = (found_value, (f"{found_note}: " if found_note else "") + balance(labels))
     fields = {"slug": (slug, None), "metric": (metric, why), **found,
               **model_fields(side, grey, summary)}  # fmt: skip
-    r = check(Recipe(name="new", **{k: v for k, (v, _) in fields.items()}))
-    written = set(as_sample_writes(classes, sample, submission_shape(r, sample, None)))  # 1.0: 1
-    shape = submission_shape(r, sample, sorted(written) if sample is not None else None)
+    if k:  # the sample lists k labels per image: the k likeliest, whatever the metric
+        fields |= {"sub_shape": ("top_k", None), "top_k": (k, None)}
+    r = check(Recipe(name="new", **{f: v for f, (v, _) in fields.items()}))
+    if not r.multi_label:  # 1.0 written 1 where the sample writes whole numbers
+        classes = sorted(set(as_sample_writes(classes, sample, submission_shape(r, sample, None))))
+    shape = submission_shape(r, sample, classes if sample is not None else None)
     where = "no sample_submission.csv"
     if sample is not None:
         cols = ",".join(map(str, sample.columns[:4])) + (",..." if len(sample.columns) > 4 else "")
         where = f"{sample_path(folder).name}: {cols}"
     fields["sub_shape"] = (shape, where)
-    description = f"{slug}: {len(labels):,} images {summary}, {balance(labels)}, {metric}"
+    if shape == "top_k":  # as many as the sample lists, else as many as the metric scores
+        note = "as sample_submission.csv lists them" if k else f"as {metric} scores them"
+        fields["top_k"] = (k or TOP_K.get(metric, r.top_k), f"labels per image, best first, {note}")
+    description = f"{slug}: {len(rows):,} images {summary}, {balance(labels)}, {metric}"
     return {"description": (description, None), **fields}
 
 

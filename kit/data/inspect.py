@@ -178,9 +178,12 @@ def csv_layout(folder, csvs, sample, dirs, index) -> dict | None:
             train, share, ext = best_match(df[id_col].tolist(), index)
             if share < 0.9 or names_test_items(df[id_col], sample):
                 continue
-            label = label_column(df, [c for c in df.columns if c != id_col], sample)
+            others = [c for c in df.columns if c != id_col]
+            label = label_column(df, others, sample)
             if label is None:
                 continue
+            kind = label_fields(df, others, label, sample)
+            label = kind["label_col"][0]
             test = test_folder(folder, dirs, index, sample, exclude=train)
             group = group_column(df, id_col, label)
             n = dirs[train]
@@ -192,7 +195,7 @@ def csv_layout(folder, csvs, sample, dirs, index) -> dict | None:
                 ),  # fmt: skip
                 labels_csv=(path.name, left_out(csvs, path, label, candidates)),
                 id_col=(id_col, None),
-                label_col=(label, None),
+                **kind,
                 **({"group_col": group} if group else {}),
                 train_dir=(rel(folder, train), None),
                 test_dir=test,
@@ -202,10 +205,66 @@ def csv_layout(folder, csvs, sample, dirs, index) -> dict | None:
                     if not ext
                     else "added to each id to name its file",
                 ),  # fmt: skip
-                _labels=df[label].tolist(),
                 _train=[train / (f"{v}{ext}") for v in df[id_col].astype(str)],
             )
     return None
+
+
+def one_hot_columns(df: pd.DataFrame, others: list, sample) -> list | None:
+    """The labels as one 0/1 column per class (Plant Pathology: healthy, multiple_diseases, rust,
+    scab): sample_submission.csv's value columns, when it has two or more and each is a column
+    of 0s and 1s here."""
+    if sample is None or len(sample.columns) < 3:
+        return None
+    cols = [c for c in sample.columns[1:] if c in others]
+    if len(cols) < len(sample.columns) - 1:
+        return None
+    return cols if all(df[c].isin([0, 1]).all() for c in cols) else None
+
+
+def tag_lists(values: list) -> list | None:
+    """Each row's space-separated tags (Planet: `haze primary water`) when the column holds tags:
+    rows of several words that recombine a smaller vocabulary. Class names with spaces (`st.
+    bernard`) are not tags: their words do not recombine."""
+    rows = [str(v).split() for v in values]
+    if not any(len(r) > 1 for r in rows):
+        return None
+    combos = {frozenset(r) for r in rows}
+    words = Counter(w for c in combos for w in c)  # in how many combinations each word is
+    recombine = sum(n >= 2 for n in words.values()) >= 2 / 3 * len(words)
+    return rows if len(words) < len(combos) or recombine else None
+
+
+def label_fields(df: pd.DataFrame, others: list, label, sample) -> dict:
+    """label_col as found (one column, or several 0/1 columns comma-separated), multi_label when
+    rows hold several labels, and `_labels`: each row's class, or (multi-label) its list."""
+    flags = one_hot_columns(df, others, sample)
+    if flags:
+        ones = df[flags].to_numpy().astype(int)
+        rows = [[c for c, v in zip(flags, row) if v] for row in ones]
+        col = (",".join(map(str, flags)), "one 0/1 column per class")
+        several = int((ones.sum(1) > 1).sum())
+        if several:
+            return dict(label_col=col, multi_label=(True, f"{several:,} rows hold several 1s"),
+                        _labels=rows)  # fmt: skip
+        return dict(label_col=col, _labels=[r[0] for r in rows if r])
+    tags = tag_lists(df[label].tolist())
+    if tags:
+        n = len({t for r in tags for t in r})
+        combos = len({frozenset(r) for r in tags})
+        note = f"space-separated tags: {n} tags in {combos} combinations"
+        return dict(label_col=(label, None), multi_label=(True, note), _labels=tags)
+    return dict(label_col=(label, None), _labels=df[label].tolist())
+
+
+def ranked_labels(sample, multi_label: bool) -> int:
+    """k, when sample_submission.csv's one value column lists k > 1 labels per row for a task of
+    one label per image (Humpback Whale: `new_whale w_1287fbc w_98baff9 ...`): the k likeliest
+    labels are submitted, best first. 0 otherwise."""
+    if multi_label or sample is None or len(sample.columns) != 2 or not len(sample):
+        return 0
+    k = len(str(sample.iloc[0, 1]).split())
+    return k if k > 1 else 0
 
 
 def test_folder(folder, dirs, index, sample, exclude) -> tuple[str, str]:
