@@ -23,7 +23,15 @@ DISEASES = ["healthy", "multiple_diseases", "rust", "scab"]
 TAGS = ["agriculture", "bare_ground", "clear", "haze", "primary", "water"]  # Planet's, with _
 PLANET_SAMPLE = "primary clear agriculture road water"  # what Kaggle's sample holds
 WHALE_SAMPLE = "new_whale w_1287fbc w_98baff9 w_7554f44 w_1eafe46"
-INKS = [(255, 80, 80), (80, 255, 80), (90, 140, 255)]  # a whale is a digit in one ink
+# a whale is a digit in one ink
+INKS = [
+    (255, 80, 80),
+    (80, 255, 80),
+    (90, 140, 255),
+    (255, 230, 60),
+    (230, 90, 255),
+    (80, 240, 240),
+]
 
 
 def scans_by_digit(seed: int) -> dict[int, list]:
@@ -67,12 +75,12 @@ def grid_image(pools: dict, digits: list, rng) -> Image.Image:
     return frame
 
 
-def planet(dest: Path) -> str:
+def planet(dest: Path, n_train: int = 200, n_test: int = 40) -> str:
     """Several tags per image: the digits 0-5 it shows, 1-3 of them. Samples-averaged F2."""
     rng = np.random.default_rng(12)
     pools = scans_by_digit(12)
     rows = {"train": [], "test": []}
-    for split, n in (("train", 200), ("test", 40)):
+    for split, n in (("train", n_train), ("test", n_test)):
         for i in range(n):
             digits = sorted(rng.choice(6, size=int(rng.integers(1, 4)), replace=False).tolist())
             save(grid_image(pools, digits, rng), dest / f"{split}-jpg" / f"{split}_{i}.jpg")
@@ -94,23 +102,24 @@ def whale_image(scan, ink, rng) -> Image.Image:
     return Image.fromarray((grey * fg + (1 - grey) * bg).astype(np.uint8))
 
 
-def humpback(dest: Path) -> str:
-    """Whales w_<hex>: the digits 1-9 in three inks, 1 to 6 images each (some whales seen once);
-    new_whale: the digit 0 in any ink. The sample lists 5 labels per image. MAP@5."""
+def humpback(dest: Path, inks: int = 3, most: int = 6, new: int = 20) -> str:
+    """Whales w_<hex>: the digits 1-9 in `inks` inks, 1 to `most` images each (some whales seen
+    once); `new` new_whale images: the digit 0 in any ink. The sample lists 5 labels per image.
+    MAP@5."""
     rng = np.random.default_rng(13)
     pools = scans_by_digit(13)
-    whales = [(d, ink) for d in range(1, 10) for ink in range(3)]
+    whales = [(d, ink) for d in range(1, 10) for ink in range(inks)]
     names = {w: f"w_{rng.integers(16**7):07x}" for w in whales}
     train, test = [], []
     for i, w in enumerate(whales):
-        for _ in range(1 + i % 6):  # 1, 2, ... 6 images, then again
+        for _ in range(1 + i % most):  # 1, 2, ... `most` images, then again
             train.append((w, pools[w[0]].pop()))
-        if i % 6 >= 2:  # whales with 3 or more training images are seen again in the test set
+        if i % most >= 2:  # whales with 3 or more training images are seen again in the test set
             test.append((w, pools[w[0]].pop()))
-    for _ in range(20):
-        train.append(((0, int(rng.integers(3))), pools[0].pop()))
-    for _ in range(6):
-        test.append(((0, int(rng.integers(3))), pools[0].pop()))
+    for _ in range(new):
+        train.append(((0, int(rng.integers(inks))), pools[0].pop()))
+    for _ in range(new // 3):
+        test.append(((0, int(rng.integers(inks))), pools[0].pop()))
     labels = []
     for split, items in (("train", train), ("test", test)):
         for w, scan in items:
