@@ -219,7 +219,8 @@ def one_hot_columns(df: pd.DataFrame, others: list, sample) -> list | None:
     cols = [c for c in sample.columns[1:] if c in others]
     if len(cols) < len(sample.columns) - 1:
         return None
-    return cols if all(df[c].isin([0, 1]).all() for c in cols) else None
+    zero_one = [pd.to_numeric(df[c], errors="coerce").isin([0, 1]).all() for c in cols]  # text too
+    return cols if all(zero_one) else None
 
 
 def tag_lists(values: list) -> list | None:
@@ -240,7 +241,7 @@ def label_fields(df: pd.DataFrame, others: list, label, sample) -> dict:
     rows hold several labels, and `_labels`: each row's class, or (multi-label) its list."""
     flags = one_hot_columns(df, others, sample)
     if flags:
-        ones = df[flags].to_numpy().astype(int)
+        ones = df[flags].apply(pd.to_numeric).to_numpy().astype(int)
         rows = [[c for c, v in zip(flags, row) if v] for row in ones]
         col = (",".join(map(str, flags)), "one 0/1 column per class")
         several = int((ones.sum(1) > 1).sum())

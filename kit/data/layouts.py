@@ -152,12 +152,12 @@ def one_hot_labels(df: pd.DataFrame, cols: list, multi_label: bool, path: Path) 
     classes; a KitError for a value other than 0/1, and (single-label) a row of no or several 1s."""
     for c in cols:
         values = column(df, c, path, "label-col")
-        bad = ~values.isin([0, 1])
+        bad = ~pd.to_numeric(values, errors="coerce").isin([0, 1])  # 1, 1.0 or "1"
         if bad.any():
             row = int(bad.to_numpy().argmax())
             raise KitError(f"{path.name} column {c} holds {values.iloc[row]!r} on row {row + 2}; "
                            "one-hot label columns hold 0 or 1")  # fmt: skip
-    ones = df[cols].to_numpy().astype(int)
+    ones = df[cols].apply(pd.to_numeric).to_numpy().astype(int)
     if multi_label:
         return [[cols[j] for j in np.flatnonzero(row)] for row in ones]
     count = ones.sum(1)
