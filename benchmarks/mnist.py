@@ -7,18 +7,23 @@
    the sample's 360 held-out digits, which no copy was made from.
 2. Training images/s: the kit's fastai loop (batches from uint8 tensors, augmentation,
    normalisation) against a bare PyTorch loop over the same model, batch size and precision
-   on preloaded tensors.
+   on preloaded tensors. Both are warmed up with one epoch, then timed alternately, REPEATS
+   epochs each: the median and the range (min-max) are printed.
 3. Peak memory (max RSS) of `kit run mnist` on the 42,000-row train.csv.
 
-Run: `python benchmarks/mnist.py [--rows 42000] [--work DIR]`. Takes about 10 minutes on 2 cores.
+Run: `python benchmarks/mnist.py [--rows 42000] [--work DIR]`. Takes about 15 minutes on 2 cores.
+`--quick` checks that the script works in a minute or two (2,000 rows, one SGDR cycle, 2 timed
+epochs each): its numbers mean nothing.
 """
 
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +37,9 @@ from kit.data.augment import random_augment
 from kit.data.folds import split
 from kit.pipeline import prepare
 from kit.train.learner import build_learner, norm_stats, resolve_precision
+from kit.train.models import create_model
+
+REPEATS = 5  # timed epochs of each training loop, after a warm-up epoch each
 
 
 def augmented_copies(df: pd.DataFrame, rows: int, gen: torch.Generator) -> pd.DataFrame:
@@ -116,20 +124,12 @@ def keras_baseline(folder: Path, seed: int = 0) -> dict:
             "seconds": time.perf_counter() - start}  # fmt: skip
 
 
-def kit_run(folder: Path, out: Path) -> dict:
-    """`kit run mnist` with the recipe's defaults, as a user runs it, in its own process."""
+def kit_run(folder: Path, out: Path, extra: tuple[str, ...] = ()) -> dict:
+    """`kit run mnist` with the recipe's defaults (and `extra` flags), as a user runs it, in its
+    own process."""
     start = time.perf_counter()
-    cmd = [
-        sys.executable,
-        "-m",
-        "kit.cli",
-        "run",
-        "mnist",
-        "--data",
-        str(folder),
-        "--out",
-        str(out),
-    ]
+    cmd = [sys.executable, "-m", "kit.cli", "run", "mnist", "--data", str(folder), "--out",
+           str(out), *extra]  # fmt: skip
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -152,47 +152,60 @@ class TrainTimer(Callback):
         self.speed = self.images / (time.perf_counter() - self.start)
 
 
-def kit_loop_speed(folder: Path) -> float:
-    """Training images/s of one epoch of the kit's fastai loop with the recipe's defaults."""
+def kit_loop(folder: Path) -> Callable[[], float]:
+    """The kit's fastai loop with the recipe's defaults: a function that trains one epoch and
+    returns its training images/s."""
     job = prepare("mnist", data=folder, device="cpu", valid_pct=0.01)
     valid = split(job.data.y, job.recipe.valid_pct, job.recipe.seed)[1]
     learn = build_learner(job.recipe, job.data, job.device, job.weights, folder, valid)
     timer = TrainTimer()
-    with learn.no_logging():
-        learn.fit(1, 1e-3, cbs=[timer])
-    return timer.speed
+
+    def epoch() -> float:
+        with learn.no_logging():
+            learn.fit(1, 1e-3, cbs=[timer])
+        return timer.speed
+
+    return epoch
 
 
-def bare_loop_speed(folder: Path) -> float:
-    """Training images/s of one epoch of a bare PyTorch loop: same model, batch size and
-    precision, on preloaded normalised tensors, no augmentation."""
+def bare_loop(folder: Path) -> Callable[[], float]:
+    """A bare PyTorch loop over the same model, batch size and precision, on preloaded
+    normalised tensors, no augmentation: a function that trains one epoch and returns its
+    training images/s."""
     r = mnist.RECIPE
     data = mnist.load(folder, r)
     torch.manual_seed(0)
-    from kit.train.models import create_model
-
     model = create_model(r.arch, 10, 1).to(memory_format=torch.channels_last)
     mean, std = norm_stats(model, data.x)
     x = ((data.x.float() / 255 - mean[0]) / std[0]).contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     bf16 = resolve_precision(r.precision, torch.device("cpu")) == "bf16"
-    model.train()
-    start = time.perf_counter()
-    for idx in torch.randperm(len(x))[: int(len(x) * 0.99)].split(r.bs):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x[idx]).float(), data.y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return int(len(x) * 0.99) / (time.perf_counter() - start)
+    n = int(len(x) * 0.99)  # the images the kit's loop trains on (1% validates)
+
+    def epoch() -> float:
+        model.train()
+        start = time.perf_counter()
+        for idx in torch.randperm(len(x))[:n].split(r.bs):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(model(x[idx]).float(), data.y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return n / (time.perf_counter() - start)
+
+    return epoch
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=42_000)
     parser.add_argument("--work", type=Path, default=Path(".bench"))
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timed epochs per loop")
     parser.add_argument("--skip-accuracy", action="store_true", help="only the speed table")
+    parser.add_argument("--quick", action="store_true", help="2,000 rows, 1 cycle, 2 repeats")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.repeats = 2_000, 2
     sample, folder = args.work / "sample", args.work / f"digits-{args.rows}-v2"
     if not sample.exists():
         sample.mkdir(parents=True)
@@ -201,13 +214,15 @@ def main() -> None:
         build_folder(sample, folder, args.rows)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rows:,} rows")
     if not args.skip_accuracy:
-        accuracy_table(folder, args.work / "out", args.rows)
-    speed_table(folder)
+        extra = ("--cycles", "1") if args.quick else ()
+        accuracy_table(folder, args.work / "out", args.rows, extra)
+    speed_table(folder, args.repeats)
 
 
-def accuracy_table(folder: Path, out: Path, rows: int) -> None:
+def accuracy_table(folder: Path, out: Path, rows: int, extra: tuple[str, ...] = ()) -> None:
     held_out = len(pd.read_csv(folder / "solution.csv"))
-    keras, kit = keras_baseline(folder), kit_run(folder, out)
+    keras, kit = keras_baseline(folder), kit_run(folder, out, extra)
+    rule = kit["lr_rule"].split(":")[0]  # "halfway rule", or "fixed by --lr X"
     print(
         f"\n| {rows:,}-row train.csv, 2 CPU cores | held-out accuracy ({held_out:,} digits) "
         "| epochs | wall time |\n|---|---|---|---|"
@@ -217,25 +232,36 @@ def accuracy_table(folder: Path, out: Path, rows: int) -> None:
         f"| {keras['epochs']} | {keras['seconds']:.0f} s |"
     )
     print(
-        f"| `kit run mnist`, defaults | {kit['test_accuracy']:.4f} "
+        f"| `kit run mnist`, defaults ({rule}: {kit['lr']:.1e}) | {kit['test_accuracy']:.4f} "
         f"| {kit['epochs']} | {kit['seconds']:.0f} s |"
     )
     print(f"\npeak memory of `kit run mnist` on {rows:,} rows: {kit['peak_mib']:.0f} MiB (max RSS)")
 
 
-def speed_table(folder: Path) -> None:
-    kit_first = kit_loop_speed(folder)
-    bare = bare_loop_speed(folder)
-    kit = (kit_first + kit_loop_speed(folder)) / 2  # before and after the bare loop: drift
+def speed_table(folder: Path, repeats: int) -> None:
+    loops = {
+        "bare PyTorch loop on preloaded tensors": bare_loop(folder),
+        "kit: fastai Learner, batches from uint8, augmentation": kit_loop(folder),
+    }
+    for epoch in loops.values():
+        epoch()  # warm-up, untimed: the first autocast, kernel and allocator set-up
+    speeds = {name: [] for name in loops}
+    for i in range(repeats):
+        order = list(loops) if i % 2 == 0 else list(loops)[::-1]  # drift hits both alike
+        for name in order:
+            speeds[name].append(loops[name]())
+    bare, kit = speeds.values()
+    ratios = [k / b for k, b in zip(kit, bare)]  # each round's pair, timed side by side
     r = mnist.RECIPE
     print(
-        f"\n| training loop, {r.arch}, batch {r.bs}, {r.precision} | images/s | ratio |"
-        "\n|---|---|---|"
+        f"\n| training loop, {r.arch}, batch {r.bs}, {r.precision}; median of {repeats} epochs "
+        "(min-max) | images/s | ratio |\n|---|---|---|"
     )
-    print(f"| bare PyTorch loop on preloaded tensors | {bare:.0f} | 1.00 |")
-    print(
-        f"| kit: fastai Learner, batches from uint8, augmentation | {kit:.0f} | {kit / bare:.2f} |"
-    )
+    for name, values, ratio in zip(speeds, speeds.values(), ([1.0] * repeats, ratios)):
+        print(
+            f"| {name} | {statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f}) "
+            f"| {statistics.median(ratio):.2f} ({min(ratio):.2f}-{max(ratio):.2f}) |"
+        )
 
 
 if __name__ == "__main__":
