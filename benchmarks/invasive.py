@@ -2,8 +2,10 @@
 
 1. Test AUC against wall time on the bundled sample: `kit run invasive --sample` (the recipe's
    defaults) against plain fastai as a competitor writes it in a notebook
-   (`ImageDataLoaders.from_df`, `vision_learner` with the same EfficientNet-Lite0 ImageNet
-   weights, `lr_find`, `fine_tune` for the same number of epochs, `tta`).
+   (`ImageDataLoaders.from_df`, `vision_learner(..., pretrained=True)` with the same
+   EfficientNet-Lite0 ImageNet weights, so fastai freezes the body and adds the weights'
+   normalisation, `lr_find` on the frozen body, `fine_tune` for the same number of epochs,
+   `tta`).
 2. Images/s the data pipeline delivers at 224 px: the kit's resized cache (batches from uint8
    tensors, augmented on the batch) against decoding full-size 1154x866 JPEGs per item with
    PIL (as a loader without a cache does), and the one-off cost of building the cache.
@@ -24,6 +26,7 @@ from pathlib import Path
 import fastprogress.fastprogress as fastprogress
 import numpy as np
 import pandas as pd
+import timm
 import torch
 from fastai.callback.core import Callback
 from PIL import Image
@@ -50,35 +53,45 @@ def kit_run(out: Path) -> dict:
     return {**json.loads((run_dir / "metrics.json").read_text()), "seconds": seconds}
 
 
-def plain_fastai(folder: Path, size: int, epochs: int, freeze_epochs: int) -> dict:
-    """What a competitor writes in a notebook with fastai's high-level API."""
+def timm_checkpoint(arch: str, work: Path) -> Path:
+    """The packaged ImageNet weights saved under timm's own key names (the package ships them
+    under another implementation's), so that timm's `pretrained=True` loads them offline."""
+    path = work / f"{arch}-timm.pth"
+    if not path.exists():
+        model = timm.create_model(arch, num_classes=0)
+        load_weights(model, find_weights(arch))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), path)
+    return path
+
+
+def plain_fastai(folder: Path, size: int, epochs: int, freeze_epochs: int, weights: Path) -> dict:
+    """What a competitor writes in a notebook with fastai's high-level API: `pretrained=True`
+    (here pointed at `weights`, the same ImageNet weights, instead of a download), so fastai
+    freezes the body, normalises as the weights expect and finds the rate on the frozen body."""
     start = time.perf_counter()
     from fastai.vision.all import (
         ImageDataLoaders,
-        Normalize,
         Resize,
         RocAucBinary,
-        aug_transforms,  # fmt: skip
+        aug_transforms,
         vision_learner,
     )
 
     df = pd.read_csv(folder / "train_labels.csv")
-    arch = invasive.RECIPE.arch
-    stats = ([0.5] * 3, [0.5] * 3)  # EfficientNet-Lite's normalisation, as timm's config says
     dls = ImageDataLoaders.from_df(
         df, folder, folder="train", suff=".jpg", valid_pct=0.2, seed=42, bs=32,
-        item_tfms=Resize(size),
-        batch_tfms=[*aug_transforms(size=size, max_zoom=1.1, max_rotate=10),
-                    Normalize.from_stats(*stats)],
+        item_tfms=Resize(size), batch_tfms=aug_transforms(size=size, max_zoom=1.1, max_rotate=10),
     )  # fmt: skip
-    learn = vision_learner(dls, arch, pretrained=False, metrics=RocAucBinary())
-    load_weights(learn.model[0].model, find_weights(arch))  # the same ImageNet weights
-    learn.fine_tune(epochs, learn.lr_find(show_plot=False).valley, freeze_epochs=freeze_epochs)
+    learn = vision_learner(dls, invasive.RECIPE.arch, pretrained=True, metrics=RocAucBinary(),
+                           pretrained_cfg_overlay=dict(file=str(weights)))  # fmt: skip
+    lr = learn.lr_find(show_plot=False).valley
+    learn.fine_tune(epochs, lr, freeze_epochs=freeze_epochs)
     test = pd.read_csv(folder / "sample_submission.csv")
     test_dl = dls.test_dl([folder / "test" / f"{n}.jpg" for n in test["name"]])
     probs, _ = learn.tta(dl=test_dl)
     truth = pd.read_csv(folder / "solution.csv").set_index("name").loc[test["name"], "invasive"]
-    return {"test_auc": roc_auc_score(truth, probs[:, 1].numpy()),
+    return {"test_auc": roc_auc_score(truth, probs[:, 1].numpy()), "lr": lr,
             "seconds": time.perf_counter() - start}  # fmt: skip
 
 
@@ -175,14 +188,17 @@ def main() -> None:
     r = dataclasses.replace(invasive.RECIPE, **invasive.SAMPLE)
     epochs = kit["epochs"]
     fastai = plain_fastai(args.work / "out" / "data" / "invasive-sample", r.size,
-                          epochs - r.head_cycles, r.head_cycles)  # fmt: skip
+                          epochs - r.head_cycles, r.head_cycles,
+                          timm_checkpoint(r.arch, args.work))  # fmt: skip
+    rule = kit["lr_rule"].split(":")[0]  # "minimum rule", or "fixed by --lr X"
     print(f"\n| on the sample ({r.size} px, {epochs} epochs each) | test AUC | wall time |"
           "\n|---|---|---|")  # fmt: skip
     print(
-        f"| plain fastai: from_df, vision_learner, lr_find, fine_tune, tta "
-        f"| {fastai['test_auc']:.4f} | {fastai['seconds']:.0f} s |"
+        f"| plain fastai: from_df, vision_learner, lr_find (valley: {fastai['lr']:.1e}), "
+        f"fine_tune, tta | {fastai['test_auc']:.4f} | {fastai['seconds']:.0f} s |"
     )
-    print(f"| `kit run invasive --sample` | {kit['test_auc']:.4f} | {kit['seconds']:.0f} s |")
+    print(f"| `kit run invasive --sample` ({rule}: head {kit['head_lr']:.1e}, then "
+          f"{kit['lr']:.1e}) | {kit['test_auc']:.4f} | {kit['seconds']:.0f} s |")  # fmt: skip
 
     files = synthetic_photos(args.work / "full-size", args.photos)
     entries = {f: args.work / "cache-224" / cached_name(f) for f in files}
