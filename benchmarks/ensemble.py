@@ -4,7 +4,9 @@ On each bundled sample, two different models are trained with the same 5 stratif
 (`kit run NAME --sample --folds 5`), then blended with `kit ensemble --method mean|weighted|
 stack`. For every member and blend: the out-of-fold score over all training images (for the
 weighted and stacked blends cross-validated on the same folds, so it is honest) and the score
-of its submission on the sample's held-out test labels.
+of its submission on the sample's held-out test labels. The rows also say which runs submit
+their TTA predictions and the weighted blend's weights; each recipe's best out-of-fold score is
+in bold.
 
 Run: `python benchmarks/ensemble.py [--work DIR] [--folds 5]`. About 15 minutes on 2 cores.
 """
@@ -18,7 +20,7 @@ import pandas as pd
 
 import kit
 from kit.ensemble import ensemble
-from kit.evaluate.metrics import score
+from kit.evaluate.metrics import best, score
 from kit.files import read_json
 from kit.recipe import load_competition, override
 
@@ -60,23 +62,30 @@ def main():
     for name in args.recipes:
         out = args.work / name
         metric = load_competition(name).RECIPE.metric
-        runs = []
+        recipe = f"{name} ({'AUC' if metric == 'auc' else metric})"
+        runs, first = [], len(rows)
         for label, options in MODELS[name]:
             result = kit.run(name, sample=True, out=out, folds=args.folds, **options)
             runs.append(result["run_dir"])
             kind = "_tta" if result["submitted"] == "tta" else ""  # what the run submits
-            rows.append((name, label, result[f"valid{kind}_{metric}"],
+            label += ", TTA" if kind else ""
+            rows.append([recipe, label, result[f"valid{kind}_{metric}"],
                          result[f"folds{kind}_{metric}_std"],
-                         test_score(name, out, result["run_dir"], metric)))  # fmt: skip
+                         test_score(name, out, result["run_dir"], metric)])  # fmt: skip
         for method in ("mean", "weighted", "stack"):
             blend = ensemble(name, runs, method, out=out)
-            rows.append((name, f"{method} blend", blend[f"valid_{metric}"], None,
-                         test_score(name, out, blend["run_dir"], metric)))  # fmt: skip
+            weights = [m["weight"] for m in blend["members"] if "weight" in m]
+            note = f" (weights {', '.join(f'{w:.2f}' for w in weights)})" if weights else ""
+            rows.append([recipe, f"`{method}` blend{note}", blend[f"valid_{metric}"], None,
+                         test_score(name, out, blend["run_dir"], metric)])  # fmt: skip
+        top = best(metric, {i: rows[i][2] for i in range(first, len(rows))})
+        for i in range(first, len(rows)):
+            rows[i][2] = f"**{rows[i][2]:.4f}**" if i == top else f"{rows[i][2]:.4f}"
     print(f"\n| recipe | model | out-of-fold score ({args.folds} folds) | fold std | "
           "held-out test score |\n|---|---|---|---|---|")  # fmt: skip
-    for name, label, oof, std, test in rows:
+    for recipe, label, oof, std, test in rows:
         spread = f"{std:.4f}" if std is not None else ""
-        print(f"| {name} | {label} | {oof:.4f} | {spread} | {test:.4f} |")
+        print(f"| {recipe} | {label} | {oof} | {spread} | {test:.4f} |".replace("|  |", "| |"))
     sys.stdout.flush()
 
 
