@@ -78,8 +78,9 @@ def main() -> None:
             seen = m["epochs"] * round(args.rows * (1 - 0.1))  # valid_pct 0.1 held out
             if m["folds"]:  # each fold trains on (K-1)/K of the rows, for its own epochs
                 seen = m["epochs"] * round(args.rows * (m["folds"] - 1) / m["folds"])
+            oof = " (out of fold)" if m["folds"] else ""
             print(f"| {device} | {label} | {wall:.0f} | {seen / wall:.0f} | "
-                  f"{m['valid_accuracy']:.4f} |", flush=True)  # fmt: skip
+                  f"{m['valid_accuracy']:.4f}{oof} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
