@@ -18,6 +18,10 @@ from kit.train.models import create_model, layer_groups
 from kit.train.predict import predict
 from kit.train.sgdr import fit_sgdr
 
+# "It learned": chance is 0.1 (ten digits); the fp32 2-3 epoch trainings below scored 0.81-0.98
+# (CutMix with EMA lowest) on a 2-core EPYC; another CPU moves them as another seed would
+LEARNED = 0.5
+
 
 @pytest.fixture(scope="module")
 def digits(mnist_sample):
@@ -44,7 +48,7 @@ def test_sgdr_restarts_at_every_cycle(digits, tmp_path, n_cycles, cycle_len, cyc
     for start, end in zip(starts[:-1], starts[1:]):
         assert lrs[start] == pytest.approx(3e-3, rel=0.05)  # a restart at the top
         assert lrs[end - 1] < 3e-4  # annealed near zero by the cycle's end
-    assert history[-1]["accuracy"] > 0.5  # and it learned something
+    assert history[-1]["accuracy"] > LEARNED  # and it learned something
 
 
 def test_discriminative_rates_span_the_three_groups(digits, tmp_path):
@@ -125,7 +129,7 @@ def test_bf16_autocast_trains_on_cpu(digits, tmp_path):
     learn = make_learner(model, dls, r, tmp_path, "bf16")
     learn.create_opt()
     history = fit_sgdr(learn, 1, 2, 1, 3e-3)
-    assert history[-1]["accuracy"] > 0.5
+    assert history[-1]["accuracy"] > LEARNED
     assert all(p.dtype == torch.float32 for p in learn.model.parameters())  # weights stay fp32
 
 
@@ -140,7 +144,7 @@ def test_label_smoothing_and_mixup_train(digits, tmp_path):
     assert any(isinstance(cb, MixUp) for cb in learn.cbs)
     learn.create_opt()
     history = fit_sgdr(learn, 1, 2, 1, 3e-3)
-    assert history[-1]["accuracy"] > 0.5
+    assert history[-1]["accuracy"] > LEARNED
 
 
 def test_cutmix_and_a_moving_average_of_the_weights_train(digits, tmp_path):
@@ -155,7 +159,7 @@ def test_cutmix_and_a_moving_average_of_the_weights_train(digits, tmp_path):
     assert not hasattr(average, "updates")  # the finder's fit is not averaged
     learn.create_opt()
     history = fit_sgdr(learn, 1, 2, 1, 3e-3)
-    assert history[-1]["accuracy"] > 0.5
+    assert history[-1]["accuracy"] > LEARNED
     assert average.updates == 2 * len(learn.dls.train)  # one per step
     kept, averaged = learn.model.state_dict(), average.average.module.state_dict()
     assert all(torch.equal(kept[k], averaged[k]) for k in kept)
