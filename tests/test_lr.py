@@ -54,7 +54,9 @@ def test_halfway_moves_less_with_noise_than_fastais_rules():
         rates = [choose(*finder_curve(2e-2, noise=0.03, seed=s), rule)[0] for s in range(20)]
         return max(rates) / min(rates)
 
-    assert spread("halfway") < 1.5 < 3 < min(spread("valley"), spread("minimum"), spread("steep"))
+    # spreads are whole steps of the finder's grid (x1.205): halfway's 1-2 (< 1.5), fastai's rules
+    # 3-41 over ten sets of 20 seeds; the stream of noise is numpy's to change between versions
+    assert spread("halfway") < 1.5 < min(spread("valley"), spread("minimum"), spread("steep"))
 
 
 def test_the_curve_ends_at_the_first_nan_and_skips_fastais_ends():
