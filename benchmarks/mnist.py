@@ -257,11 +257,12 @@ def speed_table(folder: Path, repeats: int) -> None:
         f"\n| training loop, {r.arch}, batch {r.bs}, {r.precision}; median of {repeats} epochs "
         "(min-max) | images/s | ratio |\n|---|---|---|"
     )
-    for name, values, ratio in zip(speeds, speeds.values(), ([1.0] * repeats, ratios)):
-        print(
-            f"| {name} | {statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f}) "
-            f"| {statistics.median(ratio):.2f} ({min(ratio):.2f}-{max(ratio):.2f}) |"
-        )
+    bare_row, kit_row = (
+        f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})" for v in (bare, kit)
+    )
+    ratio = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+    bare_name, kit_name = loops
+    print(f"| {bare_name} | {bare_row} | 1.00 |\n| {kit_name} | {kit_row} | {ratio} |")
 
 
 if __name__ == "__main__":
