@@ -81,12 +81,18 @@ def test_a_checkpoint_of_another_network_is_refused(tmp_path):
         load_weights(create_model("tf_efficientnet_lite0", 2, 3), tmp_path / "r18.pth")
 
 
+# Held-out AUC of the pretrained network after a few epochs at 96 px: chance is 0.5; 0.985 here
+# (48 test photos: one misranked pair of the 540 moves it by 0.002), 0.987-1.000 in the README's
+# runs at 128 px; another CPU's arithmetic moves it as a seed does
+PRETRAINED_AUC = 0.9
+
+
 def test_run_end_to_end_offline(photos, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "kit.cli", "run", "invasive", "--data", str(photos), "--out",
          str(tmp_path), "--size", "96", "--head-cycles", "1", "--cycles", "2",
-         "--time-limit", "60"],  # generous: the whole schedule fits, through every budget hook
-        capture_output=True, text=True, timeout=900,
+         "--time-limit", "600"],  # generous: the whole schedule fits, through every budget hook
+        capture_output=True, text=True, timeout=3600,  # a guard against a hang: 3 min when quiet
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "valid auc" in done.stdout and "with TTA" in done.stdout
@@ -94,7 +100,7 @@ def test_run_end_to_end_offline(photos, tmp_path):
     assert f"{kept}, TTA on" in done.stdout
     (run_dir,) = (tmp_path / "runs" / "invasive").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["test_auc"] >= 0.9 and metrics["epochs"] == 4
+    assert metrics["test_auc"] >= PRETRAINED_AUC and metrics["epochs"] == 4
     assert metrics["budget"]["head_cycles"] == 1 and metrics["budget"]["cycles"] == 2
     assert metrics["weights"].endswith("efficientnet-lite0-57934424.pth")
     for name in ["roc.png", "confusion_matrix.png", "class_0.png", "class_1.png",
@@ -112,8 +118,8 @@ def test_pretrained_weights_beat_random_init_at_equal_budget(photos, tmp_path):
                   tta=False, show=False)  # fmt: skip
     pretrained = kit.run("invasive", **budget)
     scratch = kit.run("invasive", pretrained=False, **budget)
-    assert pretrained["test_auc"] > scratch["test_auc"] + 0.1
-    assert pretrained["test_auc"] >= 0.9
+    assert pretrained["test_auc"] > scratch["test_auc"] + 0.1  # 0.985 against 0.631 here
+    assert pretrained["test_auc"] >= PRETRAINED_AUC
 
 
 def spoil_labels(change):
