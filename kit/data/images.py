@@ -1,7 +1,11 @@
-"""Photos into uint8 tensors through a resized copy on disk, built once in parallel."""
+"""Photos into uint8 tensors through a resized copy on disk: one memory-mapped array per data
+folder, image size and split, built once in parallel (resumable), read by every process
+through the OS page cache, never all in memory at once."""
 
 import hashlib
+import json
 import os
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -11,9 +15,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from kit.files import write_json
 from kit.paths import in_kaggle_notebook
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+ROWS_PER_JOB = 64  # photos a worker decodes between two marks: what an interruption loses
+WRITTEN, UNREADABLE = 1, 2  # a build's mark per photo (0: still to do)
 
 
 def cache_root() -> Path:
@@ -54,46 +61,111 @@ def decode(src: Path, size: int, channels: int) -> np.ndarray | None:
         return None
 
 
-def resize_one(job: tuple[Path, Path, int, int]) -> bool:
-    """Decode one image (`decode`) and save it as .npy atomically; False if it cannot be read."""
-    src, dest, size, channels = job
-    pixels = decode(src, size, channels)
-    if pixels is None:
-        return False
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, pixels)
-    os.replace(tmp, dest)  # a half-written file never carries the final name: resumable
-    return True
+def manifest_key(files: list[Path]) -> str:
+    """The photos' paths, sizes and times, in order, hashed: a photo added, removed, replaced
+    or moved makes another cache. A stat per photo, no open."""
+    h = hashlib.sha1()
+    for f in files:
+        stat = f.stat()
+        h.update(f"{f.absolute()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
 
-def cached_name(photo: Path) -> str:
-    """The cache entry's name: the photo's full path, hashed, so that photos of one name in two
-    folders (train/cat/1.jpg, train/dog/1.jpg) never share an entry; its size and time, so that
-    a photo replaced by another gets a new one. The same file keeps its entry: resumable."""
-    stat = photo.stat()
-    where = hashlib.sha1(str(photo.resolve()).encode()).hexdigest()[:10]
-    return f"{photo.name}.{where}.{stat.st_size}-{stat.st_mtime_ns}.npy"
+def open_cached(array: Path, record: Path, shape: tuple) -> tuple[np.ndarray, list] | None:
+    """(the readable photos' rows, memory-mapped; the unreadable photos' numbers) of a complete
+    cache, or None. Copy-on-write: pages come from the OS page cache, shared by every process
+    that maps the file; a write changes only the writer's copy, never the file."""
+    try:
+        done = json.loads(record.read_text())
+        x = np.load(array, mmap_mode="c")  # a short or damaged file fails here
+    except (OSError, ValueError, EOFError):
+        return None
+    if x.shape != shape or x.dtype != np.uint8 or done.get("files") != shape[0]:
+        return None
+    return x[: done["rows"]], done["unreadable"]
 
 
-def resize_all(entries: dict[Path, Path], size: int, what: str, channels: int) -> set[Path]:
-    """Write the resized copy of each photo (key) to its cache entry (value) unless it is
-    already there; returns the photos that could not be read."""
-    todo = {f: entry for f, entry in entries.items() if not entry.exists()}
-    if not todo:
-        return set()
-    next(iter(todo.values())).parent.mkdir(parents=True, exist_ok=True)
-    start, bad = time.perf_counter(), set()
-    jobs = [(f, entry, size, channels) for f, entry in todo.items()]
+def start_or_resume(partial: Path, marks_path: Path, shape: tuple) -> np.ndarray:
+    """The build's marks, one per photo (0, WRITTEN, UNREADABLE): those of an interrupted build
+    of the same photos, or zeros beside a new, empty array."""
+    try:
+        if np.load(partial, mmap_mode="r").shape == shape:
+            return np.memmap(marks_path, np.uint8, "r+", shape=shape[:1])
+    except (OSError, ValueError, EOFError):
+        pass
+    np.lib.format.open_memmap(partial, "w+", np.uint8, shape)  # sparse: no disk until written
+    return np.memmap(marks_path, np.uint8, "w+", shape=shape[:1])
+
+
+def decode_rows(job: tuple[Path, list[int], list[Path], int, int]) -> list[bool]:
+    """In a worker: decode photos (`decode`) into their rows of the array being built, on disk
+    before their marks are; which ones could be read."""
+    partial, rows, files, size, channels = job
+    x = np.load(partial, mmap_mode="r+")
+    ok = []
+    for row, f in zip(rows, files):
+        pixels = decode(f, size, channels)
+        if pixels is not None:
+            x[row] = pixels.reshape(size, size, channels).transpose(2, 0, 1)
+        ok.append(pixels is not None)
+    x.flush()
+    return ok
+
+
+def decode_all(partial: Path, marks: np.ndarray, files: list[Path], size: int, channels: int,
+               what: str) -> None:  # fmt: skip
+    """Decode the photos not yet marked, in parallel, marking each chunk as it lands."""
+    todo = np.flatnonzero(marks == 0)
     workers = min(len(todo), os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers) as pool:
-        results = pool.map(resize_one, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
-        for f, ok in zip(todo, progress(results, len(jobs), what)):
-            if not ok:
-                bad.add(f)
-    print(f"resized {len(todo) - len(bad)} {what} photos to {size} px in "
-          f"{time.perf_counter() - start:.0f} s (cache: {jobs[0][1].parent})")  # fmt: skip
-    return bad
+    step = max(1, min(ROWS_PER_JOB, len(todo) // (4 * workers)))
+    jobs = [(partial, todo[i : i + step].tolist(), [files[j] for j in todo[i : i + step]], size,
+             channels) for i in range(0, len(todo), step)]  # fmt: skip
+    start = time.perf_counter()
+    pool = ProcessPoolExecutor(workers)
+    try:
+        for job, ok in zip(jobs, progress(pool.map(decode_rows, jobs), len(jobs), what)):
+            marks[job[1]] = np.where(ok, WRITTEN, UNREADABLE)
+    finally:
+        pool.shutdown(cancel_futures=True)  # interrupted: drop the jobs not begun, keep the marks
+    print(f"resized {len(todo)} {what} photos to {size} px in "
+          f"{time.perf_counter() - start:.0f} s (cache: {partial.parent})")  # fmt: skip
+
+
+def compact(partial: Path, unreadable: np.ndarray) -> int:
+    """Move the readable photos' rows up over the unreadable ones, in order; how many."""
+    x = np.load(partial, mmap_mode="r+")
+    keep = np.setdiff1d(np.arange(len(x)), unreadable)
+    for new, old in enumerate(keep):
+        if new != old:
+            x[new] = x[old]
+    x.flush()
+    return len(keep)
+
+
+def build(files: list[Path], cache: Path, name: str, shape: tuple, what: str) -> None:
+    """Write `name`.npy (one row per photo, the unreadable ones' rows last and unused) and its
+    record `name`.json; resumable: an interrupted build carries on from its marks. The array
+    takes its name only when complete."""
+    cache.mkdir(parents=True, exist_ok=True)
+    partial, marks_path = cache / f".{name}.npy.partial", cache / f".{name}.marks"
+    marks = start_or_resume(partial, marks_path, shape)
+    if (marks == 0).any():
+        decode_all(partial, marks, files, shape[2], shape[1], what)
+    unreadable = np.flatnonzero(marks == UNREADABLE)
+    marks_path.unlink()  # rows move from here on: an interruption now starts over
+    rows = compact(partial, unreadable) if len(unreadable) else shape[0]
+    write_json(cache / f"{name}.json", {"files": shape[0], "rows": rows,
+                                        "unreadable": unreadable.tolist()})  # fmt: skip
+    os.replace(partial, cache / f"{name}.npy")
+
+
+def remove_stale(cache: Path, what: str, keep: str) -> None:
+    """Other builds of this split (photos since changed), and the older one-file-per-photo cache."""
+    for path in cache.glob(f"*{what}-*"):
+        if keep not in path.name:
+            path.unlink(missing_ok=True)
+    if (cache / what).is_dir():
+        shutil.rmtree(cache / what, ignore_errors=True)
 
 
 def progress(items, total: int, what: str):
@@ -106,31 +178,17 @@ def progress(items, total: int, what: str):
     return items
 
 
-def read_entry(photo: Path, entry: Path, size: int, channels: int) -> np.ndarray | None:
-    """A cache entry's pixels as (size, size, channels); a damaged entry is made again from its
-    photo. None when the photo itself cannot be read."""
-    shape = (size, size) if channels == 1 else (size, size, 3)
-    try:
-        pixels = np.load(entry)
-        if pixels.shape == shape and pixels.dtype == np.uint8:
-            return pixels.reshape(size, size, channels)
-    except (OSError, ValueError, EOFError):
-        pass
-    print(f"warning: rebuilding the damaged cache entry {entry.name}")
-    entry.unlink(missing_ok=True)
-    if not resize_one((photo, entry, size, channels)):
-        return None
-    return np.load(entry).reshape(size, size, channels)
-
-
 def load_photos(files: list[Path], cache: Path, size: int, what: str, channels: int = 3):
-    """(uint8 tensor (N, channels, size, size), list of files that could not be read)."""
-    entries = {f: cache / cached_name(f) for f in files}
-    bad = resize_all(entries, size, what, channels)
-    arrays = {}
-    for f in files:
-        if f not in bad and (pixels := read_entry(f, entries[f], size, channels)) is not None:
-            arrays[f] = pixels
-    bad = [f for f in files if f not in arrays]
-    x = np.stack(list(arrays.values())) if arrays else np.zeros((0, size, size, channels), np.uint8)
-    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), bad
+    """(uint8 tensor (N, channels, size, size) memory-mapped from the cache folder `cache`,
+    built there first if needed; the files that could not be read, left out of it)."""
+    shape = (len(files), channels, size, size)
+    if not files:
+        return torch.zeros(shape, dtype=torch.uint8), []
+    name = f"{what}-{manifest_key(files)}"
+    found = open_cached(cache / f"{name}.npy", cache / f"{name}.json", shape)
+    if found is None:
+        build(files, cache, name, shape, what)
+        remove_stale(cache, what, name)
+        found = open_cached(cache / f"{name}.npy", cache / f"{name}.json", shape)
+    x, unreadable = found
+    return torch.from_numpy(x), [files[i] for i in unreadable]

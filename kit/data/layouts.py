@@ -34,7 +34,7 @@ from kit.recipe import Recipe
 class Data:
     """A competition folder read into memory: what every recipe's `load` returns."""
 
-    x: torch.Tensor  # uint8 (N, C, H, W) training images
+    x: torch.Tensor  # uint8 (N, C, H, W) training images (photos: mapped from the cache)
     y: torch.Tensor  # int64 (N,) class indices; multi-label: float32 (N, classes) multi-hot
     classes: list  # class labels, text, as the submission writes them; numbers in numeric order
     names: list  # how a training item is named in plots and CSVs (file name, csv row)
@@ -268,11 +268,11 @@ def image_data(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
     files, labels, groups = reader(folder, r)
     ids, test_files = held_out_items(folder, r, sample)
     cache = cache_dir(folder, r.size, r.channels)
-    x, bad = load_photos(files, cache / "train", r.size, "train", r.channels)
+    x, bad = load_photos(files, cache, r.size, "train", r.channels)
     if bad:
         print(f"warning: skipped {len(bad)} unreadable training images, e.g. {bad[0].name}")
     keep = [f not in set(bad) for f in files]
-    test_x, bad_test = load_photos(test_files, cache / "test", r.size, "test", r.channels)
+    test_x, bad_test = load_photos(test_files, cache, r.size, "test", r.channels)
     if bad_test:
         raise KitError(f"test image {bad_test[0]} cannot be read, and every test image must be "
                        "predicted; download the test set again")  # fmt: skip
