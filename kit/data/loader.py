@@ -1,4 +1,5 @@
-"""Batches served straight from uint8 tensors in memory, augmented on the whole batch."""
+"""Batches gathered straight from uint8 tensors (in memory, or mapped from the image cache),
+augmented on the whole batch."""
 
 import math
 from collections.abc import Callable
@@ -31,6 +32,8 @@ def scaled_stats(stats) -> tuple[torch.Tensor, torch.Tensor]:
 class TensorLoader:
     """Batches straight from uint8 tensors; augmentation and normalisation run on whole batches.
 
+    `rows` is this loader's part of `x` and `y` (None: all): each batch is gathered from the
+    full array, so a part is never copied out of it (a memory-mapped cache stays one copy).
     Implements what a fastai Learner asks of a data loader (`len`, iteration, `to`, `new`).
     """
 
@@ -46,13 +49,15 @@ class TensorLoader:
         device="cpu",
         channels_last=False,
         seed=0,
+        rows=None,
     ):
         self.x, self.y, self.bs, self.stats = x, y, bs, stats
+        self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long)
         self.mean, self.std = scaled_stats(stats)
         self.shuffle, self.drop_last, self.augment = shuffle, drop_last, augment
         self.device, self.channels_last = torch.device(device), channels_last
         self.gen = torch.Generator().manual_seed(seed)
-        self.n = len(x)
+        self.n = len(x) if rows is None else len(self.rows)
         self.rank, self.world = 0, 1  # serves every world-th item of each epoch, from rank on
 
     def shard(self, rank: int, world: int):
@@ -80,6 +85,7 @@ class TensorLoader:
         order = order[self.rank :: self.world][: self.items()]
         for i in range(len(self)):
             idx = order[i * self.bs : (i + 1) * self.bs]
+            idx = idx if self.rows is None else self.rows[idx]
             xb = self.x[idx].to(self.device, non_blocking=True)
             xb = model_input(xb, self.mean, self.std, self.augment, self.gen, self.channels_last)
             yield xb, self.y[idx].to(self.device, non_blocking=True)
@@ -101,6 +107,7 @@ class TensorLoader:
             fixed,
             self.device,
             self.channels_last,
+            rows=self.rows,
         )
 
 
@@ -113,15 +120,16 @@ def dataloaders(data: Data, r: Recipe, stats, device, valid: np.ndarray) -> Data
 
     common = dict(bs=r.bs, stats=stats, device=device, channels_last=r.channels_last)
     train_dl = TensorLoader(
-        data.x[train],
-        data.y[train],
+        data.x,
+        data.y,
+        rows=train,
         shuffle=True,
         drop_last=len(train) > r.bs,
         augment=augment,
         seed=r.seed,
         **common,
     )
-    valid_dl = TensorLoader(data.x[valid], data.y[valid], **common)
+    valid_dl = TensorLoader(data.x, data.y, rows=valid, **common)
     return DataLoaders(train_dl, valid_dl, device=device)
 
 
