@@ -259,7 +259,8 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
         metrics[f"test_{r.metric}"] = score(r.metric, d.test_y.numpy(), test_probs)
 
     history = write_predictions(job, r, run_dir, trained, valid, test, idx, y)
-    interpret(run_dir, d.x[idx], valid.ids, y, valid.chosen(tta), d.classes, show,
+    images = torch.utils.data.Subset(d.x, idx)  # read one image at a time: no copy of the set
+    interpret(run_dir, images, valid.ids, y, valid.chosen(tta), d.classes, show,
               thresholds=thresholds)  # fmt: skip
     sub = checked_submission(r, sample, d.test_ids, test_probs, d.classes)
     write_new(sub.to_csv(index=False), run_dir / "submission.csv")

@@ -8,7 +8,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from kit.evaluate.metrics import predicted_tags
@@ -113,7 +112,7 @@ def by_class(y: np.ndarray, probs: np.ndarray, c: int, k: int) -> dict:
 
 def interpret(
     run_dir: Path,
-    images: torch.Tensor,
+    images,
     names: list,
     y: np.ndarray,
     probs: np.ndarray,
@@ -122,8 +121,9 @@ def interpret(
     k: int = 4,
     thresholds: list | None = None,
 ) -> None:
-    """Write every interpretation artefact for one set of validation predictions (multi-hot `y`:
-    the tags decided at `thresholds`, else at 0.5)."""
+    """Write every interpretation artefact for one set of validation predictions; `images[i]` is
+    item i's uint8 (C, H, W) image (a tensor, or a Subset of a larger one); multi-hot `y`: the
+    tags decided at `thresholds`, else at 0.5."""
     if y.ndim == 2:
         return interpret_tags(run_dir, images, names, y, probs, classes, show, k, thresholds)
     pred = probs.argmax(1)

@@ -96,8 +96,18 @@ def norm_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[list, list]:
     cfg = getattr(timm_body(model), "pretrained_cfg", None)
     if cfg and "mean" in cfg and len(cfg["mean"]) == x.shape[1]:
         return list(cfg["mean"]), list(cfg["std"])
-    sample = x[:: max(1, len(x) // 5000)].float() / 255
-    return sample.mean((0, 2, 3)).tolist(), sample.std((0, 2, 3)).clamp(min=1e-3).tolist()
+    sample = x[:: max(1, len(x) // 5000)]  # a view: a mapped cache is read, never copied whole
+    step = max(1, 2**22 // sample[0].numel())  # about 4 M pixels (16 MB as floats) at a time
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for i in range(0, len(sample), step):
+        chunk = sample[i : i + step].float()
+        total += chunk.sum((0, 2, 3), dtype=torch.float64)
+        squares += chunk.square_().sum((0, 2, 3), dtype=torch.float64)
+    n = sample[0, 0].numel() * len(sample)
+    mean = total / n
+    std = ((squares - n * mean**2) / max(1, n - 1)).clamp(min=0).sqrt()  # unbiased, as torch's
+    return (mean / 255).tolist(), (std / 255).clamp(min=1e-3).tolist()
 
 
 def build_learner(
