@@ -2,6 +2,8 @@
 folder, image size and split, built once in parallel (resumable), read by every process
 through the OS page cache, never all in memory at once."""
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -146,7 +148,6 @@ def build(files: list[Path], cache: Path, name: str, shape: tuple, what: str) ->
     """Write `name`.npy (one row per photo, the unreadable ones' rows last and unused) and its
     record `name`.json; resumable: an interrupted build carries on from its marks. The array
     takes its name only when complete."""
-    cache.mkdir(parents=True, exist_ok=True)
     partial, marks_path = cache / f".{name}.npy.partial", cache / f".{name}.marks"
     marks = start_or_resume(partial, marks_path, shape)
     if (marks == 0).any():
@@ -178,6 +179,18 @@ def progress(items, total: int, what: str):
     return items
 
 
+@contextlib.contextmanager
+def locked(folder: Path):
+    """Hold an exclusive lock on `folder` (made if missing) for the block."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # and the lock with it
+
+
 def load_photos(files: list[Path], cache: Path, size: int, what: str, channels: int = 3):
     """(uint8 tensor (N, channels, size, size) memory-mapped from the cache folder `cache`,
     built there first if needed; the files that could not be read, left out of it)."""
@@ -187,8 +200,11 @@ def load_photos(files: list[Path], cache: Path, size: int, what: str, channels: 
     name = f"{what}-{manifest_key(files)}"
     found = open_cached(cache / f"{name}.npy", cache / f"{name}.json", shape)
     if found is None:
-        build(files, cache, name, shape, what)
-        remove_stale(cache, what, name)
-        found = open_cached(cache / f"{name}.npy", cache / f"{name}.json", shape)
+        with locked(cache):  # two runs at once: one builds, the other waits and reads it
+            found = open_cached(cache / f"{name}.npy", cache / f"{name}.json", shape)
+            if found is None:
+                build(files, cache, name, shape, what)
+                remove_stale(cache, what, name)
+                found = open_cached(cache / f"{name}.npy", cache / f"{name}.json", shape)
     x, unreadable = found
     return torch.from_numpy(x), [files[i] for i in unreadable]
