@@ -1,10 +1,7 @@
 """Batches gathered straight from uint8 tensors (in memory, or mapped from the image cache),
 augmented on the whole batch."""
 
-import ctypes
 import math
-import os
-import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -14,23 +11,6 @@ from fastai.data.core import DataLoaders
 from kit.data.augment import random_augment
 from kit.data.layouts import Data
 from kit.recipe import Recipe
-
-LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-MADV_WILLNEED, PAGE = 3, os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def prefetch(x: torch.Tensor, rows: torch.Tensor) -> None:
-    """Ask the OS to start reading these items of `x` while the current batch trains: for a
-    memory-mapped cache larger than memory, the next batch's pages come from disk in the
-    background (madvise WILLNEED); for data in memory it does nothing."""
-    if LIBC is None or x.device.type != "cpu" or not len(x) or not x.is_contiguous():
-        return
-    size = x[0].numel() * x.element_size()
-    for row in rows.tolist():
-        start = x.data_ptr() + row * size
-        aligned = start - start % PAGE
-        LIBC.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(start + size - aligned),
-                     MADV_WILLNEED)  # fmt: skip
 
 
 def model_input(xb, mean, std, augment=None, gen=None, channels_last=False) -> torch.Tensor:
@@ -103,12 +83,9 @@ class TensorLoader:
     def __iter__(self):
         order = torch.randperm(self.n, generator=self.gen) if self.shuffle else torch.arange(self.n)
         order = order[self.rank :: self.world][: self.items()]
-        batches = [order[i * self.bs : (i + 1) * self.bs] for i in range(len(self))]
-        if self.rows is not None:
-            batches = [self.rows[idx] for idx in batches]
-        for i, idx in enumerate(batches):
-            if i + 1 < len(batches):
-                prefetch(self.x, batches[i + 1])
+        for i in range(len(self)):
+            idx = order[i * self.bs : (i + 1) * self.bs]
+            idx = idx if self.rows is None else self.rows[idx]
             xb = self.x[idx].to(self.device, non_blocking=True)
             xb = model_input(xb, self.mean, self.std, self.augment, self.gen, self.channels_last)
             yield xb, self.y[idx].to(self.device, non_blocking=True)
