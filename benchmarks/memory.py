@@ -52,7 +52,8 @@ def lay_out(folder: Path, n: int, side: int) -> list[Path]:
         photo = np.asarray(sources[i % len(sources)].resize((side * 4 // 3, side)), np.int16)
         noisy = np.clip(photo + rng.integers(-8, 9, photo.shape), 0, 255).astype(np.uint8)
         originals.append(folder.parent / f"{folder.name}-original-{i}.jpg")
-        Image.fromarray(noisy).save(originals[-1], quality=90)
+        if not originals[-1].exists():  # kept: a new one would touch every link, a new cache
+            Image.fromarray(noisy).save(originals[-1], quality=90)
     files = [folder / f"{i}.jpg" for i in range(n)]
     for i, f in enumerate(files):
         if not f.exists():
