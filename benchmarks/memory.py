@@ -227,6 +227,7 @@ def peak_rss(work: Path, photos: int, size: int, kit_path: Path) -> dict:
     build = ("from competitions import invasive; from dataclasses import replace; "
              "from pathlib import Path; "
              f"invasive.load(Path('{folder}'), replace(invasive.RECIPE, size={size}))")  # fmt: skip
+    env["PYTHONSAFEPATH"] = "1"  # `-m` and `-c` put the working folder first: not that kit
     run([sys.executable, "-c", build], env=env)  # the cache first: `kit run` only reads it
     code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
             "capture_output=True); "
