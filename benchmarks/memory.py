@@ -228,11 +228,11 @@ def peak_rss(work: Path, photos: int, size: int, kit_path: Path) -> dict:
              "from pathlib import Path; "
              f"invasive.load(Path('{folder}'), replace(invasive.RECIPE, size={size}))")  # fmt: skip
     env["PYTHONSAFEPATH"] = "1"  # `-m` and `-c` put the working folder first: not that kit
-    run([sys.executable, "-c", build], env=env)  # the cache first: `kit run` only reads it
+    run([sys.executable, "-c", build], env=env, cwd=kit_path)  # the cache first: then only read
     code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
             "capture_output=True); "
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
-    out = run([sys.executable, "-c", code, sys.executable, *argv], env=env)
+    out = run([sys.executable, "-c", code, sys.executable, *argv], env=env, cwd=kit_path)
     data_mib = (photos + max(8, photos // 10)) * 3 * size * size / 2**20
     return {"max_rss_mib": int(out.split()[-1]) / 1024, "data_mib": data_mib}
 
