@@ -6,6 +6,8 @@ Every folder has `sample_submission.csv` as Kaggle ships it and `solution.csv` (
 so that a run reports its score on held-out labels.
 """
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,17 @@ PLANTS = ["Black-grass", "Charlock", "Cleavers", "Common Chickweed", "Common whe
 BREEDS = ["black-and-tan_coonhound", "st. bernard", "German shepherd, alsatian", "pug",
           "toy (poodle)"]  # fmt: skip
 N_TRAIN, N_TEST = 400, 100
+
+
+@contextlib.contextmanager
+def working_in(folder):
+    """Run the block in `folder` (contextlib.chdir, which Python 3.10 lacks)."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def digits(classes: int, n: int, seed: int):

@@ -3,10 +3,8 @@ with the recipe as written, through the CLI; each submission checked against the
 text (columns, ids and their order, what each column holds). One tiny run serves each folder:
 the folder is what is tested, not the model."""
 
-import contextlib
 import csv
 import json
-import os
 import re
 import shutil
 
@@ -24,16 +22,6 @@ from kit.recipe import load_competition, override
 
 TINY = ["--lr", "1e-3", "--cycles", "1", "--no-tta", "--bs", "32"]  # one epoch, no finder
 WHOLE = re.compile(r"-?(0|[1-9][0-9]*)")
-
-
-@contextlib.contextmanager
-def working_in(folder):
-    before = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 def rows(path) -> list[list[str]]:
@@ -64,7 +52,7 @@ def new_and_run(parent, folder, name, new=(), run=TINY) -> dict:
     """`kit new NAME --data FOLDER`, then `kit run NAME`, in a fresh working folder."""
     work = parent / "work"
     work.mkdir()
-    with working_in(work):
+    with layouts_data.working_in(work):
         assert main(["new", name, "--data", str(folder), *new]) == 0
         assert main(["run", name, *run]) == 0
         recipe = load_competition(name).RECIPE
@@ -93,7 +81,7 @@ def spoiled_run(source, tmp_path, capsys, spoil, new=()) -> str:
     """Copy `source`, write its recipe, spoil the copy, run: the one line of error; nothing is
     written."""
     folder = shutil.copytree(source, tmp_path / source.name)
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         assert main(["new", "x", "--data", str(folder), *new]) == 0
         spoil(folder)
         capsys.readouterr()
@@ -115,7 +103,7 @@ def kannada(made, tmp_path_factory):
     folds = [*TINY, "--folds", "2"]
     ran = new_and_run(tmp_path_factory.mktemp("kannada"), made("kannada"), "Kannada-MNIST",
                       run=folds)  # fmt: skip
-    with working_in(ran["work"]):
+    with layouts_data.working_in(ran["work"]):
         assert main(["run", "Kannada-MNIST", *folds, "--seed", "2"]) == 0
         runs = sorted(p.name for p in (ran["work"] / "runs" / "Kannada-MNIST").iterdir())
         assert main(["ensemble", "Kannada-MNIST", *runs, "--method", "mean"]) == 0
@@ -151,7 +139,7 @@ def test_a_recipe_named_as_its_slug_works_in_every_command(kannada, monkeypatch,
     assert {p.name for p in (kannada["work"] / "runs" / "Kannada-MNIST").iterdir()} >= set(
         kannada["runs"]
     )
-    with working_in(kannada["work"]):
+    with layouts_data.working_in(kannada["work"]):
         assert main(["list"]) == 0
         assert any(
             line.startswith("Kannada-MNIST ") for line in capsys.readouterr().out.split("\n")
@@ -168,7 +156,7 @@ def test_a_recipe_named_as_its_slug_works_in_every_command(kannada, monkeypatch,
         monkeypatch.setattr("kit.kaggle.competition.POLL_SECONDS", 0.01)
         fake.zips["Kannada-MNIST"] = b"-"
         sub = next((kannada["work"] / "submissions" / "Kannada-MNIST").glob("*.csv"))
-        with working_in(kannada["work"]):
+        with layouts_data.working_in(kannada["work"]):
             code = main(["submit", "Kannada-MNIST", str(sub), "-m", "text ids"])
         assert code == 0, capsys.readouterr().err
         assert fake.calls("PUT") == [sub.read_bytes()]
@@ -177,7 +165,7 @@ def test_a_recipe_named_as_its_slug_works_in_every_command(kannada, monkeypatch,
 
 
 def test_names_that_cannot_be_a_file_are_refused_in_one_line(tmp_path, capsys, made):
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         assert main(["new", "dog breed", "--data", str(made("kannada"))]) == 1
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err] and "dog-breed-identification works" in err
@@ -233,7 +221,7 @@ def test_the_sample_and_labels_under_other_names(sample, labels, cactus, tmp_pat
     folder = shutil.copytree(cactus, tmp_path / cactus.name)
     kaggle_folders.renamed(folder, sample, labels)
     run = TINY if labels == "train_v2.csv" else None  # one of them trained, as a user would
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         assert main(["new", "cactus", "--data", str(folder)]) == 0
         r = load_competition("cactus").RECIPE
         assert r.labels_csv == labels and r.sub_shape == "probability"
@@ -254,7 +242,7 @@ def test_image_folders_under_other_names(train, test, cactus, tmp_path):
     for old, new in (("train/train", train), ("test/test", test)):
         (folder / new).parent.mkdir(parents=True, exist_ok=True)
         (folder / old).rename(folder / new)
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         assert main(["new", "cactus", "--data", str(folder)]) == 0
         r = load_competition("cactus").RECIPE
     assert (r.train_dir, r.test_dir) == (train, test)
@@ -310,7 +298,7 @@ def test_labels_written_as_decimals_are_written_as_the_sample_writes_them(made, 
     train = pd.read_csv(folder / "train.csv", dtype=str)
     train["diagnosis"] = train["diagnosis"] + ".0"  # 2.0: a CSV saved with a missing value
     train.to_csv(folder / "train.csv", index=False)
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         assert main(["new", "aptos", "--data", str(folder)]) == 0
         assert read_layout(folder, load_competition("aptos").RECIPE).classes == list("01234")
 

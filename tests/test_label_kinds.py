@@ -2,9 +2,7 @@
 `kit new` then `kit run` with the recipe as written, through the CLI, each submission checked
 against the sample as text; for the multi-label kind also folds, an ensemble and `kit predict`."""
 
-import contextlib
 import json
-import os
 import re
 import shutil
 
@@ -31,16 +29,6 @@ EXPECTED = {
 TINY = ["--lr", "3e-3", "--cycles", "1", "--bs", "32"]  # one epoch at a pinned rate
 
 
-@contextlib.contextmanager
-def working_in(folder):
-    before = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
 @pytest.fixture(scope="module")
 def kind_runs(tmp_path_factory):
     """kind name -> `kit new NAME --data DIR`, then `kit run NAME` (tiny), in a fresh working
@@ -53,7 +41,7 @@ def kind_runs(tmp_path_factory):
             folder = label_kinds_data.write(name, parent)
             work = parent / "work"
             work.mkdir()
-            with working_in(work):
+            with layouts_data.working_in(work):
                 assert main(["new", name, "--data", str(folder)]) == 0
                 assert main(["run", name, *TINY]) == 0
                 recipe = load_competition(name).RECIPE
@@ -164,7 +152,7 @@ def test_multi_label_folds_and_an_ensemble(kind_runs, capsys):
     """Two 2-fold runs (with and without TTA) stacked per tag: out-of-fold thresholds, a checked
     tags submission, and `kit predict` of the ensemble giving that same submission."""
     work, name = kind_runs("planet")["work"], "planet"
-    with working_in(work):
+    with layouts_data.working_in(work):
         for extra in ([], ["--no-tta", "--seed", "2"]):
             assert main(["run", name, *TINY, "--folds", "2", *extra]) == 0
         runs = sorted(p.name for p in (work / "runs" / name).iterdir() if (p / "oof.csv").is_file())
@@ -177,7 +165,7 @@ def test_multi_label_folds_and_an_ensemble(kind_runs, capsys):
     oof = pd.read_csv(blend / "oof.csv")
     assert len(oof) == 200 and set(oof["fold"]) == {0, 1}
     assert oof["label"].str.split().map(lambda t: set(t) <= set(label_kinds_data.TAGS)).all()
-    with working_in(work):  # an ensemble's submission follows the recipe found here
+    with layouts_data.working_in(work):  # an ensemble's submission follows the recipe found here
         result = kit.predict(name, blend.name, out=work)
     same_submission(result["submission"], blend / "submission.csv")
 
@@ -188,7 +176,7 @@ def test_multi_label_folds_and_an_ensemble(kind_runs, capsys):
 def run_spoiled(source, tmp_path, capsys, spoil, run_args=()):
     """Copy `source`, write its recipe, spoil the copy, run: (exit code, stderr line)."""
     folder = shutil.copytree(source, tmp_path / source.name)
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         assert main(["new", "x", "--data", str(folder)]) == 0
         spoil(folder)
         capsys.readouterr()
@@ -245,7 +233,7 @@ def test_kit_new_reads_k_and_map_at_k_off_the_sample(tmp_path):
     """Without a known slug: a sample listing 5 labels per image means the 5 likeliest, scored
     by MAP@5."""
     folder = label_kinds_data.write("whales", tmp_path)
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         assert main(["new", "x", "--data", str(folder), "--slug", "some-whales"]) == 0
         r = load_competition("x").RECIPE
     assert (r.metric, r.sub_shape, r.top_k) == ("map5", "top_k", 5)

@@ -1,6 +1,5 @@
 """`kit new` and `kit run` on a small folder of each Kaggle layout, through the CLI."""
 
-import contextlib
 import json
 import os
 import shutil
@@ -45,16 +44,6 @@ BETTER_THAN = {"auc": 0.8, "accuracy": 0.5, "f1_micro": 0.5}
 LOGLOSS_AT_MOST = {"breeds": 0.75 * np.log(5), "dogscats": 0.6}
 
 
-@contextlib.contextmanager
-def working_in(folder):
-    before = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
 # Trained end to end: every layout and every submission shape and metric kind among them.
 # Histopathologic (like cactus: csv, AUC, one probability) and Cassava (like kannada: labels,
 # accuracy) are read and checked without training, to keep the suite short.
@@ -69,7 +58,7 @@ def layout(request, tmp_path_factory):
     folder = layouts_data.write(name, parent)
     work = parent / "work"
     work.mkdir()
-    with working_in(work):
+    with layouts_data.working_in(work):
         assert main(["new", name, "--data", str(folder)]) == 0
         recipe = load_competition(name).RECIPE
     return {"name": name, "folder": folder, "work": work, "recipe": recipe}
@@ -83,7 +72,7 @@ def layout_run(request, tmp_path_factory):
     folder = layouts_data.write(name, parent)
     work = parent / "work"
     work.mkdir()
-    with working_in(work):
+    with layouts_data.working_in(work):
         assert main(["new", name, "--data", str(folder)]) == 0
         assert main(["run", name, *FLAGS.get(name, SHORT)]) == 0
         recipe = load_competition(name).RECIPE
@@ -148,7 +137,7 @@ def test_it_scores_well_above_chance_on_held_out_labels(layout_run):
 
 
 def test_kit_list_says_where_each_recipe_comes_from(layout, capsys):
-    with working_in(layout["work"]):
+    with layouts_data.working_in(layout["work"]):
         assert main(["list"]) == 0
     out = capsys.readouterr().out
     line = next(row for row in out.splitlines() if row.startswith(layout["name"] + " "))
@@ -172,7 +161,7 @@ def breeds(tmp_path_factory):
 def run_spoiled(source, tmp_path, capsys, spoil, name="x", new_args=()):
     """Copy `source`, write its recipe, spoil the copy, run: (exit code, stderr line)."""
     folder = shutil.copytree(source, tmp_path / source.name)
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         assert main(["new", name, "--data", str(folder), *new_args]) == 0
         spoil(folder)
         capsys.readouterr()
@@ -232,7 +221,7 @@ def test_an_unknown_layout_names_what_was_found(tmp_path, capsys):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "notes.txt").write_text("no images here")
     pd.DataFrame({"a": [1], "b": [2]}).to_csv(tmp_path / "data" / "things.csv", index=False)
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         code = main(["new", "x", "--data", "data"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.splitlines() == [err]
@@ -243,7 +232,7 @@ def test_an_unknown_layout_names_what_was_found(tmp_path, capsys):
 
 def test_an_unguessable_metric_is_asked_for(cactus, tmp_path, capsys):
     folder = shutil.copytree(cactus, tmp_path / "some-new-competition")
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         code = main(["new", "x", "--data", str(folder)])
         assert code == 1 and not (tmp_path / "competitions" / "x.py").exists()
         err = capsys.readouterr().err
@@ -253,7 +242,7 @@ def test_an_unguessable_metric_is_asked_for(cactus, tmp_path, capsys):
 
 
 def test_kit_new_never_overwrites_a_recipe(cactus, tmp_path, capsys):
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         assert main(["new", "cactus", "--data", str(cactus)]) == 0
         before = (tmp_path / "competitions" / "cactus.py").read_text()
         assert main(["new", "cactus", "--data", str(cactus), "--metric", "accuracy"]) == 1
@@ -263,7 +252,7 @@ def test_kit_new_never_overwrites_a_recipe(cactus, tmp_path, capsys):
 
 def test_a_damaged_cache_is_rebuilt(cactus, tmp_path, monkeypatch):
     monkeypatch.setenv("KIT_CACHE", str(tmp_path / "cache"))
-    with working_in(tmp_path):
+    with layouts_data.working_in(tmp_path):
         assert main(["new", "cactus", "--data", str(cactus)]) == 0
         r = load_competition("cactus").RECIPE
     before = read_layout(cactus, r).x.numpy().copy()  # a copy: the mapped file is cut below
