@@ -103,25 +103,31 @@ def probabilities(
 ) -> np.ndarray:
     """Class probabilities for every image of `batches` (uint8), each model's averaged over the
     `views` (None: the image as it is), then over each group's models, then over the groups."""
-    precision = resolve_precision(r.precision, device)
-    activation = torch.sigmoid if r.multi_label else partial(torch.softmax, dim=-1)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     out = []
     with torch.inference_mode():
         for xb in batches:
             xb = xb.to(device, non_blocking=True)
-            per_group = []
-            for models in groups:
-                per_model = []
-                for m in models:
-                    per_view = []
-                    for view in views:
-                        fixed = (lambda x, gen, v=view: v(x)) if view is not None else None
-                        x = model_input(xb, m.mean, m.std, fixed, None, r.channels_last)
-                        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                            logits = m.net(x)
-                        per_view.append(activation(logits.float()))
-                    per_model.append(torch.stack(per_view).mean(0))
-                per_group.append(torch.stack(per_model).mean(0))
+            per_group = [
+                torch.stack([one_model(m, xb, views, r, device) for m in models]).mean(0)
+                for models in groups
+            ]
             out.append(torch.stack(per_group).mean(0).cpu())
     return torch.cat(out).numpy()
+
+
+def one_model(m: Model, xb: torch.Tensor, views, r: Recipe, device: torch.device) -> torch.Tensor:
+    """One network's probabilities for a uint8 batch, averaged over the TTA `views`, made as
+    training made them: its inputs (kit/data/loader.model_input), its precision, its loss's
+    activation (sigmoid for multi-label, else softmax)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
+        resolve_precision(r.precision, device)
+    )
+    activation = torch.sigmoid if r.multi_label else partial(torch.softmax, dim=-1)
+    per_view = []
+    for view in views:
+        fixed = (lambda x, gen, v=view: v(x)) if view is not None else None
+        x = model_input(xb, m.mean, m.std, fixed, None, r.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = m.net(x)
+        per_view.append(activation(logits.float()))
+    return torch.stack(per_view).mean(0)
