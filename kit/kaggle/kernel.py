@@ -153,8 +153,9 @@ def kernel(
         raise KitError("pass --user with your Kaggle user name: it owns the kernel and the "
                        "wheels dataset")  # fmt: skip
     wheels_ref = f"{user}/kit-wheels"
-    model_ref = f"{user}/kit-{name.replace('_', '-')}-model" if run_dir else ""
-    slug = f"kit-{name}" + ("-predict" if run_dir else "")
+    stem = "kit-" + name.lower().replace("_", "-")  # Kaggle's slugs: lower case and hyphens
+    model_ref = f"{user}/{stem}-model" if run_dir else ""
+    slug = stem + ("-predict" if run_dir else "")
     metadata = {
         "id": f"{user}/{slug}",
         "title": f"kit {name}" + (" predict" if run_dir else ""),
