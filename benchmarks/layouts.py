@@ -25,16 +25,15 @@ from pathlib import Path
 import fastprogress.fastprogress as fastprogress
 import numpy as np
 import pandas as pd
-import timm
 import torch
 from sklearn.datasets import load_digits
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from invasive import timm_checkpoint  # noqa: E402  (benchmarks/invasive.py)
 from layouts_data import PLANTS, digit_image  # noqa: E402
-
-from kit.train.weights import find_weights, load_weights  # noqa: E402
 
 
 def write_folder(dest: Path) -> None:
@@ -67,17 +66,6 @@ def kit_run(folder: Path, work: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"f1": score(folder, pd.read_csv(sub)["species"]), "seconds": seconds,
             "lr": metrics["lr"], "rule": metrics["lr_rule"].split(":")[0]}  # fmt: skip
-
-
-def timm_checkpoint(arch: str, work: Path) -> Path:
-    """The packaged ImageNet weights saved under timm's own key names (the package ships them
-    under another implementation's), so that timm's `pretrained=True` loads them offline."""
-    path = work / f"{arch}-timm.pth"
-    if not path.exists():
-        model = timm.create_model(arch, num_classes=0)
-        load_weights(model, find_weights(arch))
-        torch.save(model.state_dict(), path)
-    return path
 
 
 def plain_fastai(folder: Path, weights: Path, epochs: int = 5) -> dict:
