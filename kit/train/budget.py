@@ -20,11 +20,11 @@ from kit.errors import KitError
 from kit.files import read_json, write_json
 from kit.recipe import Recipe
 from kit.train import distributed
-from kit.train.finder import steps as finder_steps
 from kit.train.schedule import epochs, stage_epochs
 
 UNFROZEN = 1.5  # an unfrozen epoch over a frozen one: weight gradients add a third pass to the
 # forward and input-gradient passes that a frozen body (batch norm still trains) already costs
+FINDER_STEPS = 100  # fastai's lr_find: 100 training steps at most
 MARGIN = 0.9  # plan to use 90% of the time left: interpretation and writing files take the rest
 
 
@@ -195,7 +195,7 @@ def check_up_front(learn, r: Recipe, clock: Clock) -> None:
     step_s, pred_s = probe(learn)  # every process: a synchronised batch norm needs them all
     train, valid = len(learn.dls.train), len(learn.dls.valid)
     epoch_s = train * step_s + valid * pred_s
-    least = max(1, r.folds) * (epoch_s + (0 if r.lr else finder_steps(train) * step_s)
+    least = max(1, r.folds) * (epoch_s + (0 if r.lr else FINDER_STEPS * step_s)
                                + (valid + clock.n_test / learn.dls.valid.bs) * pred_s)  # fmt: skip
 
     def verdict():
@@ -237,6 +237,6 @@ class Budget(Callback):
         valid_s = epoch_s - self.train_s
         steps = len(self.dls.train)
         predict = valid_s * (1 + self.clock.n_test / max(1, self.dls.valid.n)) / epoch_s
-        finder = finder_steps(steps) / steps * self.train_s / epoch_s
+        finder = FINDER_STEPS / steps * self.train_s / epoch_s
         self.clock.decide(lambda: fit_schedule(self.r, epoch_s, self.clock.left(), finder, predict))
         print(self.clock.plan["note"], flush=True)

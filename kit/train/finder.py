@@ -14,12 +14,6 @@ from kit.files import save_figure
 from kit.train import distributed
 
 NUM_IT = 100  # fastai's lr_find: 100 steps from 1e-7 to 10
-START_LR, END_LR = 1e-7, 10.0
-# On a small set 100 steps are many passes over the same few batches (33 on the invasive sample,
-# against 30 steps of training): the finder then runs one step per batch for PASSES epochs, at
-# least MIN_IT, with its loss smoothed over the same share of the sweep (benchmarks/finder.py)
-PASSES = 2
-MIN_IT = 30
 START = 5  # the curve's first points: their mean loss is where it starts
 # A curve that does not fall cannot be read (halfway, on a flat or rising one, reads its first
 # rate, 6e-7, which trains nothing; minimum a tenth of that). Then 1e-3: fastai's and Adam's
@@ -65,18 +59,10 @@ MEANING = {
 }
 
 
-def steps(batches: int) -> int:
-    """The finder's steps on a training set of `batches` batches: fastai's 100 at most, PASSES
-    epochs on a smaller set, MIN_IT at least."""
-    return max(MIN_IT, min(NUM_IT, PASSES * batches))
-
-
 def curve(lrs, losses) -> tuple[torch.Tensor, torch.Tensor]:
-    """The part of the finder's curve fastai's suggestions read: without the first tenth of the
-    sweep (its rates below 6.3e-7, whatever its steps) and the last five steps, and cut at the
-    first NaN loss."""
-    first = int(np.searchsorted(np.asarray(lrs), START_LR * (END_LR / START_LR) ** 0.1 * 0.999))
-    lrs, losses = torch.tensor(lrs[first:-5]), torch.tensor(losses[first:-5])
+    """The part of the finder's curve fastai's suggestions read: without the first tenth and the
+    last five steps, and cut at the first NaN loss."""
+    lrs, losses = torch.tensor(lrs[NUM_IT // 10 : -5]), torch.tensor(losses[NUM_IT // 10 : -5])
     nan = torch.isnan(losses).nonzero()
     if len(nan):
         lrs, losses = lrs[: int(nan[0])], losses[: int(nan[0])]
@@ -132,19 +118,12 @@ def find_lr(learn: Learner, png: Path, rule: str, show: bool = False) -> float:
     the plot and the curve (lr_find.csv: rate and smoothed loss per step) saved beside it."""
     # in a DDP run every process records the same (mean) loss: all stop at the same step, and
     # all agree on whether to look on
-    num_it = steps(len(learn.dls.train))
-    smooth, beta = learn.recorder.smooth_loss, learn.recorder.smooth_loss.beta
-    smooth.beta = beta ** (NUM_IT / num_it)  # the same share of the sweep as fastai's 100 steps
-    try:
-        with learn.added_cbs(distributed.shared_loss(learn)):
-            learn.lr_find(START_LR, END_LR, num_it, suggest_funcs=None, show_plot=False)
+    with learn.added_cbs(distributed.shared_loss(learn)):
+        learn.lr_find(suggest_funcs=None, show_plot=False)
+        lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
+        if len(curve(lrs, losses)[0]) < 2:  # the loss rose at once (a trained head): look on
+            learn.lr_find(suggest_funcs=None, show_plot=False, stop_div=False)
             lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
-            if len(curve(lrs, losses)[0]) < 2:  # the loss rose at once (a trained head): look on
-                learn.lr_find(START_LR, END_LR, num_it, stop_div=False, suggest_funcs=None,
-                              show_plot=False)  # fmt: skip
-                lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
-    finally:
-        smooth.beta = beta
     rate, point = choose(lrs, losses, rule)
     if distributed.is_main() and (why := fallback(lrs, losses, rule)):
         print(f"{why}: the {rule} rule cannot read it; learning rate {rate:.0e} instead")
