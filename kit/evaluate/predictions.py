@@ -72,10 +72,10 @@ def table(
 ) -> pd.DataFrame:
     """One row per item: its id under `key`, the `extra` columns, its label when `y` is known,
     then p_<class> and p_<class>_tta."""
-    df = pd.DataFrame({key: p.ids, **(extra or {})})
+    columns = {key: p.ids, **(extra or {})}
     if y is not None:
-        df["label"] = label_text(y, classes)
+        columns["label"] = label_text(y, classes)
     for tta, probs in p.views().items():
         for c, label in enumerate(classes):
-            df[f"p_{label}{'_tta' if tta else ''}"] = probs[:, c]
-    return df
+            columns[f"p_{label}{'_tta' if tta else ''}"] = probs[:, c]
+    return pd.DataFrame(columns)  # at once: a column at a time fragments a frame of many classes

@@ -37,7 +37,7 @@ def cost(r: Recipe, p: dict, finder: float, predict: float) -> float:
     if not r.lr:
         unit += finder  # the first stage's finder
         unit += finder * unfrozen if p["head_cycles"] and p["cycles"] and p["finder"] else 0
-    unit += predict * (1 + (len(tta_views(r)) if p["tta"] else 0))
+    unit += predict * (len(tta_views(r)) if p["tta"] else 1)  # the plain pass is TTA's first
     return unit * max(1, r.folds)
 
 

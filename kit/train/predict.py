@@ -13,13 +13,19 @@ from kit.recipe import Recipe
 from kit.train import distributed
 
 
-def predict(learn: Learner, loader, views=(None,)) -> np.ndarray:
-    """Class probabilities for every item of `loader`, averaged over the TTA `views`."""
+def view_probs(learn: Learner, loader, views=(None,)) -> np.ndarray:
+    """Class probabilities for every item of `loader` under each of the TTA `views`: an array
+    (views, items, classes)."""
     probs = []
     for view in views:  # in a DDP run each process predicts its share
         part = distributed.shard(learn, loader.new(augment=view))
         probs.append(distributed.gather(learn, learn.get_preds(dl=part)[0], loader.n))
-    return torch.stack(probs).mean(0).float().numpy()
+    return torch.stack(probs).float().numpy()
+
+
+def predict(learn: Learner, loader, views=(None,)) -> np.ndarray:
+    """Class probabilities for every item of `loader`, averaged over the TTA `views`."""
+    return view_probs(learn, loader, views).mean(0)
 
 
 def predictions(
@@ -27,10 +33,10 @@ def predictions(
 ) -> tuple[Predictions, Predictions]:
     """The validation items' (named `valid_ids`) and the test images' probabilities, plain and,
     if the recipe asks, with TTA."""
-    valid, test = learn.dls.valid, test_loader(data, learn.dls.valid)
-    plain = [predict(learn, valid), predict(learn, test)]
-    tta = [predict(learn, valid, tta_views(r)), predict(learn, test, tta_views(r))] if r.tta else []
+    views = tta_views(r) if r.tta else [None]  # TTA's first view is the image itself: plain
+    valid, test = (view_probs(learn, loader, views)
+                   for loader in (learn.dls.valid, test_loader(data, learn.dls.valid)))  # fmt: skip
     return (
-        Predictions(valid_ids, plain[0], tta[0] if tta else None),
-        Predictions(data.test_ids, plain[1], tta[1] if tta else None),
+        Predictions(valid_ids, valid[0], valid.mean(0) if r.tta else None),
+        Predictions(data.test_ids, test[0], test.mean(0) if r.tta else None),
     )
