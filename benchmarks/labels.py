@@ -34,11 +34,11 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from invasive import timm_checkpoint  # noqa: E402  (benchmarks/invasive.py)
 from label_kinds_data import humpback, planet  # noqa: E402
 
-from kit.train.weights import find_weights, load_weights  # noqa: E402
-
-ARCH, STATS = "tf_efficientnet_lite0", ([0.5] * 3, [0.5] * 3)
+ARCH = "tf_efficientnet_lite0"
 
 
 def kit_run(folder: Path, work: Path, name: str) -> tuple[pd.DataFrame, float]:
@@ -52,21 +52,22 @@ def kit_run(folder: Path, work: Path, name: str) -> tuple[pd.DataFrame, float]:
     return pd.read_csv(sub), seconds
 
 
-def pretrained(dls, metrics):
-    """fastai's vision_learner with the packaged ImageNet weights (loaded as the kit loads them)."""
+def pretrained(dls, metrics, work: Path):
+    """fastai's vision_learner as a competitor calls it, `pretrained=True`, pointed at the same
+    packaged ImageNet weights instead of a download: fastai freezes the body and adds the
+    weights' normalisation."""
     from fastai.vision.all import vision_learner
 
-    learn = vision_learner(dls, ARCH, pretrained=False, metrics=metrics)
-    load_weights(learn.model[0].model, find_weights(ARCH))
-    return learn
+    weights = dict(file=str(timm_checkpoint(ARCH, work)))
+    return vision_learner(dls, ARCH, pretrained=True, metrics=metrics,
+                          pretrained_cfg_overlay=weights)  # fmt: skip
 
 
-def fastai_tags(folder: Path, epochs: int) -> tuple[list, float]:
+def fastai_tags(folder: Path, epochs: int, work: Path) -> tuple[list, float]:
     """Plain fastai, multi-label: each test image's tags at 0.5, and the seconds."""
     start = time.perf_counter()
     from fastai.vision.all import (
         ImageDataLoaders,
-        Normalize,
         Resize,
         accuracy_multi,
         aug_transforms,
@@ -76,9 +77,9 @@ def fastai_tags(folder: Path, epochs: int) -> tuple[list, float]:
     dls = ImageDataLoaders.from_df(
         df, folder, fn_col="image_name", label_col="tags", label_delim=" ", folder="train-jpg",
         suff=".jpg", valid_pct=0.2, seed=42, bs=64, item_tfms=Resize(64),
-        batch_tfms=[*aug_transforms(size=64), Normalize.from_stats(*STATS)],
+        batch_tfms=aug_transforms(size=64),
     )  # fmt: skip
-    learn = pretrained(dls, accuracy_multi)
+    learn = pretrained(dls, accuracy_multi, work)
     learn.fine_tune(epochs, learn.lr_find(show_plot=False).valley)
     ids = pd.read_csv(folder / "sample_submission.csv")["image_name"]
     probs, _ = learn.tta(dl=dls.test_dl([folder / "test-jpg" / f"{i}.jpg" for i in ids]))
@@ -86,7 +87,7 @@ def fastai_tags(folder: Path, epochs: int) -> tuple[list, float]:
     return tags, time.perf_counter() - start
 
 
-def fastai_top5(folder: Path, epochs: int) -> tuple[list, float]:
+def fastai_top5(folder: Path, epochs: int, work: Path) -> tuple[list, float]:
     """Plain fastai, one label per image: each test image's 5 likeliest whales, and the seconds."""
     start = time.perf_counter()
     from fastai.vision.all import (
@@ -94,7 +95,6 @@ def fastai_top5(folder: Path, epochs: int) -> tuple[list, float]:
         ColReader,
         DataBlock,
         ImageBlock,
-        Normalize,
         RandomSplitter,
         Resize,
         accuracy,
@@ -106,10 +106,10 @@ def fastai_top5(folder: Path, epochs: int) -> tuple[list, float]:
         blocks=(ImageBlock, CategoryBlock(vocab=sorted(df["Id"].unique()))),
         get_x=ColReader("Image", pref=folder / "train"), get_y=ColReader("Id"),
         splitter=RandomSplitter(0.2, seed=42), item_tfms=Resize(64),
-        batch_tfms=[*aug_transforms(size=64), Normalize.from_stats(*STATS)],
+        batch_tfms=aug_transforms(size=64),
     )  # fmt: skip
     dls = block.dataloaders(df, bs=64)
-    learn = pretrained(dls, accuracy)
+    learn = pretrained(dls, accuracy, work)
     learn.fine_tune(epochs, learn.lr_find(show_plot=False).valley)
     ids = pd.read_csv(folder / "sample_submission.csv")["Image"]
     probs, _ = learn.tta(dl=dls.test_dl([folder / "test" / i for i in ids]))
@@ -161,10 +161,10 @@ def main() -> None:
 
     sub, kit_tags_s = kit_run(tags_dir, work, "planet")
     kit_tags = score_tags(tags_dir, sub["tags"].str.split().tolist())
-    fa_tags, fa_tags_s = fastai_tags(tags_dir, args.epochs)
+    fa_tags, fa_tags_s = fastai_tags(tags_dir, args.epochs, work)
     sub, kit_top_s = kit_run(whales_dir, work, "whales")
     kit_top = score_ranked(whales_dir, sub["Id"].str.split().tolist())
-    fa_top, fa_top_s = fastai_top5(whales_dir, args.epochs)
+    fa_top, fa_top_s = fastai_top5(whales_dir, args.epochs, work)
 
     print(f"\n| {args.train:,} training images, 2 CPU cores | held-out score | wall time |"
           "\n|---|---|---|")  # fmt: skip
