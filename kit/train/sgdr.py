@@ -11,7 +11,7 @@ from fastai.learner import Learner
 
 from kit.evaluate.metrics import greater_is_better
 from kit.recipe import Recipe
-from kit.train import schedule
+from kit.train import distributed, schedule
 from kit.train.budget import Budget, with_plan
 from kit.train.callbacks import (
     Checkpoint,
@@ -137,6 +137,8 @@ def fine_tune_sgdr(
             )
         fit_sgdr(learn, cycles, length, mult, lr, cbs, start_epoch=start)  # ends on the best
     plot_curves(state["steps"], state["history"], monitor, run_dir / "training_curves.png", show)
+    if distributed.is_main() and (hint := schedule.still_learning(state["history"], r, monitor)):
+        print(hint)
     return dict(rates), state["history"]
 
 
