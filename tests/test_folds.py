@@ -122,6 +122,17 @@ def test_stacking_is_scored_on_folds_its_meta_model_never_saw():
     assert ((cross_validated("stack", [informative, *noise], y, fold).argmax(1)) == y).all()
 
 
+def test_stacking_survives_a_class_one_fold_lacks():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 300)
+    y[0] = 3  # a class seen once: the meta-model fitted without its fold never met it
+    fold = np.arange(300) % 3
+    members = [np.eye(4)[y] * 0.6 + 0.1, rng.dirichlet([1, 1, 1, 1], 300)]
+    cv = cross_validated("stack", members, y, fold)
+    assert cv.shape == (300, 4) and np.allclose(cv.sum(1), 1)
+    assert (cv[1:].argmax(1) == y[1:]).mean() > 0.9 and cv[0, 3] == 0
+
+
 def test_greedy_weights_never_lose_to_the_best_member():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 3, 300)

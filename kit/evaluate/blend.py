@@ -54,7 +54,14 @@ def fit_blend(method: str, oofs: list, y: np.ndarray):
     if y.ndim == 2:
         return tag_stack(oofs, y)
     meta = LogisticRegression(C=1.0, max_iter=2000).fit(stack_features(oofs), y)
-    return (lambda ps: meta.predict_proba(stack_features(ps))), meta.coef_
+    n_classes = oofs[0].shape[1]
+
+    def stacked(ps):  # a class the fitted rows lack (a rare one, cross-validated) gets 0
+        out = np.zeros((len(ps[0]), n_classes))
+        out[:, meta.classes_] = meta.predict_proba(stack_features(ps))
+        return out
+
+    return stacked, meta.coef_
 
 
 def tag_stack(oofs: list, y: np.ndarray):
