@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint bench bench-lr bench-tricks
+.PHONY: demo test install lint bench bench-lr bench-tricks bench-glyphs
 
 demo: install  ## install, then train the Digit Recognizer recipe on the bundled sample
 	$(BIN)/kit run mnist --sample
@@ -35,3 +35,6 @@ bench-lr: install  ## the learning-rate rules across data sets and seeds (about 
 
 bench-tricks: install  ## label smoothing, MixUp, CutMix, EMA, epochs, width against the defaults (about 2 hours)
 	$(BIN)/python -m benchmarks.tricks
+
+bench-glyphs: install  ## the schedule's length against the data's size on 62 printed characters (about an hour)
+	$(BIN)/python benchmarks/glyphs.py

@@ -77,12 +77,12 @@ def build_folder(sample: Path, dest: Path, rows: int, test_copies: int = 10, see
     pd.DataFrame({"ImageId": ids, "Label": 0}).to_csv(dest / "sample_submission.csv", index=False)
 
 
-def keras_cnn() -> nn.Module:
+def keras_cnn(classes: int = 10) -> nn.Module:
     """The seed's Keras model, layer for layer."""
     return nn.Sequential(
         nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Dropout(0.5), nn.Linear(64 * 5 * 5, 10),
+        nn.Flatten(), nn.Dropout(0.5), nn.Linear(64 * 5 * 5, classes),
     )  # fmt: skip
 
 
@@ -92,13 +92,15 @@ def keras_baseline(folder: Path, seed: int = 0) -> dict:
     start = time.perf_counter()
     torch.manual_seed(seed)
     train = pd.read_csv(folder / "train.csv")
-    y = torch.tensor(train.pop("label").to_numpy())
+    labels = train.pop("label").astype(str)
+    classes = sorted(labels.unique())
+    y = torch.tensor(labels.map({c: i for i, c in enumerate(classes)}).to_numpy())
     x = torch.tensor(train.to_numpy(), dtype=torch.float32).view(-1, 1, 28, 28) / 255
     test = torch.tensor(pd.read_csv(folder / "test.csv").to_numpy(), dtype=torch.float32)
     test = test.view(-1, 1, 28, 28) / 255
     n_val = len(x) // 10
     xt, yt, xv, yv = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
-    model, best, waited, ran = keras_cnn(), float("inf"), 0, 0
+    model, best, waited, ran = keras_cnn(len(classes)), float("inf"), 0, 0
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for epoch in range(1, 31):
         ran = epoch
@@ -118,8 +120,8 @@ def keras_baseline(folder: Path, seed: int = 0) -> dict:
             if waited >= 2:
                 break
     with torch.no_grad():
-        pred = model(test).argmax(1).numpy()
-    solution = pd.read_csv(folder / "solution.csv")["Label"].to_numpy()
+        pred = [classes[i] for i in model(test).argmax(1)]
+    solution = pd.read_csv(folder / "solution.csv", dtype=str)["Label"].to_numpy()
     return {"test_accuracy": float((pred == solution).mean()), "epochs": ran,
             "seconds": time.perf_counter() - start}  # fmt: skip
 
