@@ -16,6 +16,7 @@ import torch
 
 import kit.data.images as images
 from competitions import invasive
+from kit.data.images import read_rows
 from kit.data.loader import TensorLoader, dataloaders
 from kit.train.learner import build_learner
 
@@ -118,6 +119,9 @@ def test_loaders_gather_batches_from_the_mapped_file_as_the_copied_parts_did(pho
     for dl in (dls.train, dls.valid):
         assert dl.x.data_ptr() == data.x.data_ptr()
         assert np.shares_memory(dl.x.numpy(), data.x.numpy())
+    # the batches are read from the cache file with pread, not through the mapping
+    assert torch.equal(read_rows(data.x, np.array([7, 2])), data.x[[7, 2]])
+    assert read_rows(data.x.clone(), np.array([7, 2])) is None  # in memory: gathered there
     # before: each part copied out of the data, the batches drawn from the copy
     train = np.setdiff1d(np.arange(120), valid)
     copied = TensorLoader(data.x[train].clone(), data.y[train], R.bs, stats, shuffle=True,

@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import time
+import weakref
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -23,6 +24,12 @@ from kit.paths import in_kaggle_notebook
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 ROWS_PER_JOB = 64  # photos a worker decodes between two marks: what an interruption loses
 WRITTEN, UNREADABLE = 1, 2  # a build's mark per photo (0: still to do)
+# The cache file behind each mapped array that load_photos returned: its address in memory ->
+# (path, header bytes, bytes per photo). Batches read their rows from the file (read_rows)
+# rather than through the mapping: under a memory limit smaller than the set (a Kaggle
+# container) every page fault on the mapping waits on reclaim, and random batches read through
+# it ran at 115 photos/s against 5,000 with pread (benchmarks/memory.py, README).
+MAPPED: dict[int, tuple[str, int, int]] = {}
 
 
 def cache_root() -> Path:
@@ -84,7 +91,27 @@ def open_cached(array: Path, record: Path, shape: tuple) -> tuple[np.ndarray, li
         return None
     if x.shape != shape or x.dtype != np.uint8 or done.get("files") != shape[0]:
         return None
+    MAPPED[x.ctypes.data] = (str(array), x.offset, int(np.prod(shape[1:])))
+    weakref.finalize(x, MAPPED.pop, x.ctypes.data, None)  # gone with the mapping: no stale key
     return x[: done["rows"]], done["unreadable"]
+
+
+def read_rows(x: torch.Tensor, rows: np.ndarray) -> torch.Tensor | None:
+    """`x[rows]` read from the cache file behind `x` with one pread per row (through the page
+    cache, so still shared by every process), or None when `x` is not a mapped cache."""
+    found = MAPPED.get(x.data_ptr())
+    if found is None or x.dtype != torch.uint8 or x[0].numel() != found[2]:
+        return None
+    path, header, size = found
+    out = np.empty((len(rows), *x.shape[1:]), np.uint8)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for j, i in enumerate(rows.tolist()):
+            if os.preadv(fd, [memoryview(out[j]).cast("B")], header + i * size) != size:
+                raise OSError(f"{path}: short read at photo {i}")
+    finally:
+        os.close(fd)
+    return torch.from_numpy(out)
 
 
 def start_or_resume(partial: Path, marks_path: Path, shape: tuple) -> np.ndarray:

@@ -9,6 +9,7 @@ import torch
 from fastai.data.core import DataLoaders
 
 from kit.data.augment import random_augment
+from kit.data.images import read_rows
 from kit.data.layouts import Data
 from kit.recipe import Recipe
 
@@ -30,10 +31,13 @@ def scaled_stats(stats) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """`x[idx]` for a CPU tensor, through numpy: torch's indexing runs on OpenMP threads, which on
+    """`x[idx]` for a CPU tensor: read from its cache file when it is a mapped image cache
+    (kit/data/images.py), else through numpy: torch's indexing runs on OpenMP threads, which on
     busy cores wait on each other (measured on 2 loaded cores: 7.8 ms for 32 images of 64 px,
     against 0.015 ms through numpy)."""
-    return torch.from_numpy(x.numpy()[idx.numpy()])
+    rows = idx.numpy()
+    read = read_rows(x, rows)
+    return read if read is not None else torch.from_numpy(x.numpy()[rows])
 
 
 class TensorLoader:
