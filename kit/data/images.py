@@ -100,8 +100,8 @@ def read_rows(x: torch.Tensor, rows: np.ndarray) -> torch.Tensor | None:
     """`x[rows]` read from the cache file behind `x` with one pread per row (through the page
     cache, so still shared by every process), or None when `x` is not a mapped cache."""
     found = MAPPED.get(x.data_ptr())
-    if found is None or x.dtype != torch.uint8 or x[0].numel() != found[2]:
-        return None
+    if found is None or x.dtype != torch.uint8 or not x.is_contiguous() or x[0].numel() != found[2]:
+        return None  # not the array load_photos returned (or its first rows): gathered in memory
     path, header, size = found
     out = np.empty((len(rows), *x.shape[1:]), np.uint8)
     fd = os.open(path, os.O_RDONLY)
