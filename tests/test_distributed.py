@@ -182,6 +182,16 @@ def test_the_launcher_shows_the_output_once_and_keeps_torchrun_s_report_aside(ca
     )
 
 
+def test_a_process_aborted_by_its_lost_peer_is_named_after_the_peer_that_was_killed():
+    """Rank 1 killed (9); rank 0, waiting in a collective, aborts (6) before torchrun stops it:
+    the line names the kill first, whatever the ranks' order."""
+    summary = ("  rank      : 0 (local_rank: 0)\n  exitcode  : -6 (pid: 6)\n"
+               "  rank      : 1 (local_rank: 1)\n  exitcode  : -9 (pid: 7)\n")  # fmt: skip
+    assert failure(summary, 1, 2, "mnist", "RUN").startswith(
+        "process 1 of 2 was killed by signal 9; process 0 of 2 was killed by signal 6; "
+    )
+
+
 def test_a_killed_process_stops_all_and_the_ddp_run_resumes_to_one_submission(tmp_path):
     out = tmp_path / "o"
     argv = ["run", "mnist", "--sample", *CPU2, *QUICK, "--cycles", "2", "--out", out]

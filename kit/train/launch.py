@@ -118,10 +118,14 @@ def stream(cmd: list, env: dict) -> tuple[int, str, list[str]]:
 def failure(summary: str, code: int, nproc: int, name: str, run_id: str | None) -> str:
     """One line for a failed launch: which process failed and how, and how to go on."""
     failed = re.findall(r"rank\s*:\s*(\d+).*?\n\s*exitcode\s*:\s*(-?\d+)", summary)
-    failed = sorted({(int(r), int(c)) for r, c in failed}, key=lambda f: (f[1] >= 0, f[0]))
+    # a process killed by a signal first: the others usually failed because of it; SIGABRT (6)
+    # after other signals, since it is how a process dies when a collective it waits in fails
+    # (gloo's lost peer, NCCL's watchdog): a process killed by 9 (the OOM killer) is the cause
+    failed = sorted({(int(r), int(c)) for r, c in failed},
+                    key=lambda f: (f[1] >= 0, f[1] == -6, f[0]))  # fmt: skip
     # SIGTERM is how torchrun stops the others once one has failed: name the ones that failed
     failed = [f for f in failed if f[1] != -15] or failed
-    if failed:  # a process killed by a signal first: the others usually failed because of it
+    if failed:
 
         def why(c):
             return f"was killed by signal {-c}" if c < 0 else f"exited with code {c}"
