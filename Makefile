@@ -37,4 +37,4 @@ bench-tricks: install  ## label smoothing, MixUp, CutMix, EMA, epochs, width aga
 	$(BIN)/python -m benchmarks.tricks
 
 bench-glyphs: install  ## the schedule's length against the data's size on 62 printed characters (about an hour)
-	$(BIN)/python benchmarks/glyphs.py
+	$(BIN)/python -m benchmarks.glyphs

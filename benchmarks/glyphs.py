@@ -15,7 +15,7 @@ recipe's 3 SGDR cycles (7 epochs) and with 2 (3 epochs) and 4 (15 epochs), at ea
 size and seed, scored on held-out test images drawn the same way; the seed's Keras CNN
 (benchmarks/mnist.py, 62 outputs) trained on the same rows is the anchor for time.
 
-Run: `python benchmarks/glyphs.py [--sizes 15000 60000] [--seeds 2] [--work DIR]`. About 50
+Run: `python -m benchmarks.glyphs [--sizes 15000 60000] [--seeds 2] [--work DIR]`. About 50
 minutes on 2 CPU cores; it picks up where it stopped (results.jsonl).
 """
 
@@ -33,8 +33,7 @@ import pandas as pd
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lr import keep, read_rows  # noqa: E402  (benchmarks/lr.py)
+from benchmarks.lr import keep, read_rows
 
 CHARS = string.digits + string.ascii_uppercase + string.ascii_lowercase
 CYCLES = (2, 3, 4)  # SGDR cycles with everything trainable: 3, 7 and 15 epochs; 3 is the default
@@ -137,7 +136,7 @@ def kit_run(work: Path, name: str, folder: Path, cycles: int, seed: int) -> dict
 
 def measure(work: Path, sizes: list[int], seeds: int) -> list[dict]:
     """Every (size, training, seed) not yet in results.jsonl, appended as it finishes."""
-    from mnist import keras_baseline  # benchmarks/mnist.py
+    from benchmarks.mnist import keras_baseline
 
     path = work / "results.jsonl"
     rows = read_rows(path)
