@@ -182,7 +182,10 @@ def report(rows: list[dict]) -> None:
     for size, group in df.groupby("rows"):
         base = group[group["training"] == "cycles 3"].set_index("seed")["score"]
         keras_s = group[group["training"] == "keras"]["seconds"].mean()
-        for training, g in group.groupby("training", sort=False):
+        for training in ["keras", *(f"cycles {c}" for c in CYCLES)]:
+            g = group[group["training"] == training]
+            if g.empty:
+                continue
             s = g.set_index("seed")["score"]
             diff = ((s - base.reindex(s.index)) * 100).round(2)
             points = (
