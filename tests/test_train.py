@@ -15,7 +15,7 @@ from kit.recipe import override
 from kit.train.callbacks import WeightAverage
 from kit.train.learner import make_learner, resolve_precision
 from kit.train.models import create_model, layer_groups
-from kit.train.predict import predict
+from kit.train.predict import view_probs
 from kit.train.schedule import still_learning
 from kit.train.sgdr import fit_sgdr
 
@@ -112,9 +112,12 @@ def test_tta_views_follow_the_recipe():
 
 def test_predict_averages_views_into_probabilities(digits, tmp_path):
     learn, r = learner(digits, tmp_path)
-    probs = predict(learn, learn.dls.valid, tta_views(r))
+    views = view_probs(learn, learn.dls.valid, tta_views(r))
+    probs = views.mean(0)  # the TTA prediction
     assert probs.shape == (learn.dls.valid.n, 10)
     assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    # TTA's first view is the image itself: the plain prediction, which it stands in for
+    assert np.array_equal(views[0], view_probs(learn, learn.dls.valid)[0])
 
 
 @pytest.mark.parametrize(

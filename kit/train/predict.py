@@ -23,11 +23,6 @@ def view_probs(learn: Learner, loader, views=(None,)) -> np.ndarray:
     return torch.stack(probs).float().numpy()
 
 
-def predict(learn: Learner, loader, views=(None,)) -> np.ndarray:
-    """Class probabilities for every item of `loader`, averaged over the TTA `views`."""
-    return view_probs(learn, loader, views).mean(0)
-
-
 def predictions(
     learn: Learner, data: Data, r: Recipe, valid_ids: list
 ) -> tuple[Predictions, Predictions]:
