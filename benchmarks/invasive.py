@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import fastprogress.fastprogress as fastprogress
@@ -34,7 +35,7 @@ import pandas as pd
 import timm
 import torch
 from fastai.callback.core import Callback
-from PIL import Image, ImageEnhance
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 from torch.nn import functional as F
 
@@ -107,36 +108,17 @@ def transfer_photo(photos: dict, invasive_: bool, rng, side: int) -> Image.Image
     """A harder photo than the sample's: a temple or portrait crop with a small patch pasted in
     (12-30% of the height), the dahlia if invasive, else leaves from the same photo; saved small
     (`side` px high), as a competition's resized copy would be."""
-    image = photos[rng.choice(["temple", "hopper"])]
-    w, h = image.size
-    cw = int(min(w, h * 4 / 3) * rng.uniform(0.35, 0.9))
-    ch = int(cw * 3 / 4)
-    left, top = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
-    crop = image.crop((left, top, left + cw, top + ch)).resize((400, 300))
-    s = int(rng.uniform(0.12, 0.3) * 300)
-    patch = photos["flower"].crop(invasive.BLOOM if invasive_ else LEAVES).resize((s, s))
-    crop.paste(patch, (int(rng.integers(0, 400 - s)), int(rng.integers(0, 300 - s))))
-    if rng.random() < 0.5:
-        crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-    crop = ImageEnhance.Brightness(crop).enhance(rng.uniform(0.7, 1.3))
-    return crop.resize((side * 4 // 3, side))
+    photo = invasive.scene(photos[rng.choice(["temple", "hopper"])], rng)
+    patch = photos["flower"].crop(invasive.BLOOM if invasive_ else LEAVES)
+    invasive.paste(photo, patch, rng, (0.12, 0.3))
+    return invasive.lit(photo, rng).resize((side * 4 // 3, side))
 
 
 def write_transfer(dest: Path, n_train: int, n_test: int, side: int, seed: int = 1) -> None:
-    """The transfer task in the competition's layout, 60% invasive; test labels in
-    solution.csv."""
-    rng = np.random.default_rng(seed)
-    photos = {name: invasive.source_photo(name) for name in invasive.SOURCES}
-    for part, n in (("train", n_train), ("test", n_test)):
-        (dest / part).mkdir(parents=True)
-        labels = (rng.random(n) < 0.6).astype(int)
-        for i, label in enumerate(labels, 1):
-            photo = transfer_photo(photos, bool(label), rng, side)
-            photo.save(dest / part / f"{i}.jpg", quality=90)
-        df = pd.DataFrame({"name": range(1, n + 1), "invasive": labels})
-        df.to_csv(dest / ("train_labels.csv" if part == "train" else "solution.csv"), index=False)
-        if part == "test":
-            df.assign(invasive=0.5).to_csv(dest / "sample_submission.csv", index=False)
+    """The transfer task in the competition's layout, as the sample is written (60% invasive;
+    test labels in solution.csv)."""
+    dest.mkdir(parents=True)
+    invasive.write_sample(dest, n_train, n_test, seed, partial(transfer_photo, side=side))
 
 
 def synthetic_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:

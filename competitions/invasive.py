@@ -64,36 +64,53 @@ def source_photo(name: str) -> Image.Image:
 BLOOM = (170, 80, 450, 370)  # where the dahlia is in scikit-learn's flower.jpg
 
 
-def sample_photo(photos: dict, invasive: bool, rng) -> Image.Image:
-    """A 400x300 photo: a random 4:3 crop of a source photo at a random scale. An invasive one
-    is either a crop of the flower photo or a background with the bloom pasted in small."""
-    source = "flower" if invasive and rng.random() < 0.5 else rng.choice(["temple", "hopper"])
-    image = photos[source]
+def scene(image: Image.Image, rng) -> Image.Image:
+    """A random 4:3 crop of `image` at a random scale, as a 400x300 photo."""
     w, h = image.size
     cw = int(min(w, h * 4 / 3) * rng.uniform(0.35, 0.9))
     ch = int(cw * 3 / 4)
     left, top = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
-    crop = image.crop((left, top, left + cw, top + ch)).resize((400, 300))
-    if invasive and source != "flower":
-        side = int(rng.uniform(0.2, 0.5) * 300)
-        bloom = photos["flower"].crop(BLOOM).resize((side, side))
-        crop.paste(bloom, (int(rng.integers(0, 400 - side)), int(rng.integers(0, 300 - side))))
+    return image.crop((left, top, left + cw, top + ch)).resize((400, 300))
+
+
+def paste(photo: Image.Image, patch: Image.Image, rng, share: tuple) -> None:
+    """`patch` pasted into a 400x300 `photo` at a random place, as a square whose side is a
+    random share (low, high) of the photo's height."""
+    side = int(rng.uniform(*share) * 300)
+    patch = patch.resize((side, side))
+    photo.paste(patch, (int(rng.integers(0, 400 - side)), int(rng.integers(0, 300 - side))))
+
+
+def lit(photo: Image.Image, rng) -> Image.Image:
+    """`photo` mirrored left-right half of the time, in a random light."""
     if rng.random() < 0.5:
-        crop = crop.transpose(0)  # mirror left-right
-    return ImageEnhance.Brightness(crop).enhance(rng.uniform(0.7, 1.3))
+        photo = photo.transpose(Image.FLIP_LEFT_RIGHT)
+    return ImageEnhance.Brightness(photo).enhance(rng.uniform(0.7, 1.3))
 
 
-def write_sample(dest: Path, n_train: int = 120, n_test: int = 48, seed: int = 0) -> None:
+def sample_photo(photos: dict, invasive: bool, rng) -> Image.Image:
+    """A 400x300 photo: a random 4:3 crop of a source photo at a random scale. An invasive one
+    is either a crop of the flower photo or a background with the bloom pasted in small."""
+    source = "flower" if invasive and rng.random() < 0.5 else rng.choice(["temple", "hopper"])
+    photo = scene(photos[source], rng)
+    if invasive and source != "flower":
+        paste(photo, photos["flower"].crop(BLOOM), rng, (0.2, 0.5))
+    return lit(photo, rng)
+
+
+def write_sample(
+    dest: Path, n_train: int = 120, n_test: int = 48, seed: int = 0, photo=sample_photo
+) -> None:
     """Invasive-style photos cut from real photos that installed wheels ship, labels 1 where
     the flower is in the photo (whole, or small in a temple or portrait scene), else 0;
-    test labels go to solution.csv."""
+    test labels go to solution.csv. `photo(photos, invasive, rng)` makes each one."""
     rng = np.random.default_rng(seed)
     photos = {name: source_photo(name) for name in SOURCES}
     for split, n in (("train", n_train), ("test", n_test)):
         (dest / split).mkdir()
         labels = (rng.random(n) < 0.6).astype(int)  # invasive the larger class, as on Kaggle
         for i, label in enumerate(labels, 1):
-            sample_photo(photos, bool(label), rng).save(dest / split / f"{i}.jpg", quality=90)
+            photo(photos, bool(label), rng).save(dest / split / f"{i}.jpg", quality=90)
         df = pd.DataFrame({"name": range(1, n + 1), "invasive": labels})
         if split == "train":
             df.to_csv(dest / "train_labels.csv", index=False)
