@@ -134,7 +134,8 @@ def test_pixel_ids_stay_text_in_every_submission(kannada):
 
 
 def test_a_recipe_named_as_its_slug_works_in_every_command(kannada, monkeypatch, tmp_path, capsys):
-    """Written to Kannada_MNIST.py, run, ensembled, predicted, listed and submitted as typed."""
+    """Written to Kannada_MNIST.py, run, ensembled, predicted, listed and submitted as typed;
+    every file submitted is checked against the sample, a predicted one with its run's score."""
     assert kannada["file"].name == "Kannada_MNIST.py" and kannada["recipe"].name == "Kannada-MNIST"
     assert {p.name for p in (kannada["work"] / "runs" / "Kannada-MNIST").iterdir()} >= set(
         kannada["runs"]
@@ -155,11 +156,20 @@ def test_a_recipe_named_as_its_slug_works_in_every_command(kannada, monkeypatch,
         monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
         monkeypatch.setattr("kit.kaggle.competition.POLL_SECONDS", 0.01)
         fake.zips["Kannada-MNIST"] = b"-"
-        sub = next((kannada["work"] / "submissions" / "Kannada-MNIST").glob("*.csv"))
+        subs = sorted((kannada["work"] / "submissions" / "Kannada-MNIST").glob("*.csv"))
+        own = tmp_path / "mine.csv"  # no run wrote it: checked against the sample kit new found
+        own.write_bytes(subs[0].read_bytes())
         with layouts_data.working_in(kannada["work"]):
-            code = main(["submit", "Kannada-MNIST", str(sub), "-m", "text ids"])
-        assert code == 0, capsys.readouterr().err
-        assert fake.calls("PUT") == [sub.read_bytes()]
+            for sub in [*subs, own]:
+                code = main(["submit", "Kannada-MNIST", str(sub)])
+                assert code == 0, capsys.readouterr().err
+        assert fake.calls("PUT") == [sub.read_bytes() for sub in [*subs, own]]
+        said = re.findall(r"submitting \S+ to Kannada-MNIST: '([^']*)'", capsys.readouterr().out)
+        assert [m.startswith("kit ") and ": valid acc" in m for m in said] == [True] * 4 + [False]
+        first = kannada["work"] / "runs" / "Kannada-MNIST" / kannada["runs"][0]
+        filed = json.loads((first / "submissions.json").read_text())
+        mine = [s.name for s in subs if s.stem.startswith(first.name)]  # its own and predicted
+        assert len(mine) == 2 and sorted(e["file"].split("/")[-1] for e in filed) == mine
     finally:
         fake.close()
 

@@ -16,7 +16,13 @@ from kit.files import building, read_json
 from kit.kaggle.client import client, quiet, talking_to
 from kit.paths import data_candidates, data_dir, output_root
 from kit.recipe import Recipe, is_recipe, load_competition
-from kit.runs.records import find_run, format_table, newest_submission, record_submission
+from kit.runs.records import (
+    find_run,
+    format_table,
+    newest_submission,
+    record_submission,
+    run_id,
+)
 
 POLL_SECONDS = 5.0  # between checks of a submission's status
 
@@ -133,14 +139,15 @@ def submissions(slug: str) -> list[dict]:
 def submit_run(name: str, file=None, message=None, wait=True, out=None, data=None, timeout=600):
     """`kit submit`: the newest submission for `name` (or `file`), checked again against
     sample_submission.csv before anything is uploaded, then submitted and scored."""
-    r = load_competition(name).RECIPE
+    comp = load_competition(name)
+    r = comp.RECIPE
     file = Path(file) if file else newest_submission(output_root(out), name)
     if not file.is_file():
         raise KitError(f"{file} does not exist; give a submission CSV or leave FILE out for "
                        f"the newest one in submissions/{name}/")  # fmt: skip
     run_dir = find_run(file)
     metrics = read_json(run_dir / "metrics.json", {}) if run_dir else {}
-    check_file(file, r, metrics, data)
+    check_file(file, r, metrics, data, getattr(comp, "DATA", None))
     if not message:
         m, kind = r.metric, "_tta" if metrics.get("submitted") == "tta" else ""
         score = metrics.get(f"valid{kind}_{m}")  # the validation score of what was submitted
@@ -148,11 +155,12 @@ def submit_run(name: str, file=None, message=None, wait=True, out=None, data=Non
     return submit(r.slug, file, message, wait, timeout)
 
 
-def check_file(file: Path, r: Recipe, metrics: dict, data=None) -> None:
-    """The checks `kit run` made when writing the file, repeated on the file as it is now."""
+def check_file(file: Path, r: Recipe, metrics: dict, data=None, also=None) -> None:
+    """The checks `kit run` made when writing the file, repeated on the file as it is now; the
+    sample is searched as `kit run` searches, then where `kit new` found the data (`also`)."""
     folder = Path(metrics["data"]) if data is None and metrics.get("data") else None
     if folder is None or not folder.is_dir():
-        folder = data_dir(r.name, r.slug, data)
+        folder = data_dir(r.name, r.slug, data, also)
     sample = read_sample(folder)
     if sample is None:
         raise KitError(f"cannot check {file}: no sample_submission.csv in {folder}; pass the "
@@ -182,7 +190,7 @@ def show_submissions(name: str, out=None) -> list[dict]:
     entries = submissions(load_competition(name).RECIPE.slug)
     runs = output_root(out) / "runs" / name
     for e in entries:
-        run_dir = runs / Path(e["file"]).stem
+        run_dir = runs / run_id(Path(e["file"]).stem)
         known = {s.get("ref") for s in read_json(run_dir / "submissions.json", [])}
         if e["file"] and e["ref"] in known:
             record_submission(run_dir, e)

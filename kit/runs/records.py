@@ -2,6 +2,7 @@
 
 Plain JSON files in each run folder; reading them imports neither torch nor kaggle."""
 
+import re
 from pathlib import Path
 
 from kit.errors import KitError
@@ -9,11 +10,19 @@ from kit.files import read_json, write_json
 from kit.paths import output_root
 from kit.recipe import is_recipe, recipe_names
 
+PREDICTED = re.compile(r"-predict-\d{8}-\d{6}(-\d+)?$")  # `kit predict`'s <run-id>-predict-<time>
+
+
+def run_id(stem: str) -> str:
+    """The id of the run whose models made the submission named `stem`."""
+    return PREDICTED.sub("", stem)
+
 
 def find_run(submission: Path) -> Path | None:
-    """The run folder that wrote `<root>/submissions/<name>/<run-id>.csv`, if it is there."""
+    """The run folder that wrote `<root>/submissions/<name>/<run-id>.csv`, or whose models
+    `kit predict` used for `<run-id>-predict-<time>.csv`, if it is there."""
     submission = Path(submission).resolve()
-    run_dir = submission.parents[2] / "runs" / submission.parent.name / submission.stem
+    run_dir = submission.parents[2] / "runs" / submission.parent.name / run_id(submission.stem)
     return run_dir if (run_dir / "metrics.json").exists() else None
 
 
