@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import layouts_data
 import numpy as np
 import pandas as pd
 import pytest
@@ -377,3 +378,28 @@ def test_multi_label_splits_stratify_by_each_images_rarest_tag():
     y[30:36, 2] = 1  # the rare tag
     train, valid = split(y, 0.2, seed=0)
     assert 1 <= int(y[valid, 2].sum()) <= 2 and int(y[train, 2].sum()) >= 4
+
+
+def test_kit_predict_of_an_ensemble_at_a_tuned_threshold_writes_its_labels(tmp_path):
+    """A binary task scored on labels (the Histopathologic layout, --metric accuracy): two 2-fold
+    runs blended with --tune-threshold label the test set at the tuned threshold, and `kit
+    predict` of the blend, from the saved models, writes those same labels."""
+    folder = layouts_data.write("histopathologic", tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    quick = ["--lr", "1e-3", "--cycles", "1", "--no-tta", "--bs", "32", "--folds", "2"]
+    with layouts_data.working_in(work):
+        assert main(["new", "h", "--data", str(folder), "--metric", "accuracy"]) == 0
+        for seed in ("1", "2"):
+            assert main(["run", "h", *quick, "--seed", seed]) == 0
+        runs = sorted(p.name for p in (work / "runs" / "h").iterdir())
+        assert main(["ensemble", "h", *runs, "--tune-threshold"]) == 0
+        (blend,) = (work / "runs" / "h").glob("*-ensemble-mean")
+        result = kit.predict("h", blend.name, out=work)
+    threshold = json.loads((blend / "metrics.json").read_text())["threshold"]
+    test = pd.read_csv(blend / "test_preds.csv")
+    written = pd.read_csv(blend / "submission.csv")
+    assert written["label"].tolist() == (test["p_1"] >= threshold).astype(int).tolist()
+    predicted = pd.read_csv(result["submission"])
+    assert predicted["id"].tolist() == written["id"].tolist()
+    assert predicted["label"].tolist() == written["label"].tolist()
