@@ -43,7 +43,8 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
     members = member_runs(run_dir, name)
     recipes = [saved_recipe(read_json(m / "recipe.json")) for m in members]
     first, classes = recipes[0], metrics["classes"]
-    folder = data_dir(name, first.slug, data, metrics.get("data"))
+    fix = "give the folder that holds the test images with --data"
+    folder = data_dir(name, first.slug, data, metrics.get("data"), fix)
     if first.layout != "pixels" and not (folder / first.test_dir).is_dir():
         unpack(folder)  # Kaggle's archives, as `kit run` unpacks them
     sample = read_sample(folder)

@@ -39,18 +39,16 @@ def data_candidates(slug: str, data: str | Path | None = None) -> list[Path]:
     return found
 
 
-def data_dir(name: str, slug: str, data: str | Path | None = None, also=None) -> Path:
+def data_dir(name: str, slug: str, data: str | Path | None = None, also=None, fix=None) -> Path:
     """The competition folder, searched in the usual places, then in `also` (where `kit new`
-    found it); a KitError naming the fetch command when there is none."""
+    found it); a KitError saying how to get one when there is none (`fix`, else `kit run`'s)."""
     candidates = data_candidates(slug, data) + ([Path(also)] if also and data is None else [])
     for path in candidates:
         if path.is_dir():
             return path
     where = str(candidates[0]) if data is not None else ", ".join(str(p) for p in candidates)
-    raise KitError(
-        f"no data for {name} at {where}; fetch it with `kit download {name}`, "
-        f"or try the bundled sample with `kit run {name} --sample`"
-    )
+    fix = fix or f"try the bundled sample with `kit run {name} --sample`"
+    raise KitError(f"no data for {name} at {where}; fetch it with `kit download {name}`, or {fix}")
 
 
 def output_root(out: str | Path | None = None) -> Path:

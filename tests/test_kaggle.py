@@ -408,3 +408,19 @@ def test_the_kit_command_talks_to_kaggle_and_other_commands_never_import_it(
     assert done.returncode == 0, done.stderr
     assert "download" in done.stdout and "kernel" in done.stdout  # `kit --help` lists them
     assert done.stdout.rstrip().endswith("clean")
+
+
+def test_a_file_of_no_run_without_its_sample_says_to_give_the_folder(signed_in, out, capsys):
+    """A CSV no run wrote is checked against the competition's sample: with none to be found,
+    one line that says to give it with --data; given, the file goes up."""
+    signed_in.zips[SLUG] = b"-"
+    mine = out / "mine.csv"
+    shutil.copy(next((out / "submissions" / "mnist").glob("*.csv")), mine)
+    code, _, err = kit_main(capsys, "submit", "mnist", mine)
+    assert code == 1 and err.count("\n") == 1
+    assert "no data for mnist" in err and "sample_submission.csv with --data" in err
+    assert signed_in.received == []
+    data = next(out.rglob("sample_submission.csv")).parent
+    code, _, err = kit_main(capsys, "submit", "mnist", mine, "--data", data)
+    assert code == 0, err
+    assert signed_in.calls("PUT") == [mine.read_bytes()]

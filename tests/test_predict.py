@@ -159,6 +159,9 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, out, tmp_path, capsys):
     damaged.write_bytes(damaged.read_bytes()[:1000])
     assert "cannot be read as a digitnet model" in error(capsys, "predict", "mnist", folds, *where)
 
+    assert "the folder that holds the test images with --data" in error(
+        capsys, "predict", "invasive", photo, "--data", tmp_path / "nowhere", *where
+    )
     public = Path(read_json(out / "runs" / "invasive" / photo / "metrics.json")["data"])
     grey = shutil.copytree(public, tmp_path / "grey")
     for f in (grey / "test").glob("*.jpg"):

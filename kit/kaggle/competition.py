@@ -160,7 +160,8 @@ def check_file(file: Path, r: Recipe, metrics: dict, data=None, also=None) -> No
     sample is searched as `kit run` searches, then where `kit new` found the data (`also`)."""
     folder = Path(metrics["data"]) if data is None and metrics.get("data") else None
     if folder is None or not folder.is_dir():
-        folder = data_dir(r.name, r.slug, data, also)
+        fix = "give the folder that holds its sample_submission.csv with --data"
+        folder = data_dir(r.name, r.slug, data, also, fix)
     sample = read_sample(folder)
     if sample is None:
         raise KitError(f"cannot check {file}: no sample_submission.csv in {folder}; pass the "
