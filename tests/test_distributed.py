@@ -126,6 +126,41 @@ def test_training_shards_are_disjoint_equal_and_cover_the_epoch():
     ]  # prediction shares: every item once, uneven, none padded
 
 
+@pytest.mark.parametrize("metric", ["accuracy", "auc", "logloss"])
+def test_the_shares_of_a_validation_put_together_score_as_the_whole_set(metric):
+    """The loss and metric of two processes' shares (every other item, in batches of 3), put
+    together as in a DDP run, equal those of one process validating every item."""
+    from types import SimpleNamespace
+
+    from fastai.learner import AvgLoss, mk_metric
+    from fastai.torch_core import to_detach
+
+    from kit.evaluate.metrics import learner_metric
+
+    gen = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(11, 2, generator=gen), torch.randint(0, 2, (11,), generator=gen)
+
+    def validated(rows) -> list:
+        """AvgLoss and the metric after one process validated `rows`, as fastai accumulates."""
+        found = [AvgLoss(), mk_metric(learner_metric(metric))]
+        for m in found:
+            m.reset()
+        for b in range(0, len(rows), 3):
+            i = rows[b : b + 3]
+            loss = torch.nn.functional.cross_entropy(logits[i], y[i], reduction="none")
+            batch = SimpleNamespace(pred=logits[i], yb=(y[i],), y=y[i], loss=loss,
+                                    to_detach=to_detach)  # fmt: skip
+            for m in found:
+                m.accumulate(batch)
+        return found
+
+    whole, shares = validated(list(range(11))), [validated(list(range(r, 11, 2))) for r in (0, 1)]
+    for i, together in enumerate(validated([])):
+        distributed.combine(together, [distributed.share(s[i]) for s in shares])
+        assert float(together.value) == pytest.approx(float(whole[i].value), abs=1e-6)
+        assert float(shares[0][i].value) != pytest.approx(float(whole[i].value), abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "gpus, argv, message",
     [
@@ -227,6 +262,11 @@ def test_a_killed_process_stops_all_and_the_ddp_run_resumes_to_one_submission(tm
     # trained, and in order: chance is 0.1, where random weights or predictions out of order
     # land; 3 epochs scored 0.90 valid, 0.88 test on one CPU (one process, same settings)
     assert metrics["valid_accuracy"] >= 0.5 and metrics["test_accuracy"] >= 0.5
+    # each epoch was scored on the whole validation set (each process validated half of it):
+    # the best epoch's recorded accuracy is the kept model's, predicted on all 144 digits
+    history = pd.read_csv(runs / run_id / "history.csv")
+    assert len(history) == 3
+    assert history["accuracy"].max() == pytest.approx(metrics["valid_accuracy"], abs=1.5 / 144)
 
 
 def test_folds_train_one_per_process_as_one_process_would(tmp_path):

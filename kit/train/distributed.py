@@ -204,10 +204,55 @@ class SharedLoss(Callback):
             self.learn.loss = loss / world()
 
 
+class SharedValidation(Callback):
+    """Each process of a DDP run validates its own share of the validation set each epoch (in
+    1/world of the time), and the shares' loss sums and predictions are put together before the
+    Recorder scores them: every process records the whole set's scores. Rank 0's batch-norm
+    statistics go to all first, so that every share is validated by the same model."""
+
+    order = Recorder.order - 1  # puts the shares together before the Recorder reads the scores
+
+    def before_validate(self):
+        learn = self.learn
+        self.shared = not (hasattr(learn, "lr_finder") or hasattr(learn, "gather_preds")) and (
+            learn.dl is learn.dls.valid and learn.dl.n >= world()  # every process validates
+        )
+        if self.shared:
+            sync_buffers(learn)
+            learn.dl.shard(rank(), world())
+
+    def after_validate(self):
+        if self.shared:
+            self.learn.dl.shard(0, 1)
+            shares = [None] * world()
+            dist.all_gather_object(shares, [share(m) for m in self.recorder._valid_mets])
+            for i, m in enumerate(self.recorder._valid_mets):
+                combine(m, [s[i] for s in shares])
+
+
+def share(metric) -> tuple:
+    """What one process's share of a validation adds to `metric`: a loss's (or an average's) sum
+    and count, or a metric's predictions and targets (fastai's AvgLoss, AvgMetric, AccumMetric)."""
+    if hasattr(metric, "total"):
+        return metric.total, metric.count
+    return metric.preds, metric.targs
+
+
+def combine(metric, shares: list[tuple]) -> None:
+    """`metric` as if one process had validated every share."""
+    if hasattr(metric, "total"):
+        metric.total, metric.count = sum(s[0] for s in shares), sum(s[1] for s in shares)
+    else:
+        metric.preds, metric.targs = (
+            [p for s in shares for p in s[0]],
+            [t for s in shares for t in s[1]],
+        )
+
+
 class SharedScores(Callback):
     """Rank 0's scores of each epoch in every process of a DDP run, so that what is decided on
     them (the best model kept, early stopping, where a resumed stage carries on) is the same in
-    all. Each process validates on its own: batch-norm statistics differ a little between them."""
+    all, to the last bit."""
 
     order = Recorder.order + 1  # after the Recorder has the epoch's scores, before their readers
 
@@ -246,7 +291,7 @@ def attach(learn, folds: int = 0, sync_bn: bool = False):
         learn.dls.train.shard(rank(), world())
         if sync_bn:
             learn.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(learn.model)
-        learn.add_cbs([DDP(), SharedScores()])
+        learn.add_cbs([DDP(), SharedValidation(), SharedScores()])
     return learn
 
 
