@@ -66,8 +66,8 @@ def build_folder(sample: Path, dest: Path, rows: int, test_copies: int = 10, see
     augmented_copies(pd.read_csv(sample / "train.csv"), rows, gen).to_csv(
         dest / "train.csv", index=False
     )
-    test = pd.read_csv(sample / "test.csv")
-    test.insert(0, "label", pd.read_csv(sample / "solution.csv")["Label"])
+    label = pd.read_csv(sample / "solution.csv")["Label"].rename("label")
+    test = pd.concat([label, pd.read_csv(sample / "test.csv")], axis=1)  # in one frame, at once
     test = augmented_copies(test, len(test) * test_copies, gen)
     ids = range(1, len(test) + 1)
     pd.DataFrame({"ImageId": ids, "Label": test.pop("label")}).to_csv(

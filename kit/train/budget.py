@@ -193,10 +193,12 @@ def check_up_front(learn, r: Recipe, clock: Clock) -> None:
     """Refuse, before training, a limit too short for the least a run does: per model the
     finder (when the rate is not pinned), one epoch and one prediction pass."""
     step_s, pred_s = probe(learn)  # every process: a synchronised batch norm needs them all
-    train, valid = len(learn.dls.train), len(learn.dls.valid)
+    shares = distributed.world() if distributed.in_ddp(learn) else 1  # validated, predicted
+    train, valid = len(learn.dls.train), -(-len(learn.dls.valid) // shares)  # batches here
     epoch_s = train * step_s + valid * pred_s
+    test = clock.n_test / shares / learn.dls.valid.bs
     least = max(1, r.folds) * (epoch_s + (0 if r.lr else FINDER_STEPS * step_s)
-                               + (valid + clock.n_test / learn.dls.valid.bs) * pred_s)  # fmt: skip
+                               + (valid + test) * pred_s)  # fmt: skip
 
     def verdict():
         if least > clock.left():
