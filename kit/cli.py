@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_recipe_flags(run)
     run.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (its id)")
     run.add_argument("--nproc", metavar="N", help="train in N processes started by torchrun: "
-                     "DDP, or with --folds one fold per device; auto: one per GPU")  # fmt: skip
+                     "DDP, or with --folds one fold per device; auto: one per GPU (on a CPU "
+                     "one process is faster)")  # fmt: skip
     run.add_argument("--torchrun", metavar="OPTS", default="", help="torchrun's own options for "
                      "--nproc, e.g. \"--nnodes 2 --rdzv-endpoint HOST:PORT\"")  # fmt: skip
     add_recipe_flags(command(sub, "lr-find", "run only the learning-rate finder"))
