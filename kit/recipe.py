@@ -232,10 +232,25 @@ def check(r: Recipe) -> Recipe:
     return r
 
 
-def packaged_dir() -> Path:
-    import competitions
+def packaged() -> ModuleType:
+    """The package `competitions` of the recipes that ship with kit, imported from kit's own
+    install. Where the working folder is an import root (`python -m kit.cli`, as torchrun starts
+    each process; a notebook) and holds a competitions/ folder that `kit new` wrote, a plain
+    import would take that folder for a namespace package that hides an editable install's."""
+    mod = sys.modules.get("competitions")
+    if getattr(mod, "__file__", None) is None:  # not imported yet, or a namespace of folders
+        path = Path(__file__).resolve().parents[1] / "competitions"
+        spec = importlib.util.spec_from_file_location(
+            "competitions", path / "__init__.py", submodule_search_locations=[str(path)]
+        )
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["competitions"] = mod
+        spec.loader.exec_module(mod)
+    return mod
 
-    return Path(competitions.__path__[0])
+
+def packaged_dir() -> Path:
+    return Path(packaged().__path__[0])
 
 
 def local_dir() -> Path:

@@ -1,6 +1,8 @@
 """The contract every recipe keeps, checked for each file in competitions/."""
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +11,14 @@ import torch
 from kit.data.layouts import load as read_layout
 from kit.data.sample import write_sample
 from kit.data.submission import check_submission, make_submission, read_sample, submission_shape
-from kit.recipe import check, field_help, load_competition, recipe_fields, recipe_names
+from kit.recipe import (
+    check,
+    field_help,
+    load_competition,
+    packaged_dir,
+    recipe_fields,
+    recipe_names,
+)
 from kit.train.learner import resolve_precision
 
 NAMES = recipe_names()
@@ -25,6 +34,24 @@ def test_recipe_is_valid_and_named_after_its_file(name):
     assert comp.RECIPE.name == name and comp.RECIPE.description
     check(comp.RECIPE)
     check(dataclasses.replace(comp.RECIPE, **getattr(comp, "SAMPLE", {})))
+
+
+def test_a_competitions_folder_of_kit_new_hides_no_packaged_recipe(tmp_path):
+    """Where the working folder is an import root (`python -m kit.cli`, as torchrun starts each
+    process of `--nproc`; a notebook, as `python -c`) and holds competitions/ from `kit new`,
+    the packaged recipes and the local one are all found."""
+    (tmp_path / "competitions").mkdir()
+    text = (packaged_dir() / "mnist.py").read_text().replace('name="mnist"', 'name="digits"')
+    (tmp_path / "competitions" / "digits.py").write_text(text)
+    listed = subprocess.run([sys.executable, "-m", "kit.cli", "list"], cwd=tmp_path,
+                            capture_output=True, text=True)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert {line.split()[0] for line in listed.stdout.splitlines() if line} == {*NAMES, "digits"}
+    code = "from kit.recipe import load_competition as f; print(f('mnist').__file__, f('digits'))"
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.startswith(str(packaged_dir() / "mnist.py"))
 
 
 @pytest.mark.parametrize("name", NAMES)
