@@ -9,7 +9,6 @@ blended them. Only the test images (or test CSV) and the sample are read, a batc
 """
 
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from kit.files import read_json
 from kit.paths import data_dir, output_root
 from kit.recipe import load_competition, saved_recipe
 from kit.runs.folder import finished_run, member_runs, publish_text
+from kit.runs.records import predicted_stem
 from kit.train.learner import resolve_device
 from kit.train.saved import load_models, probabilities
 
@@ -76,7 +76,7 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
         if metrics.get("thresholded"):  # the tags the run's tuned thresholds decide
             test_probs = decide(test_probs, metrics["thresholds"])
     sub = checked_submission(contract, sample, tests[0].ids, test_probs, classes)
-    stem = free_stem(root, name, run_dir.name)
+    stem = predicted_stem(root, name, run_dir.name)
     submission = publish_text(root, name, stem, sub.to_csv(index=False))
     print(f"submission: {submission}")
     return {"submission": str(submission), "images": n, "seconds_per_1000": 1000 * seconds / n}
@@ -95,10 +95,3 @@ def blend(runs: Path, name: str, members: list[Path], metrics: dict, probs: list
     if metrics.get("thresholded"):
         return decide(blended, metrics["thresholds"])
     return blended
-
-
-def free_stem(root: Path, name: str, run_id: str) -> str:
-    """<run>-predict-<time>, numbered if that submission exists: never over a file."""
-    stem = f"{run_id}-predict-{datetime.now():%Y%m%d-%H%M%S}"
-    taken = {p.stem for p in (root / "submissions" / name).glob(f"{stem}*.csv")}
-    return next(s for n in range(1, 1000) if (s := stem + (f"-{n}" if n > 1 else "")) not in taken)

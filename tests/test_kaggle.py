@@ -23,6 +23,7 @@ from kit.cli import main
 from kit.kaggle.kernel import kernel
 from kit.paths import data_dir
 from kit.recipe import override
+from kit.runs.records import predicted_stem, run_id
 
 SLUG = mnist.RECIPE.slug
 CREDENTIAL_VARS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR",
@@ -424,3 +425,17 @@ def test_a_file_of_no_run_without_its_sample_says_to_give_the_folder(signed_in, 
     code, _, err = kit_main(capsys, "submit", "mnist", mine, "--data", data)
     assert code == 0, err
     assert signed_in.calls("PUT") == [mine.read_bytes()]
+
+
+def test_a_predicted_submission_is_named_after_its_run_and_never_over_a_file(tmp_path):
+    """`kit predict`'s file names, read back to the run whose models made them."""
+    run = "20261201-203703-digitnet"
+    folder = tmp_path / "submissions" / "mnist"
+    folder.mkdir(parents=True)
+    names = []
+    for _ in range(3):  # within one second: numbered
+        names.append(predicted_stem(tmp_path, "mnist", run))
+        (folder / f"{names[-1]}.csv").touch()
+    assert len(set(names)) == 3 and all(n.startswith(f"{run}-predict-") for n in names)
+    assert [run_id(n) for n in names] == [run] * 3
+    assert run_id(run) == run and run_id(f"{run}-ensemble-mean") == f"{run}-ensemble-mean"

@@ -3,6 +3,7 @@
 Plain JSON files in each run folder; reading them imports neither torch nor kaggle."""
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 from kit.errors import KitError
@@ -10,7 +11,15 @@ from kit.files import read_json, write_json
 from kit.paths import output_root
 from kit.recipe import is_recipe, recipe_names
 
-PREDICTED = re.compile(r"-predict-\d{8}-\d{6}(-\d+)?$")  # `kit predict`'s <run-id>-predict-<time>
+PREDICTED = re.compile(r"-predict-\d{8}-\d{6}(-\d+)?$")  # as predicted_stem names them
+
+
+def predicted_stem(root: Path, name: str, run_id: str) -> str:
+    """The name of a submission `kit predict` makes with run `run_id`: <run-id>-predict-<time>,
+    numbered if that submission exists (never over a file)."""
+    stem = f"{run_id}-predict-{datetime.now():%Y%m%d-%H%M%S}"
+    taken = {p.stem for p in (root / "submissions" / name).glob(f"{stem}*.csv")}
+    return next(s for n in range(1, 1000) if (s := stem + (f"-{n}" if n > 1 else "")) not in taken)
 
 
 def run_id(stem: str) -> str:
