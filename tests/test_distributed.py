@@ -97,6 +97,22 @@ SCORES = """
     learner.make_learner = lambda *a, **k: make_scored(*a, **k).add_cb(Score())
 """
 
+# This process's recorded loss is 100 more than it trained on: the loss a DDP run logs is the
+# processes' mean, so rank 0 logs 50 more than its own.
+LOUD = """
+    from fastai.callback.core import Callback
+    import kit.train.learner as learner
+
+    class Loud(Callback):
+        order = 48  # after the step, before the losses are shared and recorded
+        def after_batch(self):
+            if self.training:
+                self.learn.loss = self.learn.loss + 100
+
+    make_loud = learner.make_learner
+    learner.make_learner = lambda *a, **k: make_loud(*a, **k).add_cb(Loud())
+"""
+
 
 def worker(launcher: int, rank: int) -> psutil.Process:
     """The process of `rank` among the launcher's descendants (torchrun's workers)."""
@@ -228,10 +244,10 @@ def test_a_process_aborted_by_its_lost_peer_is_named_after_the_peer_that_was_kil
 
 
 def test_a_killed_process_stops_all_and_the_ddp_run_resumes_to_one_submission(tmp_path):
-    out = tmp_path / "o"
+    out, env = tmp_path / "o", planted(tmp_path, rank1=LOUD)
     argv = ["run", "mnist", "--sample", *CPU2, *QUICK, "--cycles", "2", "--out", out]
     proc = subprocess.Popen([KIT, *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     runs = out / "runs" / "mnist"
     deadline = time.monotonic() + 300
     while not list(runs.glob(".*.partial/checkpoint.pth")):  # an epoch done, the next begun
@@ -250,7 +266,7 @@ def test_a_killed_process_stops_all_and_the_ddp_run_resumes_to_one_submission(tm
     assert f"kit run mnist --resume {run_id} --nproc 2" in err
     assert (partial / "checkpoint.pth").exists() and not (out / "submissions").exists()
 
-    resumed = kit("run", "mnist", "--resume", run_id, *CPU2, "--out", out)
+    resumed = kit("run", "mnist", "--resume", run_id, *CPU2, "--out", out, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming run {run_id}" in resumed.stdout
     assert [p.name for p in runs.iterdir()] == [run_id]  # one run folder, one submission
@@ -266,6 +282,7 @@ def test_a_killed_process_stops_all_and_the_ddp_run_resumes_to_one_submission(tm
     # the best epoch's recorded accuracy is the kept model's, predicted on all 144 digits
     history = pd.read_csv(runs / run_id / "history.csv")
     assert len(history) == 3
+    assert (history["train_loss"] > 40).all()  # the loss logged is both processes' (see LOUD)
     assert history["accuracy"].max() == pytest.approx(metrics["valid_accuracy"], abs=1.5 / 144)
 
 

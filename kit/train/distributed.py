@@ -191,9 +191,10 @@ def timeouts_in_one_line():
 
 
 class SharedLoss(Callback):
-    """Every process's loss replaced by their mean after each step, so that what is recorded (and
-    the finder's smoothed loss, which decides when it stops) is the same in all: each then stops
-    at the same step, when the loss of the whole batch diverges."""
+    """Every process's loss replaced by their mean after each training step, so that what is
+    recorded is the loss of the whole step's batch, the same in all: the training loss logged,
+    and the finder's smoothed loss, which decides when it stops (each process then stops at the
+    same step, when the loss of the whole batch diverges)."""
 
     order = Recorder.order - 1  # before the Recorder smooths it
 
@@ -264,11 +265,6 @@ class SharedScores(Callback):
         self.recorder.values[-1] = self.learn.final_record = L(box[0])
 
 
-def shared_loss(learn) -> list[Callback]:
-    """The callbacks that make `learn`'s recorded loss the same in every process of a DDP run."""
-    return [SharedLoss()] if in_ddp(learn) else []
-
-
 class DDP(Callback):
     """Wrap the model in DistributedDataParallel for each fit (gradients averaged over the
     processes, buffers from rank 0) and unwrap it after, for kit's and fastai's savers."""
@@ -291,7 +287,7 @@ def attach(learn, folds: int = 0, sync_bn: bool = False):
         learn.dls.train.shard(rank(), world())
         if sync_bn:
             learn.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(learn.model)
-        learn.add_cbs([DDP(), SharedValidation(), SharedScores()])
+        learn.add_cbs([DDP(), SharedLoss(), SharedValidation(), SharedScores()])
     return learn
 
 

@@ -116,14 +116,13 @@ def describe(lr: float, rule: str) -> str:
 def find_lr(learn: Learner, png: Path, rule: str, show: bool = False) -> float:
     """fastai's learning-rate finder: the rate `rule` reads from its curve, marked on the plot;
     the plot and the curve (lr_find.csv: rate and smoothed loss per step) saved beside it."""
-    # in a DDP run every process records the same (mean) loss: all stop at the same step, and
-    # all agree on whether to look on
-    with learn.added_cbs(distributed.shared_loss(learn)):
-        learn.lr_find(suggest_funcs=None, show_plot=False)
+    # in a DDP run every process records the same (mean) loss (distributed.SharedLoss): all stop
+    # at the same step, and all agree on whether to look on
+    learn.lr_find(suggest_funcs=None, show_plot=False)
+    lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
+    if len(curve(lrs, losses)[0]) < 2:  # the loss rose at once (a trained head): look on
+        learn.lr_find(suggest_funcs=None, show_plot=False, stop_div=False)
         lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
-        if len(curve(lrs, losses)[0]) < 2:  # the loss rose at once (a trained head): look on
-            learn.lr_find(suggest_funcs=None, show_plot=False, stop_div=False)
-            lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
     rate, point = choose(lrs, losses, rule)
     if distributed.is_main() and (why := fallback(lrs, losses, rule)):
         print(f"{why}: the {rule} rule cannot read it; learning rate {rate:.0e} instead")
