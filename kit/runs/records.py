@@ -14,10 +14,10 @@ from kit.recipe import is_recipe, recipe_names
 PREDICTED = re.compile(r"-predict-\d{8}-\d{6}(-\d+)?$")  # as predicted_stem names them
 
 
-def predicted_stem(root: Path, name: str, run_id: str) -> str:
-    """The name of a submission `kit predict` makes with run `run_id`: <run-id>-predict-<time>,
-    numbered if that submission exists (never over a file)."""
-    stem = f"{run_id}-predict-{datetime.now():%Y%m%d-%H%M%S}"
+def predicted_stem(root: Path, name: str, run: str) -> str:
+    """The name of a submission `kit predict` makes with the run of id `run`:
+    <run-id>-predict-<time>, numbered if that submission exists (never over a file)."""
+    stem = f"{run}-predict-{datetime.now():%Y%m%d-%H%M%S}"
     taken = {p.stem for p in (root / "submissions" / name).glob(f"{stem}*.csv")}
     return next(s for n in range(1, 1000) if (s := stem + (f"-{n}" if n > 1 else "")) not in taken)
 

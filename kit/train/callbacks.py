@@ -14,6 +14,12 @@ from fastai.torch_core import get_model
 from kit.files import replacing
 
 
+def trains(learn: Learner) -> bool:
+    """Whether `learn`'s current fit is training proper: not the finder's short fit, nor the
+    one get_preds runs (which calls the callbacks' before_fit and validation events too)."""
+    return not hasattr(learn, "lr_finder") and not hasattr(learn, "gather_preds")
+
+
 class WeightAverage(Callback):
     """An exponential moving average of the weights (timm's ModelEmaV3, its decay warmed up from
     0 towards `decay` over the steps of each fit), updated after every step. Each epoch validates
@@ -26,8 +32,7 @@ class WeightAverage(Callback):
         self.decay = decay
 
     def before_fit(self):
-        # not in the finder's fit, nor in get_preds (which calls before_fit too)
-        self.run = not hasattr(self.learn, "lr_finder") and not hasattr(self, "gather_preds")
+        self.run = trains(self.learn)
         if self.run:
             from timm.utils import ModelEmaV3
 

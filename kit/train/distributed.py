@@ -22,6 +22,7 @@ from fastcore.foundation import L
 from torch.nn.parallel import DistributedDataParallel
 
 from kit.errors import KitError
+from kit.train.callbacks import trains
 
 # How long a process waits at a collective (a DDP step, a broadcast of rank 0's decision, a
 # gather of predictions) for the others. Every process reaches those within seconds of each
@@ -215,9 +216,8 @@ class SharedValidation(Callback):
 
     def before_validate(self):
         learn = self.learn
-        self.shared = not (hasattr(learn, "lr_finder") or hasattr(learn, "gather_preds")) and (
-            learn.dl is learn.dls.valid and learn.dl.n >= world()  # every process validates
-        )
+        # the epoch's validation, on a set with a share for every process
+        self.shared = trains(learn) and learn.dl is learn.dls.valid and learn.dl.n >= world()
         if self.shared:
             sync_buffers(learn)
             learn.dl.shard(rank(), world())
@@ -258,7 +258,7 @@ class SharedScores(Callback):
     order = Recorder.order + 1  # after the Recorder has the epoch's scores, before their readers
 
     def after_epoch(self):
-        if hasattr(self.learn, "lr_finder") or hasattr(self.learn, "gather_preds"):
+        if not trains(self.learn):
             return  # the finder (its losses already shared), or get_preds in a prediction
         box = [list(self.recorder.values[-1])]
         dist.broadcast_object_list(box, src=0)
