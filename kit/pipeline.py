@@ -40,6 +40,7 @@ from kit.files import read_json, write_json, write_new
 from kit.paths import data_dir, output_root
 from kit.recipe import Recipe, load_competition, override, recipe_fields
 from kit.runs.folder import (
+    arch_label,
     finish_run_dir,
     interrupted_run,
     new_run_dir,
@@ -119,7 +120,7 @@ def lr_find(name: str, show=None, **options) -> float:
     learn.create_opt()
     if r.head_cycles:
         learn.freeze()
-    png = folder / f"{datetime.now():%Y%m%d-%H%M%S}-{r.arch}.png"
+    png = folder / f"{datetime.now():%Y%m%d-%H%M%S}-{arch_label(r.arch)}.png"
     return find_lr(
         learn, png, resolve(r.lr_rule, r.pretrained), IN_NOTEBOOK if show is None else show
     )

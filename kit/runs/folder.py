@@ -2,6 +2,7 @@
 kept for --resume when it stopped), and its submission published to submissions/<name>/."""
 
 import platform
+import re
 import shutil
 import sys
 from datetime import datetime
@@ -17,13 +18,19 @@ def partial_dir(runs: Path, run_id: str) -> Path:
     return runs / f".{run_id}.partial"
 
 
+def arch_label(arch: str) -> str:
+    """`arch` as a file name can hold it: a hub repo's or a folder's last part (`hf-hub:timm/x.tag`
+    is `x.tag`), so that no run id holds a path."""
+    return re.split(r"[/\\:]", arch.rstrip("/\\"))[-1]
+
+
 def new_run_dir(root: Path, name: str, arch: str) -> tuple[str, Path]:
     """Reserve a fresh run id and create its (still partial) folder; never reuses an id."""
     runs = root / "runs" / name
     runs.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for n in range(1, 1000):
-        run_id = f"{stamp}-{arch}" + (f"-{n}" if n > 1 else "")
+        run_id = f"{stamp}-{arch_label(arch)}" + (f"-{n}" if n > 1 else "")
         taken = (runs / run_id).exists() or (root / "submissions" / name / f"{run_id}.csv").exists()
         if taken:
             continue

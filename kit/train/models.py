@@ -55,12 +55,51 @@ def arch_names() -> list[str]:
 
 
 def check_arch(arch: str) -> None:
-    """A KitError listing close matches when `arch` names no network."""
-    names = arch_names()
-    if arch not in names:
-        close = difflib.get_close_matches(arch, names, n=5, cutoff=0.5)
+    """A KitError saying what is wrong unless `arch` names a kit net or a name timm's
+    `create_model` takes: `resnet18`, a pretrained tag (`resnet18.a1_in1k`), `hf-hub:REPO` or
+    `local-dir:FOLDER` (whose config.json is read: from the Hugging Face cache, else downloaded)."""
+    if arch in KIT_NETS:
+        return
+    import timm
+
+    try:
+        source, name = timm.models.parse_model_name(arch)
+    except ValueError as e:  # a path or repo id without its prefix: timm's line says which
+        raise KitError(f"unknown architecture {arch!r}: {e}") from None
+    if source:
+        name = source_arch(source, name)
+    base, tag = timm.models.split_model_name_tag(name)
+    if not timm.is_model(base):  # is_model also knows the deprecated names create_model maps
+        names = timm.list_models(include_tags=True) if tag else arch_names()
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
         hint = f"close matches: {', '.join(close)}" if close else "see `timm.list_models()`"
-        raise KitError(f"unknown architecture {arch!r}; {hint}")
+        raise KitError(f"unknown architecture {name!r}; {hint}")
+    tags = timm.list_models(f"{base}.*", include_tags=True)
+    if tag and name not in tags:
+        close = difflib.get_close_matches(name, tags, n=5, cutoff=0.5)
+        hint = f"close matches: {', '.join(close or tags)}" if tags else "it has no tags"
+        raise KitError(f"{base} has no pretrained tag {tag!r}; {hint}")
+
+
+def source_arch(source: str, model_id: str) -> str:
+    """The timm architecture that a `hf-hub:` repo's or `local-dir:` folder's config.json names."""
+    from timm.models import _hub  # timm 1.0.31: what timm.create_model calls for these names
+
+    try:
+        if source == "local-dir":
+            return _hub.load_model_config_from_path(model_id)[1]
+        return _hub.load_model_config_from_hf(model_id)[1]
+    except Exception as e:  # offline and not cached, no such repo, no config.json: all one line
+        if source == "local-dir":
+            raise KitError(f"local-dir:{model_id} needs a folder holding timm's config.json and "
+                           "model.safetensors (as timm's save_for_hf writes them); "
+                           f"{type(e).__name__}: {e}") from None  # fmt: skip
+        raise KitError(
+            f"hf-hub:{model_id}: its config.json is not in the Hugging Face cache and could not "
+            f"be downloaded ({type(e).__name__}); run `hf download {model_id.split('@')[0]}` "
+            "once with network (or point $HF_HOME at a cache that has it), or give "
+            "--arch local-dir:FOLDER holding its config.json and model.safetensors"
+        ) from None
 
 
 def create_model(
