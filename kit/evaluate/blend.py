@@ -96,11 +96,17 @@ def cross_validated(method: str, oofs: list, y: np.ndarray, fold: np.ndarray) ->
 
 
 def tune_threshold(y: np.ndarray, p1: np.ndarray) -> tuple[float, float]:
-    """The decision threshold on P(class 1) with the best accuracy, and that accuracy."""
+    """The decision threshold on P(class 1) with the best accuracy (class 1 at p1 >= it; among
+    0.5 and every distinct p1, the lowest of those tied), and that accuracy. One sort and a
+    running count of the 1s below each candidate, instead of a pass over the rows per
+    candidate: 100,000 rows take milliseconds, not minutes."""
     candidates = np.unique(np.concatenate([[0.5], p1]))
-    accs = [float(((p1 >= t) == y).mean()) for t in candidates]
-    best = int(np.argmax(accs))
-    return float(candidates[best]), accs[best]
+    order = np.argsort(p1, kind="stable")
+    ones_below = np.concatenate([[0], np.cumsum(y[order] == 1)])  # 1s among the i lowest p1
+    below = np.searchsorted(p1[order], candidates, side="left")  # rows cut to class 0
+    right = (below - ones_below[below]) + (ones_below[-1] - ones_below[below])
+    best = int(np.argmax(right))
+    return float(candidates[best]), float(right[best] / len(y))
 
 
 def cross_validated_accuracy(y: np.ndarray, p1: np.ndarray, fold: np.ndarray) -> float:
