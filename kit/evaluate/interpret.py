@@ -17,19 +17,32 @@ from kit.files import save_figure
 MAX_CLASS_PLOTS = 20  # per-class image grids for at most this many classes
 
 
-def plot_roc(y: np.ndarray, p1: np.ndarray, path: Path, show: bool) -> float:
-    """The ROC curve of a binary task; returns the threshold that maximises tpr - fpr."""
-    fpr, tpr, thresholds = roc_curve(y, p1)
-    best = int(np.argmax(tpr - fpr))
+def decided(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """The labels the submission writes: the likeliest class (a label column's argmax), or for a
+    binary task class 1 at p_1 >= `threshold`, when a tuned one was applied to it."""
+    if threshold is None:
+        return probs.argmax(1)
+    return (probs[:, 1] >= threshold).astype(int)
+
+
+def decision_rule(classes: list, threshold: float | None) -> str:
+    """How the plotted labels were decided, for the plots' titles."""
+    if threshold is None:
+        return "argmax"
+    return f"p({classes[1]}) >= {threshold:.3f}, the tuned threshold"
+
+
+def plot_roc(y: np.ndarray, p1: np.ndarray, pred: np.ndarray, rule: str, path: Path, show: bool):
+    """The ROC curve of a binary task, with the point of the labels `pred` that the other plots
+    (and a label submission) use, not the ROC's own best cut, which nothing submits."""
+    fpr, tpr, _ = roc_curve(y, p1)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(fpr, tpr, label=f"AUC {roc_auc_score(y, p1):.4f}")
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    threshold = float(min(thresholds[best], 1.0))
-    ax.plot(fpr[best], tpr[best], "o", label=f"threshold {threshold:.3f}")
+    ax.plot(pred[y == 0].mean(), pred[y == 1].mean(), "o", label=rule)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (validation)")
     ax.legend(loc="lower right")
     save_figure(fig, path, show)
-    return threshold
 
 
 def most_confused(cm: np.ndarray, classes: list) -> pd.DataFrame:
@@ -96,11 +109,16 @@ def top_losses(y: np.ndarray, probs: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-loss, kind="stable")[:k]
 
 
-def by_class(y: np.ndarray, probs: np.ndarray, c: int, k: int) -> dict:
-    """For actual class `c`: the most confidently right, most confidently wrong, most uncertain."""
-    pred, conf = probs.argmax(1), probs.max(1)
-    top2 = np.sort(probs, 1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]  # small margin: the model could not decide
+def by_class(y: np.ndarray, probs: np.ndarray, c: int, k: int, threshold=None) -> dict:
+    """For actual class `c`: the most confidently right, most confidently wrong, most uncertain,
+    the labels decided as the submission decides them (`decided`)."""
+    pred = decided(probs, threshold)
+    conf = probs[np.arange(len(probs)), pred]  # the probability of the label given
+    if threshold is None:
+        top2 = np.sort(probs, 1)[:, -2:]
+        margin = top2[:, 1] - top2[:, 0]  # small margin: the model could not decide
+    else:
+        margin = np.abs(probs[:, 1] - threshold)
     ours = np.flatnonzero(y == c)
     right, wrong = ours[pred[ours] == c], ours[pred[ours] != c]
     return {
@@ -120,18 +138,20 @@ def interpret(
     show: bool = False,
     k: int = 4,
     thresholds: list | None = None,
+    threshold: float | None = None,
 ) -> None:
     """Write every interpretation artefact for one set of validation predictions; `images[i]` is
-    item i's uint8 (C, H, W) image (a tensor, or a Subset of a larger one); multi-hot `y`: the
-    tags decided at `thresholds`, else at 0.5."""
+    item i's uint8 (C, H, W) image (a tensor, or a Subset of a larger one). The labels shown are
+    the submission's: the argmax, or a binary task's class 1 at p_1 >= `threshold` when a tuned
+    one is applied (a probability submission writes none: its plots show the argmax and say
+    so); multi-hot `y`: the tags decided at `thresholds`, else at 0.5."""
     if y.ndim == 2:
         return interpret_tags(run_dir, images, names, y, probs, classes, show, k, thresholds)
-    pred = probs.argmax(1)
-    title = "confusion matrix"
+    pred, rule = decided(probs, threshold), decision_rule(classes, threshold)
     if len(classes) == 2 and len(set(y)) == 2:
-        threshold = plot_roc(y, probs[:, 1], run_dir / "roc.png", show)
-        pred, title = (probs[:, 1] >= threshold).astype(int), f"confusion at p >= {threshold:.3f}"
+        plot_roc(y, probs[:, 1], pred, rule, run_dir / "roc.png", show)
     cm = confusion_matrix(y, pred, labels=range(len(classes)))
+    title = f"confusion matrix (predicted: {rule})"
     plot_confusion(cm, classes, run_dir / "confusion_matrix.png", show, title)
     most_confused(cm, classes).to_csv(run_dir / "most_confused.csv", index=False)
     worst = top_losses(y, probs, 3 * k)
@@ -139,7 +159,7 @@ def interpret(
         (
             images[i],
             f"{names[i]}\nactual {classes[y[i]]}, predicted "
-            f"{classes[probs[i].argmax()]} ({probs[i].max():.2f})",
+            f"{classes[pred[i]]} ({probs[i, pred[i]]:.2f})",
         )
         for i in worst
     ]
@@ -150,9 +170,10 @@ def interpret(
         label = classes[c]
         rows = [
             [(images[i], f"{kind}\n{names[i]}  p({label})={probs[i, c]:.2f}") for i in idx]
-            for kind, idx in by_class(y, probs, c, k).items()
+            for kind, idx in by_class(y, probs, c, k, threshold).items()
         ]
-        plot_images(rows, run_dir / f"class_{file_name(label)}.png", show, f"actual class {label}")
+        title = f"actual class {label} (predicted: {rule})"
+        plot_images(rows, run_dir / f"class_{file_name(label)}.png", show, title)
 
 
 def per_tag(y: np.ndarray, pred: np.ndarray, classes: list) -> pd.DataFrame:
