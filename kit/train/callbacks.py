@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.callback.core import Callback
+from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.learner import Learner
 from fastai.torch_core import get_model
 
@@ -78,6 +79,7 @@ class Checkpoint(Callback):
             "opt": self.learn.opt.state_dict(),
             "state": st,
             "rng": random_state(self.learn),
+            # AvgSmoothLoss's state (fastai 2.8.12; tests/test_fastai_contract.py)
             "smooth": (self.recorder.smooth_loss.count, self.recorder.smooth_loss.val),
         }
         with replacing(self.path) as tmp:
@@ -111,7 +113,8 @@ class Continue(Callback):
     """On the first fit after a resume, give the Recorder its running training loss and early
     stopping the best score and patience it had (fastai resets them when a fit starts)."""
 
-    order = 61  # after the Recorder's and the trackers' own before_fit
+    order = EarlyStoppingCallback.order + 1  # after the Recorder's (50) and the trackers'
+    # own before_fit (60-63; fastai 2.8.12), which reset what this puts back
 
     def __init__(self, smooth: tuple, early=None, values=(), min_delta=0.0, greater=True):
         self.smooth, self.early, self.values = smooth, early, values

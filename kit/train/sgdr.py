@@ -76,6 +76,7 @@ def fine_tune_sgdr(
     save = SaveModelCallback(monitor, comp=np.greater_equal if up else np.less_equal,
                              fname="model", reset_on_fit=False)  # fmt: skip
     save.best = -float("inf") if up else float("inf")  # fastai starts np.less_equal at -inf
+    # `best` kept across fits with reset_on_fit=False (fastai 2.8.12; tests/test_fastai_contract.py)
     cbs = [save, Checkpoint(run_dir / "checkpoint.pth", state), Steps(state)]
     early = None
     if r.patience:
