@@ -28,6 +28,7 @@ from kit.files import read_json, write_json, write_new
 from kit.paths import output_root
 from kit.recipe import load_competition
 from kit.runs.folder import discard_run_dir, finish_run_dir, finished_run, new_run_dir, publish
+from kit.runs.record import Record, read_record, write_record
 
 
 def load_member(runs: Path, name: str, run: str) -> dict:
@@ -35,9 +36,9 @@ def load_member(runs: Path, name: str, run: str) -> dict:
     path = finished_run(runs, name, run)
     if not (path / "oof.csv").is_file():
         raise KitError(f"run {run} has no out-of-fold predictions; train it with --folds K")
-    recipe, metrics = read_json(path / "recipe.json"), read_json(path / "metrics.json")
-    kind = "_tta" if metrics["submitted"] == "tta" else ""
-    classes = [str(c) for c in metrics["classes"]]
+    recipe, record = read_json(path / "recipe.json"), read_record(path)
+    kind = "_tta" if record.tta else ""
+    classes = [str(c) for c in record.classes]
     text = dict(dtype={"item": str, "label": str, "id": str}, keep_default_na=False)  # 000123
     oof, test = pd.read_csv(path / "oof.csv", **text), pd.read_csv(path / "test_preds.csv", **text)
     cols = [f"p_{c}{kind}" for c in classes]
@@ -51,7 +52,7 @@ def load_member(runs: Path, name: str, run: str) -> dict:
         "run": path.name,
         "path": path,
         "metric": recipe["metric"],
-        "classes": metrics["classes"],
+        "classes": record.classes,
         "items": oof["item"].tolist(),
         "fold": oof["fold"].to_numpy(),
         "y": y,
@@ -59,7 +60,7 @@ def load_member(runs: Path, name: str, run: str) -> dict:
         "test_ids": test["id"].tolist(),
         "oof": oof[cols].to_numpy(),
         "test": test[cols].to_numpy(),
-        "data": metrics.get("data"),
+        "data": record.data,
     }
 
 
@@ -147,8 +148,8 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
         test = Predictions(first["test_ids"], blend_test)
         table(test, "id", classes).to_csv(partial / "test_preds.csv", index=False)
         write_new(sub.to_csv(index=False), partial / "submission.csv")
-        metrics = {**result, "submitted": "plain", "classes": classes, "data": str(folder)}
-        write_json(partial / "metrics.json", metrics)
+        record = Record.from_json({**result, "classes": classes, "data": str(folder)})
+        metrics = write_record(partial, record)
         final = finish_run_dir(partial, run_id)
     except BaseException:
         discard_run_dir(partial)

@@ -19,13 +19,12 @@ from kit.data.stream import stream_test_set
 from kit.data.submission import checked_submission, read_sample, submission_shape
 from kit.ensemble import load_member, thresholded
 from kit.evaluate.blend import fit_blend
-from kit.evaluate.calibration import calibrate
 from kit.evaluate.metrics import ON_PROBABILITIES
-from kit.evaluate.thresholds import decide
 from kit.files import read_json
 from kit.paths import data_dir, output_root
 from kit.recipe import load_competition, saved_recipe
 from kit.runs.folder import finished_run, member_runs, publish_text
+from kit.runs.record import Record, read_record
 from kit.runs.records import predicted_stem
 from kit.train.learner import resolve_device
 from kit.train.saved import load_models, probabilities
@@ -39,17 +38,17 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
     Returns the submission's path, the number of test images and the seconds per 1,000."""
     root = output_root(out)
     run_dir = finished_run(root / "runs" / name, name, run)
-    metrics = read_json(run_dir / "metrics.json")
+    record = read_record(run_dir)
     members = member_runs(run_dir, name)
     recipes = [saved_recipe(read_json(m / "recipe.json")) for m in members]
-    first, classes = recipes[0], metrics["classes"]
+    first, classes = recipes[0], record.classes
     fix = "give the folder that holds the test images with --data"
-    folder = data_dir(name, first.slug, data, metrics.get("data"), fix)
+    folder = data_dir(name, first.slug, data, record.data, fix)
     if first.layout != "pixels" and not (folder / first.test_dir).is_dir():
         unpack(folder)  # Kaggle's archives, as `kit run` unpacks them
     sample = read_sample(folder)
-    ensemble = "method" in metrics  # a `kit ensemble` run: its members hold the models
-    contract = load_competition(name).RECIPE if ensemble else first
+    # a `kit ensemble` run: its members hold the models
+    contract = load_competition(name).RECIPE if record.ensemble else first
     submission_shape(contract, sample, classes)  # a sample of another competition stops here
     dev = resolve_device(device)
     tests = [stream_test_set(folder, r, sample, m.name) for r, m in zip(recipes, members)]
@@ -60,21 +59,16 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
     start = time.perf_counter()
     probs = []
     for r, m, test, groups in zip(recipes, members, tests, models):
-        tta = read_json(m / "metrics.json")["submitted"] == "tta"
-        views = tta_views(r) if tta else [None]
+        views = tta_views(r) if read_record(m).tta else [None]
         probs.append(probabilities(groups, test.batches(r.bs, dev), views, r, dev))
     seconds = time.perf_counter() - start
     n = len(tests[0].ids)
     print(f"{n} images in {seconds:.1f} s: {1000 * seconds / n:.1f} s per 1,000 images")
 
-    if ensemble:
-        test_probs = blend(run_dir.parent, name, members, metrics, probs)
+    if record.ensemble:
+        test_probs = blend(run_dir.parent, name, members, record, probs)
     else:
-        test_probs = probs[0]
-        if metrics.get("calibrated"):
-            test_probs = calibrate(test_probs, metrics["temperature"])
-        if metrics.get("thresholded"):  # the tags the run's tuned thresholds decide
-            test_probs = decide(test_probs, metrics["thresholds"])
+        test_probs = record.decided(probs[0])
     sub = checked_submission(contract, sample, tests[0].ids, test_probs, classes)
     stem = predicted_stem(root, name, run_dir.name)
     submission = publish_text(root, name, stem, sub.to_csv(index=False))
@@ -82,16 +76,14 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
     return {"submission": str(submission), "images": n, "seconds_per_1000": 1000 * seconds / n}
 
 
-def blend(runs: Path, name: str, members: list[Path], metrics: dict, probs: list) -> np.ndarray:
+def blend(runs: Path, name: str, members: list[Path], record: Record, probs: list) -> np.ndarray:
     """The members' test probabilities blended as `kit ensemble` blended them: the blend is
     fitted again on the members' out-of-fold predictions (the same fit, so the same blend), and
     a tuned threshold (per tag, for a multi-label task) applied where the metric scores labels."""
     found = [load_member(runs, name, str(m)) for m in members]
-    fitted, _ = fit_blend(metrics["method"], [f["oof"] for f in found], found[0]["y"])
+    fitted, _ = fit_blend(record.method, [f["oof"] for f in found], found[0]["y"])
     blended = fitted(probs)
     metric = found[0]["metric"]
-    if "threshold" in metrics and metric not in ON_PROBABILITIES:
-        return thresholded(blended, metrics["threshold"])
-    if metrics.get("thresholded"):
-        return decide(blended, metrics["thresholds"])
-    return blended
+    if record.threshold is not None and metric not in ON_PROBABILITIES:
+        return thresholded(blended, record.threshold)
+    return record.decided(blended)

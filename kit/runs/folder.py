@@ -11,6 +11,7 @@ from pathlib import Path
 from kit.errors import KitError
 from kit.files import read_json, write_new
 from kit.paths import in_kaggle_notebook
+from kit.runs.record import is_finished, read_record
 
 
 def partial_dir(runs: Path, run_id: str) -> Path:
@@ -86,7 +87,7 @@ def finished_run(runs: Path, name: str, run: str) -> Path:
     if partial_dir(runs, Path(run).name).is_dir():
         raise KitError(f"run {run} is still incomplete; finish it with "
                        f"`kit run {name} --resume {Path(run).name}`")  # fmt: skip
-    if not (path / "metrics.json").is_file() or not (path / "recipe.json").is_file():
+    if not is_finished(path) or not (path / "recipe.json").is_file():
         raise KitError(f"no finished run {run!r} in {runs}; `kit runs {name}` lists them")
     made = read_json(path / "recipe.json").get("name")
     if made != name:
@@ -97,11 +98,11 @@ def finished_run(runs: Path, name: str, run: str) -> Path:
 def member_runs(run_dir: Path, name: str) -> list[Path]:
     """The finished runs an ensemble run blends, found beside it (as `kit kernel --predict`
     ships them); for any other run, the run itself."""
-    metrics = read_json(run_dir / "metrics.json")
-    if "method" not in metrics:
+    record = read_record(run_dir)
+    if not record.ensemble:
         return [run_dir]
     found = []
-    for row in metrics["members"]:
+    for row in record.members:
         beside = run_dir.parent / row["run"]
         if not beside.is_dir():
             raise KitError(f"ensemble {run_dir.name} blends run {row['run']}, which is not beside "

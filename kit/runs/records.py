@@ -10,6 +10,7 @@ from kit.errors import KitError
 from kit.files import read_json, write_json
 from kit.paths import output_root
 from kit.recipe import is_recipe, recipe_names
+from kit.runs.record import is_finished, read_record
 
 PREDICTED = re.compile(r"-predict-\d{8}-\d{6}(-\d+)?$")  # as predicted_stem names them
 
@@ -32,7 +33,7 @@ def find_run(submission: Path) -> Path | None:
     `kit predict` used for `<run-id>-predict-<time>.csv`, if it is there."""
     submission = Path(submission).resolve()
     run_dir = submission.parents[2] / "runs" / submission.parent.name / run_id(submission.stem)
-    return run_dir if (run_dir / "metrics.json").exists() else None
+    return run_dir if is_finished(run_dir) else None
 
 
 def record_submission(run_dir: Path, entry: dict) -> None:
@@ -55,15 +56,14 @@ def completed_runs(root: Path, name: str) -> list[Path]:
     runs = root / "runs" / name
     if not runs.is_dir():
         return []
-    return sorted(p for p in runs.iterdir() if (p / "metrics.json").exists())
+    return sorted(p for p in runs.iterdir() if is_finished(p))
 
 
 def runs_table(root: Path, name: str) -> list[dict]:
     """One row per finished run: when, what, validation and leaderboard scores, submission."""
     rows = []
     for run_dir in completed_runs(root, name):
-        metrics = read_json(run_dir / "metrics.json", {})
-        recipe = read_json(run_dir / "recipe.json", {})
+        record, recipe = read_record(run_dir), read_json(run_dir / "recipe.json", {})
         m = recipe.get("metric", "accuracy")
         scored = [e for e in read_json(run_dir / "submissions.json", []) if e.get("public_score")]
         sub = root / "submissions" / name / f"{run_dir.name}.csv"
@@ -73,8 +73,8 @@ def runs_table(root: Path, name: str) -> list[dict]:
                     f"{run_dir.name[9:11]}:{run_dir.name[11:13]}",
             "arch": recipe.get("arch", "?"),
             "metric": m,
-            "valid": metrics.get(f"valid_{m}"),
-            "valid_tta": metrics.get(f"valid_tta_{m}"),
+            "valid": record.score(m),
+            "valid_tta": record.score(m, tta=True),
             "public": scored[-1]["public_score"] if scored else None,
             "submission": str(sub) if sub.exists() else "",
         })  # fmt: skip
@@ -115,7 +115,7 @@ SCORES = ["valid", "valid_tta", "test", "public", "epochs", "seconds", "head_lr"
 def run_folder(root: Path, name: str, run: str) -> Path:
     """A finished run by id, folder, or a unique start of its id."""
     runs = root / "runs" / name
-    if Path(run).is_dir() and (Path(run) / "metrics.json").exists():
+    if Path(run).is_dir() and is_finished(Path(run)):
         return Path(run)
     found = [p for p in completed_runs(root, name) if p.name.startswith(run)]
     if len(found) != 1:
@@ -126,19 +126,18 @@ def run_folder(root: Path, name: str, run: str) -> Path:
 
 def run_column(run_dir: Path) -> tuple[dict, dict]:
     """A run's recipe, and its scores and rates under SCORES' names."""
-    metrics = read_json(run_dir / "metrics.json", {})
-    recipe = read_json(run_dir / "recipe.json", {})
+    record, recipe = read_record(run_dir), read_json(run_dir / "recipe.json", {})
     m = recipe.get("metric", "accuracy")
     scored = [e for e in read_json(run_dir / "submissions.json", []) if e.get("public_score")]
-    rates = metrics if "lr" in metrics else read_json(run_dir / "fold0" / "unit.json", {})
+    rates = record.rest if "lr" in record.rest else read_json(run_dir / "fold0" / "unit.json", {})
     rates = rates.get("rates", rates)
     scores = {
-        "valid": metrics.get(f"valid_{m}"),
-        "valid_tta": metrics.get(f"valid_tta_{m}"),
-        "test": metrics.get(f"test_{m}"),
+        "valid": record.score(m),
+        "valid_tta": record.score(m, tta=True),
+        "test": record.score(m, "test"),
         "public": scored[-1]["public_score"] if scored else None,
-        "epochs": metrics.get("epochs"),
-        "seconds": metrics.get("seconds"),
+        "epochs": record.epochs,
+        "seconds": record.seconds,
         **{k: f"{rates[k]:.2e}" for k in ("head_lr", "lr", "lr_low") if k in rates},
     }
     return recipe, scores

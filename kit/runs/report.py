@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit.files import read_json, replacing
+from kit.runs.record import Record, read_record
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -50,62 +51,62 @@ def model_folders(run_dir: Path) -> list[str]:
     return [f"{f}/" for f in folds] or [""]
 
 
-def scores(metrics: dict, m: str) -> list[tuple]:
-    valid = "out-of-fold" if metrics.get("folds") else "validation"
+def scores(record: Record, m: str) -> list[tuple]:
+    valid = "out-of-fold" if record.folds else "validation"
     rows = [
-        (f"{valid} {m}", metrics.get(f"valid_{m}")),
-        (f"{valid} {m} with TTA", metrics.get(f"valid_tta_{m}")),
-        (f"{m} per fold", metrics.get(f"folds_{m}")),
-        (f"{m} per fold with TTA", metrics.get(f"folds_tta_{m}")),
+        (f"{valid} {m}", record.score(m)),
+        (f"{valid} {m} with TTA", record.score(m, tta=True)),
+        (f"{m} per fold", record.score(m, "folds")),
+        (f"{m} per fold with TTA", record.score(m, "folds", tta=True)),
         (
             f"{valid} {m} at per-tag thresholds (out of sample)",
-            metrics.get(f"{m}_after_thresholds"),
+            record.get(f"{m}_after_thresholds"),
         ),
-        ("per-tag thresholds applied", metrics.get("thresholded")),
-        (f"test {m} (held-out sample labels)", metrics.get(f"test_{m}")),
-        ("submitted predictions", metrics.get("submitted")),
-        ("epochs", metrics.get("epochs")),
-        ("seconds", metrics.get("seconds")),
+        ("per-tag thresholds applied", record.thresholded),
+        (f"test {m} (held-out sample labels)", record.score(m, "test")),
+        ("submitted predictions", record.submitted),
+        ("epochs", record.epochs),
+        ("seconds", record.seconds),
     ]
     return [(name, v) for name, v in rows if v is not None]
 
 
-def rate_rule(recipe: dict, metrics: dict) -> str:
+def rate_rule(recipe: dict, record: Record) -> str:
     """Which rule chose the rates, in words (recorded in metrics.json since the rules were
     measured; runs from before then used the finder's valley)."""
-    if metrics.get("lr_rule"):
-        return str(metrics["lr_rule"])
+    if record.get("lr_rule"):
+        return str(record.get("lr_rule"))
     if recipe.get("lr"):
         return f"fixed by --lr {recipe['lr']:g}"
     return "valley rule (fastai's valley), for each stage"
 
 
-def rates(run_dir: Path, recipe: dict, metrics: dict) -> str:
+def rates(run_dir: Path, recipe: dict, record: Record) -> str:
     found = [
         (u or "run", read_json(run_dir / u / "unit.json", {}).get("rates"))
         for u in model_folders(run_dir)
     ]
     found = [(u, r) for u, r in found if r] or [
-        ("run", {k: metrics[k] for k in ("head_lr", "lr", "lr_low") if k in metrics})
+        ("run", {k: record.rest[k] for k in ("head_lr", "lr", "lr_low") if k in record.rest})
     ]
     keys = ["head_lr", "lr", "lr_low"]
     rows = [(u.rstrip("/"), *(f"{r[k]:.2e}" if k in r else None for k in keys)) for u, r in found]
     head = ("model", "head (body frozen)", "top group, unfrozen", "first group, unfrozen")
-    rule = html.escape(rate_rule(recipe, metrics))
+    rule = html.escape(rate_rule(recipe, record))
     return f"<p>Rule: {rule}; discriminative rates over the layer groups.</p>" + table(rows, head)
 
 
 def write_report(run_dir: Path, run_id: str) -> Path:
     """Write run_dir/report.html from the run's records and the PNGs beside them."""
     recipe = read_json(run_dir / "recipe.json", {})
-    metrics = read_json(run_dir / "metrics.json", {})
+    record = read_record(run_dir)
     name, m = recipe.get("name", "?"), recipe.get("metric", "accuracy")
     parts = [f"<h1>{html.escape(name)} run {html.escape(run_id)}</h1>",
              f"<p>{html.escape(recipe.get('description', ''))}</p>",
-             "<h2>Scores</h2>", table(scores(metrics, m)),
-             "<h2>Learning rates</h2>", rates(run_dir, recipe, metrics)]  # fmt: skip
-    if metrics.get("budget"):
-        parts += ["<h2>Time limit</h2>", f"<p>{html.escape(metrics['budget']['note'])}</p>"]
+             "<h2>Scores</h2>", table(scores(record, m)),
+             "<h2>Learning rates</h2>", rates(run_dir, recipe, record)]  # fmt: skip
+    if record.get("budget"):
+        parts += ["<h2>Time limit</h2>", f"<p>{html.escape(record.get('budget')['note'])}</p>"]
     parts += [*plots(run_dir), "<h2>Recipe</h2>", table(sorted(recipe.items())),
               "<h2>Files</h2>", files(run_dir)]  # fmt: skip
     page = ("<!doctype html><html lang=en><head><meta charset=utf-8>"
