@@ -10,12 +10,19 @@ from pathlib import Path
 import pandas as pd
 
 from kit.data.archives import unpack
-from kit.data.submission import check_submission, labels_per_row, read_sample, submission_shape
+from kit.data.submission import (
+    check_submission,
+    labels_per_row,
+    positive_class,
+    read_sample,
+    sample_path,
+    submission_shape,
+)
 from kit.errors import KitError
 from kit.files import building, read_json
 from kit.kaggle.client import client, quiet, talking_to
 from kit.paths import data_candidates, data_dir, output_root
-from kit.recipe import Recipe, is_recipe, load_competition
+from kit.recipe import Recipe, is_recipe, load_competition, saved_recipe
 from kit.runs.records import (
     find_run,
     format_table,
@@ -138,21 +145,29 @@ def submissions(slug: str) -> list[dict]:
 
 def submit_run(name: str, file=None, message=None, wait=True, out=None, data=None, timeout=600):
     """`kit submit`: the newest submission for `name` (or `file`), checked again against
-    sample_submission.csv before anything is uploaded, then submitted and scored."""
+    sample_submission.csv by the rules its run wrote it by, then submitted and scored."""
     comp = load_competition(name)
-    r = comp.RECIPE
     file = Path(file) if file else newest_submission(output_root(out), name)
     if not file.is_file():
         raise KitError(f"{file} does not exist; give a submission CSV or leave FILE out for "
                        f"the newest one in submissions/{name}/")  # fmt: skip
     run_dir = find_run(file)
     metrics = read_json(run_dir / "metrics.json", {}) if run_dir else {}
+    r = written_by(comp.RECIPE, run_dir)
     check_file(file, r, metrics, data, getattr(comp, "DATA", None))
     if not message:
         m, kind = r.metric, "_tta" if metrics.get("submitted") == "tta" else ""
         score = metrics.get(f"valid{kind}_{m}")  # the validation score of what was submitted
         message = f"kit {file.stem}" + (f": valid {m} {score:.4f}" if score is not None else "")
-    return submit(r.slug, file, message, wait, timeout)
+    return submit(comp.RECIPE.slug, file, message, wait, timeout)
+
+
+def written_by(packaged: Recipe, run_dir: Path | None) -> Recipe:
+    """The recipe a submission was made by: its run's, as saved with the flags it ran with
+    (--sub-shape, --metric, --top-k...), else the packaged one (a file of no run; an ensemble,
+    which shapes its blend by the packaged recipe)."""
+    saved = read_json(run_dir / "recipe.json", {}) if run_dir else {}
+    return saved_recipe(saved) if saved and "members" not in saved else packaged
 
 
 def check_file(file: Path, r: Recipe, metrics: dict, data=None, also=None) -> None:
@@ -171,18 +186,37 @@ def check_file(file: Path, r: Recipe, metrics: dict, data=None, also=None) -> No
     except (ValueError, UnicodeDecodeError) as e:
         raise KitError(f"{file} is not a readable CSV ({e})") from None
     # label submissions (tags, top k): the run's classes when the file came from a run
-    labels, shape = None, submission_shape(r, sample, metrics.get("classes"))
+    classes = metrics.get("classes")
+    labels, shape = None, submission_shape(r, sample, classes)
     if shape == "label":
-        labels = metrics.get("classes") or sorted(set(df.iloc[:, 1:].stack()), key=str)
+        labels = classes or sorted(set(df.iloc[:, 1:].stack()), key=str)
     elif shape in ("tags", "top_k"):
         words = {t for v in df.iloc[:, 1].astype(str) for t in v.split(" ")}
-        labels = metrics.get("classes") or sorted(words)
+        labels = classes or sorted(words)
     k = labels_per_row(r, shape, labels) if labels else 1
     try:
         check_submission(df, sample, sample.iloc[:, 0].tolist(), labels, shape, k)
     except KitError as e:
-        raise KitError(f"{file} does not match {folder / 'sample_submission.csv'}: {e}; "
+        raise KitError(f"{file} does not match {sample_path(folder)}: {e}; "
                        "nothing was uploaded") from None  # fmt: skip
+    print(f"checked {file.name} against {sample_path(folder)}: {len(df)} rows, "
+          f"{holds(r, shape, sample, classes or labels, k)}")  # fmt: skip
+
+
+def holds(r: Recipe, shape: str, sample: pd.DataFrame, classes: list | None, k: int) -> str:
+    """What a submission's value columns hold, in words, by the recipe that made it."""
+    col, n = sample.columns[1], len(classes or [])
+    if shape == "probability":
+        which = classes[positive_class(r, classes)] if classes else r.positive
+        return (
+            f"the probability of {f'class {str(which)!r}' if which else 'the last class'} in {col}"
+        )
+    return {
+        "label": f"one of {n} labels in {col}",
+        "probabilities": f"one probability column per class ({len(sample.columns) - 1})",
+        "tags": f"the tags (of {n}) in {col}",
+        "top_k": f"the {k} likeliest of {n} labels in {col}, best first",
+    }[shape]
 
 
 def show_submissions(name: str, out=None) -> list[dict]:
