@@ -4,8 +4,8 @@ and nothing left behind when a write fails. JSON records and figures are written
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 from kit.errors import KitError
@@ -40,18 +40,37 @@ def building(dest: Path):
 
 
 def write_new(text: str, dest: Path) -> Path:
-    """Write `text` to `dest` atomically; refuse to replace an existing file."""
+    """Write `text` (UTF-8) to `dest` in one step; refuse to replace an existing file. The file
+    gets the usual mode (0o666 less the umask), as every other file a user makes."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    data = text.encode("utf-8")
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        write_exclusive(tmp, data)
         os.link(tmp, dest)  # fails if dest exists: a submission is never overwritten
     except FileExistsError:
         raise KitError(f"{dest} already exists; nothing was overwritten") from None
+    except OSError:  # no hard links here (exFAT, FAT32, many network mounts)
+        try:
+            write_exclusive(dest, data)  # O_EXCL: still never over a file
+        except FileExistsError:
+            raise KitError(f"{dest} already exists; nothing was overwritten") from None
     finally:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
     return dest
+
+
+def write_exclusive(path: Path, data: bytes) -> None:
+    """Create `path` (failing if it exists) holding `data`; if the write fails, nothing is left.
+    The mode 0o666 is less the umask, as open() would make it."""
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except BaseException:
+        path.unlink(missing_ok=True)  # ours: O_EXCL made it
+        raise
 
 
 def read_json(path: Path, default=None):
