@@ -159,3 +159,35 @@ def test_two_processes_train_on_one_cache_built_once(tmp_path):
     (run_dir,) = (tmp_path / "runs" / "invasive").iterdir()
     assert json.loads((run_dir / "metrics.json").read_text())["processes"] == 2
     assert len(list((tmp_path / "cache").rglob("train-*.npy"))) == 1
+
+
+WINDOWS_LIKE = """
+import os, sys
+sys.modules["fcntl"] = None  # import fcntl raises ImportError, as on Windows
+del os.preadv  # Windows has no preadv
+"""
+
+READ_PATH = """
+import sys
+from pathlib import Path
+import numpy as np
+from kit.cli import main
+from kit.data.images import load_photos, read_rows
+assert main(["list"]) == 0
+files = sorted(Path(sys.argv[1]).glob("*.jpg"))[:9]
+x, bad = load_photos(files, Path(sys.argv[2]), 32, "train")
+assert not bad and x.shape == (9, 3, 32, 32)
+rows = np.array([7, 2, 2, 0])
+assert (read_rows(x, rows) == x[rows]).all()
+print("read", len(rows), "rows")
+"""
+
+
+def test_kit_list_and_the_cache_work_without_fcntl_or_preadv(photos, tmp_path):
+    """Windows has neither: `kit list` died at `import fcntl`, and batches read with preadv."""
+    (tmp_path / "sitecustomize.py").write_text(WINDOWS_LIKE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+    argv = [sys.executable, "-c", READ_PATH, photos / "train", tmp_path / "cache"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "invasive" in done.stdout and "read 4 rows" in done.stdout

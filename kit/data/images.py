@@ -2,8 +2,6 @@
 folder, image size and split, built once in parallel (resumable), read by every process
 through the OS page cache, never all in memory at once."""
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from PIL import Image
 
 from kit.files import write_json
@@ -104,14 +103,19 @@ def read_rows(x: torch.Tensor, rows: np.ndarray) -> torch.Tensor | None:
         return None  # not the array load_photos returned (or its first rows): gathered in memory
     path, header, size = found
     out = np.empty((len(rows), *x.shape[1:]), np.uint8)
-    fd = os.open(path, os.O_RDONLY)
-    try:
+    with open(path, "rb", buffering=0) as f:
         for j, i in enumerate(rows.tolist()):
-            if os.preadv(fd, [memoryview(out[j]).cast("B")], header + i * size) != size:
+            if read_at(f, memoryview(out[j]).cast("B"), header + i * size) != size:
                 raise OSError(f"{path}: short read at photo {i}")
-    finally:
-        os.close(fd)
     return torch.from_numpy(out)
+
+
+def read_at(f, buffer: memoryview, offset: int) -> int:
+    """One pread into `buffer`; a seek and a read where there is no os.preadv (Windows)."""
+    if hasattr(os, "preadv"):
+        return os.preadv(f.fileno(), [buffer], offset)
+    f.seek(offset)
+    return f.readinto(buffer)
 
 
 def start_or_resume(partial: Path, marks_path: Path, shape: tuple) -> np.ndarray:
@@ -206,16 +210,11 @@ def progress(items, total: int, what: str):
     return items
 
 
-@contextlib.contextmanager
-def locked(folder: Path):
-    """Hold an exclusive lock on `folder` (made if missing) for the block."""
+def locked(folder: Path) -> FileLock:
+    """An exclusive lock on `folder` (made if missing) for a `with` block: a lock file inside
+    it, through filelock, which works on Windows as on Linux and macOS."""
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # and the lock with it
+    return FileLock(folder / ".lock")
 
 
 def load_photos(files: list[Path], cache: Path, size: int, what: str, channels: int = 3):
