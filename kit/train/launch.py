@@ -3,17 +3,25 @@
 through the variables it sets (RANK, WORLD_SIZE, LOCAL_RANK; kit/train/distributed.py is what
 each copy does). This process streams their output and reads back the run they wrote."""
 
+import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import torch
 
 from kit.errors import KitError
 from kit.files import read_json
+
+# An interrupted launch: how long torchrun and its processes get to stop after SIGINT (torchrun
+# passes it on; rank 0 then keeps what can be resumed), and after SIGTERM, before SIGKILL.
+GRACE_S = 10.0
 
 
 def resolve_nproc(nproc, device: str = "auto", sync_bn=False) -> int:
@@ -71,11 +79,15 @@ def launch(name, nproc: int, root: Path, options: dict, resume=None, torchrun=""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if options.get("device") == "cpu":  # the cores shared out, as torchrun would with a warning
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    code, summary, errors = stream(cmd, env)
+    try:
+        code, summary, errors = stream(cmd, env)
+    except KeyboardInterrupt as e:
+        run_id = resumable(runs, before, resume)
+        more = f"; continue the run with `kit run {name} --resume {run_id} --nproc {nproc}`"
+        raise KeyboardInterrupt(str(e) + (more if run_id else "")) from None
     new = sorted(set(runs.iterdir()) - before) if runs.is_dir() else []
     if code:
-        partial = [p for p in new if p.name.endswith(".partial")]
-        run_id = resume or (partial[0].name[1 : -len(".partial")] if partial else None)
+        run_id = resumable(runs, before, resume)
         if errors:  # a process said what was wrong (bad data...): that is the one line
             raise KitError(errors[0].removeprefix("kit: error: ").rstrip())
         raise KitError(failure(summary, code, nproc, name, run_id))
@@ -90,11 +102,33 @@ def launch(name, nproc: int, root: Path, options: dict, resume=None, torchrun=""
             "submission": str(root / "submissions" / name / f"{run_dir.name}.csv")}  # fmt: skip
 
 
+def resumable(runs: Path, before: set, resume: str | None) -> str | None:
+    """The id of the run a stopped launch left to resume: the one it resumed, or the partial
+    folder it made (rank 0 keeps one only when something was trained)."""
+    new = sorted(set(runs.iterdir()) - before) if runs.is_dir() else []
+    partial = [p for p in new if p.name.endswith(".partial")]
+    return resume or (partial[0].name[1 : -len(".partial")] if partial else None)
+
+
 def stream(cmd: list, env: dict) -> tuple[int, str, list[str]]:
     """Run `cmd`, printing its output line by line; returns its exit code, and what it printed
     that is not shown: torchrun's own log and failure report, and the processes' kit errors."""
+    # in a session of its own: a terminal's Ctrl-C reaches this process alone (as a notebook's
+    # interrupt does), and stop() ends torchrun and what it started in order
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            text=True, bufsize=1)  # fmt: skip
+                            text=True, bufsize=1, start_new_session=True)  # fmt: skip
+    try:
+        return relay(proc)
+    except BaseException as e:
+        workers = stop(proc)
+        if isinstance(e, KeyboardInterrupt):
+            them = f" and its {workers} processes" if workers else ""
+            raise KeyboardInterrupt(f"stopped torchrun{them}") from None
+        raise
+
+
+def relay(proc: subprocess.Popen) -> tuple[int, str, list[str]]:
+    """What stream() does with `proc`'s output, until it ends."""
     summary, traceback, errors = [], None, []
     for line in proc.stdout:
         if summary or re.match(r"^\[?[WIE]\d{4} ", line):  # torchrun's own log and report
@@ -113,6 +147,68 @@ def stream(cmd: list, env: dict) -> tuple[int, str, list[str]]:
         else:
             print(line, end="", flush=True)
     return proc.wait(), "".join(summary), errors
+
+
+def stop(proc: subprocess.Popen) -> int:
+    """End torchrun and every process it started (each worker is in a session of its own, with
+    its children): SIGINT, then SIGTERM and SIGKILL to those left after GRACE_S each; another
+    Ctrl-C meanwhile skips the wait. Returns how many workers torchrun had."""
+    if os.name == "nt":  # no process groups: torchrun alone, which stops its workers
+        proc.kill()
+        proc.wait()
+        return 0
+    groups, workers = {proc.pid}, set()
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # nobody blocks on a pipe
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        workers |= {pid for pid, parent, _, _ in processes() if parent == proc.pid}
+        groups |= process_groups(proc.pid)  # found before torchrun ends and orphans them
+        for group in groups:
+            with contextlib.suppress(OSError):
+                os.killpg(group, sig)
+        try:
+            if gone(proc, groups, GRACE_S):
+                break
+        except KeyboardInterrupt:
+            continue
+    proc.wait()
+    return len(workers)
+
+
+def gone(proc: subprocess.Popen, groups: set[int], seconds: float) -> bool:
+    """Have every process of `groups` (torchrun's included) ended, within `seconds`?"""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not any(g in groups for _, _, g, _ in processes()):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def processes() -> list[tuple[int, int, int, str]]:
+    """(pid, parent, process group, state) of every living process, read from /proc (Linux;
+    elsewhere none: torchrun, which is told first, then stops its own)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        state, parent, group = stat[stat.rindex(")") + 2 :].split()[:3]  # after "(name)"
+        if state not in "ZX":  # a zombie has ended, and is only waiting for its parent
+            found.append((int(entry.name), int(parent), int(group), state))
+    return found
+
+
+def process_groups(root: int) -> set[int]:
+    """The process groups of `root` and all its descendants."""
+    table = processes()
+    tree, groups = {root}, {root}
+    while True:
+        more = {pid for pid, parent, _, _ in table if parent in tree} - tree
+        if not more:
+            return groups
+        tree |= more
+        groups |= {group for pid, _, group, _ in table if pid in more}
 
 
 def failure(summary: str, code: int, nproc: int, name: str, run_id: str | None) -> str:
