@@ -11,8 +11,10 @@ from datetime import date
 from pathlib import Path
 
 from kit.data.archives import unpack
-from kit.data.inspect import balance, find_layout, measure_images, ranked_labels
+from kit.data.inspect import find_layout
+from kit.data.label_kinds import ranked_labels
 from kit.data.submission import as_sample_writes, read_sample, sample_path, submission_shape
+from kit.data.summary import balance, measure_images
 from kit.errors import KitError
 from kit.evaluate.metrics import METRICS, TOP_K
 from kit.files import write_new

@@ -15,7 +15,7 @@ import torch
 import kit
 from competitions import invasive
 from kit.cli import main
-from kit.data.layouts import held_out_items
+from kit.data.readers.files import held_out_items
 from kit.train.models import create_model, timm_body
 from kit.train.weights import find_weights, load_weights
 

@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 
 from kit.data.images import decode
-from kit.data.layouts import held_out_items, pixels, read_table
+from kit.data.readers.files import held_out_items
+from kit.data.readers.pixel_csv import pixels
+from kit.data.readers.tables import read_csv as read_table
 from kit.errors import KitError
 from kit.recipe import Recipe
 

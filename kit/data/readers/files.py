@@ -1,0 +1,85 @@
+"""Image files as the photo layouts (csv, folders, filenames) find and read them: listed in
+natural order, named by the CSVs' ids, read through the resized cache."""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from kit.data.images import IMAGE_EXTS, cache_dir, load_photos
+from kit.errors import KitError
+from kit.recipe import Recipe
+
+
+def natural_key(name: str) -> list:
+    """'img10' after 'img9': digit runs compare as numbers."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images directly inside `folder`, in natural order."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def images_in(folder: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise KitError(f"the {what} folder {folder} is missing; check --{what}-dir, or unpack "
+                       "the competition's archives there")  # fmt: skip
+    files = image_files(folder)
+    if not files:
+        raise KitError(f"the {what} folder {folder} has no images "
+                       f"({', '.join(sorted(IMAGE_EXTS))})")  # fmt: skip
+    return files
+
+
+def file_for(item, ext: str, by_name: dict) -> Path | None:
+    """The image that `item` (an id, with or without its extension) names among `by_name`."""
+    item = str(item)
+    for name in (item, item + ext):
+        if name in by_name:
+            return by_name[name]
+    return None
+
+
+def match_files(folder: Path, items: list, ext: str, csv: str, what: str) -> list[Path]:
+    """The image file for every id; a KitError naming the first id without one."""
+    files = images_in(folder, what)
+    by_name = {f.name: f for f in files} | {f.stem: f for f in files if not ext}
+    found = [file_for(i, ext, by_name) for i in items]
+    missing = [str(i) + ext for i, f in zip(items, found) if f is None]
+    if missing:
+        raise KitError(f"{csv} names {len(missing)} images missing from {folder.name}/, "
+                       f"e.g. {missing[0]}")  # fmt: skip
+    return found
+
+
+def held_out_items(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> tuple[list, list[Path]]:
+    """The test ids in submission order, and each one's image."""
+    if sample is not None:
+        ids = sample.iloc[:, 0].tolist()
+        return ids, match_files(folder / r.test_dir, ids, r.ext, "sample_submission.csv", "test")
+    files = images_in(folder / r.test_dir, "test")
+    return [f.name if not r.ext else f.stem for f in files], files
+
+
+def read_photos(folder: Path, r: Recipe, sample, items: tuple) -> dict:
+    """The training `items` (files, labels, groups) and the test images through the resized
+    cache; unreadable training images are skipped, an unreadable test image stops the run."""
+    files, labels, groups = items
+    ids, test_files = held_out_items(folder, r, sample)
+    cache = cache_dir(folder, r.size, r.channels)
+    x, bad = load_photos(files, cache, r.size, "train", r.channels)
+    if bad:
+        print(f"warning: skipped {len(bad)} unreadable training images, e.g. {bad[0].name}")
+    unreadable = set(bad)
+    keep = [f not in unreadable for f in files]
+    test_x, bad_test = load_photos(test_files, cache, r.size, "test", r.channels)
+    if bad_test:
+        raise KitError(f"test image {bad_test[0]} cannot be read, and every test image must be "
+                       "predicted; download the test set again")  # fmt: skip
+    root = folder / r.train_dir
+    return dict(x=x, labels=[v for v, k in zip(labels, keep) if k],
+                names=[str(f.relative_to(root)) for f, k in zip(files, keep) if k],
+                groups=[g for g, k in zip(groups, keep) if k] if groups else None,
+                test_x=test_x, test_ids=ids, skipped=len(bad))  # fmt: skip
