@@ -102,6 +102,18 @@ def test_a_changed_photo_makes_a_new_array_and_the_stale_one_goes(photos_copy, c
     assert len(list(cache.rglob("train-*.npy"))) == 1
 
 
+def test_a_cache_another_decoder_built_is_built_again(photos, cache, decoded, monkeypatch):
+    """decode() now turns phone photos upright and scales 16-bit ones by their depth: a cache
+    built before gives other pixels than `kit predict` decodes, so it is not reused."""
+    now = images.DECODER
+    monkeypatch.setattr(images, "DECODER", now - 1)
+    invasive.load(photos, R)
+    monkeypatch.setattr(images, "DECODER", now)
+    invasive.load(photos, R)
+    assert decoded() == 2 * PHOTOS
+    assert len(list(cache.rglob("train-*.npy"))) == 1  # the older build removed
+
+
 def test_an_unreadable_photo_is_left_out_of_a_view_of_the_array(photos_copy, cache):
     (photos_copy / "train" / "3.jpg").write_bytes(b"not a jpeg")
     data = invasive.load(photos_copy, R)

@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock
-from PIL import Image
 
+from kit.data.photos import decode
 from kit.files import write_json
 from kit.paths import in_kaggle_notebook
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 ROWS_PER_JOB = 64  # photos a worker decodes between two marks: what an interruption loses
 WRITTEN, UNREADABLE = 1, 2  # a build's mark per photo (0: still to do)
+DECODER = 2  # bump when decode() gives other pixels: caches another decoder built are rebuilt
 # The cache file behind each mapped array that load_photos returned: its address in memory ->
 # (path, header bytes, bytes per photo). Batches read their rows from the file (read_rows)
 # rather than through the mapping: under a memory limit smaller than the set (a Kaggle
@@ -44,35 +45,10 @@ def cache_dir(folder: Path, size: int, channels: int = 3) -> Path:
     return cache_root() / f"{folder.name}-{key}" / f"{size}px{'-grey' if channels == 1 else ''}"
 
 
-def as_mode(im: Image.Image, mode: str) -> Image.Image:
-    """Any PIL image (grey, 16-bit, RGBA, palette, CMYK) as 8-bit RGB or grey ("L")."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale, do not clip
-        a = np.asarray(im, dtype=np.float64)
-        im = Image.fromarray((255 * a / max(a.max(), 1)).astype(np.uint8))
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # transparent is white
-        im = Image.alpha_composite(flat, rgba)
-    return im.convert(mode)
-
-
-def decode(src: Path, size: int, channels: int) -> np.ndarray | None:
-    """One image decoded at reduced scale and squashed to (size, size) or (size, size, 3) uint8;
-    None for a file that cannot be decoded (corrupt or truncated). Training (through the cache)
-    and `kit predict` (streaming) both read images through here, so they see the same pixels."""
-    mode = "L" if channels == 1 else "RGB"
-    try:
-        with Image.open(src) as im:
-            im.draft(mode, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, much faster
-            return np.asarray(as_mode(im, mode).resize((size, size), Image.BICUBIC))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None
-
-
 def manifest_key(files: list[Path]) -> str:
     """The photos' paths, sizes and times, in order, hashed: a photo added, removed, replaced
     or moved makes another cache. A stat per photo, no open."""
-    h = hashlib.sha1()
+    h = hashlib.sha1(f"decoder {DECODER}\n".encode())
     for f in files:
         stat = f.stat()
         h.update(f"{f.absolute()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
