@@ -58,6 +58,14 @@ CASES = {
         "labels outside 0-9, e.g. '11' on row 4",
     ),
     "empty test.csv": (edit("test.csv", lambda d: d.iloc[:0]), "test.csv has no rows"),
+    "header-only train.csv": (
+        edit("train.csv", lambda d: d.iloc[:0]),
+        "train.csv has a header but no rows",
+    ),
+    "gzipped train.csv": (
+        lambda f: (f / "train.csv").write_bytes(b"\x1f\x8b\x08" + bytes(64)),
+        "train.csv is a gzip archive, not a CSV",
+    ),
     "zero-byte test.csv": (lambda f: (f / "test.csv").write_text(""), "test.csv is empty"),
     "no test.csv": (lambda f: (f / "test.csv").unlink(), "test.csv is missing"),
 }

@@ -4,7 +4,8 @@
 from pathlib import Path
 
 from kit.data.layouts import READERS
-from kit.data.readers.contents import look, rel
+from kit.data.readers.contents import labelled_first, look, rel
+from kit.data.readers.tables import has_rows
 from kit.errors import KitError
 from kit.recipe import LAYOUTS
 
@@ -19,6 +20,8 @@ def find_layout(folder: Path, sample) -> dict:
         found = reader.detect(seen)
         if found is not None:
             return found
+    for path in labelled_first(seen):  # the likeliest labels CSV, cut to its header
+        has_rows(seen.csvs[path], path)
     dirs = ", ".join(f"{rel(folder, d)}/ ({n})" for d, n in seen.dirs.items())
     what = [f"CSV files {', '.join(p.name for p in seen.csvs) or 'none'}",
             f"image folders {dirs or 'none'}"]  # fmt: skip

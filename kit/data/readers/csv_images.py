@@ -17,7 +17,7 @@ from kit.data.readers.contents import (
     test_folder,
 )
 from kit.data.readers.files import match_files, read_photos
-from kit.data.readers.tables import column, read_csv
+from kit.data.readers.tables import column, has_rows, read_csv
 from kit.errors import KitError
 from kit.recipe import Recipe
 
@@ -106,7 +106,7 @@ def items(folder: Path, r: Recipe) -> tuple[list[Path], list, list | None]:
     """Images and labels from a CSV of id and label: (files, labels, groups)."""
     path = folder / r.labels_csv
     text = (r.id_col, r.label_col, r.group_col)
-    df = read_csv(path, f"training labels ({r.id_col},{r.label_col})", text)
+    df = has_rows(read_csv(path, f"training labels ({r.id_col},{r.label_col})", text), path)
     ids = column(df, r.id_col, path, "id-col")
     labels = csv_labels(df, r, path)
     dup = ids[ids.duplicated()]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from kit.data.readers.contents import Contents, labelled_first, left_out
-from kit.data.readers.tables import PIXEL, column, read_csv
+from kit.data.readers.tables import PIXEL, column, has_rows, read_csv
 from kit.errors import KitError
 from kit.recipe import Recipe
 
@@ -89,7 +89,9 @@ def pixels(df: pd.DataFrame, path: Path, size: int) -> torch.Tensor:
 def read(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
     """A training CSV of label and pixels, a test CSV of (id and) pixels."""
     train_path, test_path = folder / r.labels_csv, folder / r.test_csv
-    train = read_csv(train_path, "training pixels", (r.label_col, r.group_col))
+    train = has_rows(
+        read_csv(train_path, "training pixels", (r.label_col, r.group_col)), train_path
+    )
     test = read_csv(test_path, "test pixels", (r.id_col,))
     labels = column(train, r.label_col, train_path, "label-col")
     groups = column(train, r.group_col, train_path, "group-col").tolist() if r.group_col else None
