@@ -121,3 +121,16 @@ def test_a_csv_cut_short_is_one_line(case, folder, tmp_path, capsys):
     rewrite(folder / "train.csv", change)
     err = refused(kit_new(folder, tmp_path), tmp_path, capsys)
     assert message in err, err
+
+
+def test_labels_written_as_decimals_are_whole_numbers(folder, tmp_path):
+    """0.0 and 1.0 (a CSV saved by a tool that made the column float) are the classes 0 and 1,
+    as the solution and --positive name them, even where the sample writes probabilities."""
+    rewrite(
+        folder / "train.csv", lambda b: b.replace(b",0\n", b",0.0\n").replace(b",1\n", b",1.0\n")
+    )
+    assert b",1.0\n" in (folder / "train.csv").read_bytes()
+    assert kit_new(folder, tmp_path) == 0
+    assert "label_col='label',  # 2 classes, 0 " in (tmp_path / "competitions" / "x.py").read_text()
+    d = read_layout(folder, recipe(tmp_path))
+    assert d.classes == ["0", "1"] and d.test_y is not None

@@ -3,6 +3,7 @@ with the same parsing: one class per row in one column; one 0/1 column per class
 Pathology), one or several 1s per row; space-separated tags (Planet); and, from the sample,
 the k likeliest labels per image (Humpback Whale)."""
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import pandas as pd
 
 from kit.data.readers.files import natural_key
 from kit.data.readers.tables import column
-from kit.data.submission import number
+from kit.data.submission import WHOLE, number
 from kit.errors import KitError
 from kit.recipe import Recipe
+
+DECIMAL = re.compile(r"-?[0-9]+\.0+")  # 1.0, a whole number written as a decimal
 
 
 def class_order(labels) -> list:
@@ -23,6 +26,17 @@ def class_order(labels) -> list:
     if all(number(c) is not None for c in distinct):
         return sorted(distinct, key=lambda c: (number(c), c))
     return sorted(distinct, key=natural_key)
+
+
+def as_whole(labels: list) -> list:
+    """Labels written 1.0 and 2.0 (a column a tool saved as floats) as 1 and 2, where every
+    label is a whole number: the classes the sample, the solution and --positive name."""
+    distinct = {str(v) for v in labels}
+    if not any(DECIMAL.fullmatch(v) for v in distinct) or not all(
+        WHOLE.fullmatch(v) or DECIMAL.fullmatch(v) for v in distinct
+    ):
+        return labels
+    return [str(int(str(v).split(".")[0])) if DECIMAL.fullmatch(str(v)) else v for v in labels]
 
 
 def not_zero_one(values: pd.Series) -> pd.Series:
@@ -87,7 +101,7 @@ def csv_labels(df: pd.DataFrame, r: Recipe, path: Path) -> list:
         return one_hot_labels(df, cols, r.multi_label, path)
     values = column(df, cols[0], path, "label-col").tolist()
     if not r.multi_label:
-        return values
+        return as_whole(values)
     tags = [str(v).split() for v in values]
     empty = next((i for i, t in enumerate(tags) if not t), None)
     if empty is not None:

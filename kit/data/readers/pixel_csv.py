@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from kit.data.label_kinds import as_whole
 from kit.data.readers.contents import Contents, labelled_first, left_out
 from kit.data.readers.tables import PIXEL, column, has_rows, read_csv
 from kit.errors import KitError
@@ -55,7 +56,7 @@ def detect(seen: Contents) -> dict | None:
         label_col=(label, None),
         test_csv=(test[0].name, f"{len(tdf):,} images"),
         id_col=(id_col, f"test ids: {'the ' + ids[0] + ' column' if ids else 'counted from 1'}"),
-        _labels=column(df, label, path, "label-col").tolist(),
+        _labels=as_whole(column(df, label, path, "label-col").tolist()),
         _size=(side, True),
     )
 
@@ -111,5 +112,6 @@ def read(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
                        "size")  # fmt: skip
     x = pixels(train, train_path, r.size)
     names = [f"{train_path.stem} row {i + 1}" for i in range(len(x))]  # "train row 1"
-    return dict(x=x, labels=labels.tolist(), names=names, test_x=pixels(test, test_path, r.size),
-                test_ids=ids, groups=groups, skipped=0)  # fmt: skip
+    return dict(x=x, labels=as_whole(labels.tolist()), names=names,
+                test_x=pixels(test, test_path, r.size), test_ids=ids, groups=groups,
+                skipped=0)  # fmt: skip
