@@ -1,5 +1,6 @@
 """A k-fold run killed mid-fold by a real signal, resumed, ends as if it had never stopped."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from kit.cli import main
 
@@ -23,6 +25,8 @@ ARGS = [
     "3",
     "--bs",
     "32",
+    "--ema",  # a checkpoint keeps the raw weights and their average apart
+    "0.9",
 ]
 
 
@@ -30,7 +34,20 @@ def kit(*argv, **kw):
     return subprocess.run([KIT, *map(str, argv)], capture_output=True, text=True, **kw)
 
 
+def as_if_saved_on_a_gpu(path: Path) -> None:
+    """Write the checkpoint `path` again as a process on a GPU writes it: the same bytes, every
+    storage tagged cuda:0, where torch.load puts it back unless told otherwise."""
+    checkpoint = torch.load(path, weights_only=False)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(checkpoint, path)
+    tags = set()
+    torch.load(path, map_location=lambda s, tag: tags.add(tag) or s, weights_only=False)
+    assert tags == {"cuda:0"}
+
+
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_outputs(tmp_path):
+    """With --ema, and the checkpoint written on a GPU but resumed where there is none."""
     whole = kit("run", "mnist", *ARGS, "--out", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
 
@@ -49,8 +66,10 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_outputs(tmp_path):
     run_id = partial.name[1 : -len(".partial")]
     assert not (runs / run_id).exists() and not (out / "submissions").exists()
     fold0 = (partial / "fold0" / "preds.npz").stat().st_mtime_ns
+    as_if_saved_on_a_gpu(partial / "fold1" / "checkpoint.pth")
 
-    resumed = kit("run", "mnist", "--resume", run_id, "--out", out)
+    no_gpu = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    resumed = kit("run", "mnist", "--resume", run_id, "--out", out, env=no_gpu)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming run {run_id}" in resumed.stdout
     assert not partial.exists() and (runs / run_id / "metrics.json").exists()

@@ -24,13 +24,14 @@ def trains(learn: Learner) -> bool:
 class WeightAverage(Callback):
     """An exponential moving average of the weights (timm's ModelEmaV3, its decay warmed up from
     0 towards `decay` over the steps of each fit), updated after every step. Each epoch validates
-    the averaged weights, so they are what the best-model and checkpoint callbacks keep; training
-    goes on from the raw weights. A resumed run restarts the average from the checkpoint."""
+    the averaged weights, so they are what the best-model callback keeps; training goes on from
+    the raw weights, which a checkpoint keeps apart from the average (`kept`), so that a resumed
+    run goes on from both as if never stopped."""
 
     order = 5  # its before_validate swaps the weights in before any validation callback
 
     def __init__(self, decay: float):
-        self.decay = decay
+        self.decay, self.kept_average = decay, None
 
     def before_fit(self):
         self.run = trains(self.learn)
@@ -54,6 +55,20 @@ class WeightAverage(Callback):
             get_model(self.model).load_state_dict(self.raw)
             self.raw = None
 
+    def kept(self) -> dict:
+        """What a checkpoint after validation needs: the raw weights (the model holds the
+        average then) and the average with its count of updates (its decay's warm-up)."""
+        return {"raw": self.raw, "average": self.average.module.state_dict(),
+                "updates": self.updates}  # fmt: skip
+
+    def carry_on(self) -> None:
+        """Put back the average that `restore` took from a checkpoint (`self.kept_average`),
+        once before_fit has started a new one: the fit continues an interrupted stage."""
+        kept, self.kept_average = self.kept_average, None
+        if kept is not None and self.run:
+            self.average.module.load_state_dict(kept["average"])
+            self.updates = kept["updates"]
+
 
 def epoch_row(learn: Learner, i: int) -> dict:
     """The Recorder's values for epoch `i` of the current fit, by name (losses and metric)."""
@@ -74,8 +89,12 @@ class Checkpoint(Callback):
         st = self.state
         st["history"].append({"stage": st["stage"], **epoch_row(self.learn, -1)})
         st["epochs"][st["stage"]] = st["epochs"].get(st["stage"], 0) + 1
+        average = weight_average(self.learn)
+        kept = average.kept() if average is not None and average.raw is not None else None
         checkpoint = {
-            "model": get_model(self.learn.model).state_dict(),  # without a DDP wrapper
+            # the raw weights (without a DDP wrapper), not the average validated with --ema
+            "model": kept.pop("raw") if kept else get_model(self.learn.model).state_dict(),
+            "average": kept,
             "opt": self.learn.opt.state_dict(),
             "state": st,
             "rng": random_state(self.learn),
@@ -84,6 +103,10 @@ class Checkpoint(Callback):
         }
         with replacing(self.path) as tmp:
             torch.save(checkpoint, tmp)
+
+
+def weight_average(learn) -> WeightAverage | None:
+    return next((cb for cb in learn.cbs if isinstance(cb, WeightAverage)), None)
 
 
 def random_state(learn) -> dict:
@@ -102,19 +125,22 @@ def restore(learn, checkpoint: dict) -> None:
     learn.opt.load_state_dict(checkpoint["opt"])
     rng = checkpoint["rng"]
     torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    for i, state in enumerate(rng["cuda"][: torch.cuda.device_count()]):  # as many GPUs as here
+        torch.cuda.set_rng_state(state, i)
     np.random.set_state(rng["numpy"])
     random.setstate(rng["python"])
     learn.dls.train.gen.set_state(rng["loader"])
+    if (average := weight_average(learn)) is not None:  # Continue puts it back (--ema)
+        average.kept_average = checkpoint.get("average")
 
 
 class Continue(Callback):
-    """On the first fit after a resume, give the Recorder its running training loss and early
-    stopping the best score and patience it had (fastai resets them when a fit starts)."""
+    """On the first fit after a resume, give the Recorder its running training loss, early
+    stopping the best score and patience it had (fastai resets them when a fit starts) and the
+    weight average the average it had (WeightAverage starts a new one)."""
 
-    order = EarlyStoppingCallback.order + 1  # after the Recorder's (50) and the trackers'
-    # own before_fit (60-63; fastai 2.8.12), which reset what this puts back
+    order = EarlyStoppingCallback.order + 1  # after the Recorder's (50), WeightAverage's (5) and
+    # the trackers' own before_fit (60-63; fastai 2.8.12), which reset what this puts back
 
     def __init__(self, smooth: tuple, early=None, values=(), min_delta=0.0, greater=True):
         self.smooth, self.early, self.values = smooth, early, values
@@ -122,6 +148,8 @@ class Continue(Callback):
 
     def before_fit(self):
         self.recorder.smooth_loss.count, self.recorder.smooth_loss.val = self.smooth
+        if (average := weight_average(self.learn)) is not None:
+            average.carry_on()
         if self.early is not None:
             self.early.best, self.early.wait = early_stop_state(
                 self.values, self.min_delta, self.greater

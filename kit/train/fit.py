@@ -50,7 +50,9 @@ def train_model(
     folder.mkdir(exist_ok=True)
     learn = build_learner(r, data, device, weights, folder, valid_idx)
     ckpt = folder / "checkpoint.pth"
-    saved = torch.load(ckpt, weights_only=False) if ckpt.exists() else None
+    # onto the CPU whatever device wrote it (a GPU box's run resumed on a CPU, each DDP rank's
+    # own GPU, not the cuda:0 it was saved from): restore copies it onto the model's device
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt.exists() else None
     if clock and clock.plan is None and not clock.checked:  # in each process once, before
         check_up_front(learn, r, clock)  # it trains (with or without a checkpoint: all agree)
     rates, history = fine_tune_sgdr(learn, r, folder, show, saved, clock)
