@@ -5,12 +5,14 @@ layout's reader on each, through the CLI: read as they should be, or one line, a
 and nothing written."""
 
 import shutil
+import unicodedata
 import zipfile
 
 import layouts_data
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from kit.cli import main
 from kit.data.layouts import load as read_layout
@@ -134,3 +136,67 @@ def test_labels_written_as_decimals_are_whole_numbers(folder, tmp_path):
     assert "label_col='label',  # 2 classes, 0 " in (tmp_path / "competitions" / "x.py").read_text()
     d = read_layout(folder, recipe(tmp_path))
     assert d.classes == ["0", "1"] and d.test_y is not None
+
+
+# --- the images: names, a missing or empty one, a huge one; one class --------------------------
+
+
+def rename_images(folder, change):
+    for path in sorted(folder.glob("t*/*.jpg")):
+        path.rename(path.with_name(change(path.name)))
+
+
+def respell_ids(folder, change):
+    for name in ("train.csv", "sample_submission.csv", "solution.csv"):
+        df = pd.read_csv(folder / name, dtype=str)
+        df["id"] = df["id"].map(change)
+        df.to_csv(folder / name, index=False)
+
+
+def upper_case(folder):
+    rename_images(folder, lambda n: n.replace(".jpg", ".JPG"))  # the CSVs still say .jpg
+
+
+def accents(folder):
+    """Names with spaces and accents, the files' names decomposed (é as e and an accent), as a
+    Mac writes them, the CSVs' composed."""
+    respell_ids(folder, lambda i: f"café crème {i}")
+    rename_images(folder, lambda n: unicodedata.normalize("NFD", f"café crème {n}"))
+
+
+def mixed_extensions(folder):
+    """Ids without an extension, one image in five a .png."""
+    respell_ids(folder, lambda i: i.removesuffix(".jpg"))
+    for k, path in enumerate(sorted(folder.glob("t*/*.jpg"))):
+        if k % 5 == 0:
+            Image.open(path).save(path.with_suffix(".png"))
+            path.unlink()
+
+
+@pytest.mark.parametrize("spell", [upper_case, accents, mixed_extensions])
+def test_images_are_found_however_their_names_are_spelled(spell, folder, tmp_path):
+    spell(folder)
+    assert kit_new(folder, tmp_path) == 0
+    d = read_layout(folder, recipe(tmp_path))
+    sample = pd.read_csv(folder / "sample_submission.csv", dtype=str)
+    assert len(d.x) == 40 and d.test_ids == sample["id"].tolist() and d.test_y is not None
+
+
+@pytest.mark.parametrize("layout", ["folders", "filenames"])
+def test_classes_named_in_decomposed_unicode_are_the_samples(layout, folder, tmp_path):
+    """train/crème/ or train/crème.0.jpg unzipped on a Mac (è as e and an accent), the sample's
+    columns composed: the same classes."""
+    train = pd.read_csv(folder / "train.csv", dtype=str)
+    for i, (name, label) in enumerate(zip(train["id"], train["label"])):
+        word = unicodedata.normalize("NFD", WORDS[int(label)])
+        dest = f"{word}/{name}" if layout == "folders" else f"{word}.{i}.jpg"
+        (folder / "train" / dest).parent.mkdir(exist_ok=True)
+        (folder / "train" / name).rename(folder / "train" / dest)
+    (folder / "train.csv").unlink()
+    sample = pd.read_csv(folder / "sample_submission.csv", dtype=str)
+    sample[WORDS] = 0.5
+    sample.drop(columns="label").to_csv(folder / "sample_submission.csv", index=False)
+    assert kit_new(folder, tmp_path, "--metric", "logloss") == 0
+    r = recipe(tmp_path)
+    assert (r.layout, r.sub_shape) == (layout, "probabilities")
+    assert read_layout(folder, r).classes == WORDS

@@ -1,6 +1,7 @@
 """The folders layout (Plant Seedlings): a training folder holding one folder of images per
 class, the folder's name the class."""
 
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def items(folder: Path, r: Recipe) -> tuple[list[Path], list, None]:
     for d in classes:
         found = image_files(d)
         files += found
-        labels += [d.name] * len(found)
+        labels += [unicodedata.normalize("NFC", d.name)] * len(found)  # as the sample writes it
     if len(set(labels)) < 2:
         raise KitError(f"{root} should hold one folder of images per class; found "
                        f"{len(set(labels))} with images")  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit.data.images import IMAGE_EXTS
-from kit.data.readers.files import image_files
+from kit.data.readers.files import by_name, image_files, name_key
 from kit.data.readers.tables import read_csv
 from kit.data.submission import sample_path
 from kit.errors import KitError
@@ -25,7 +25,7 @@ class Contents:
     sample: pd.DataFrame | None  # sample_submission.csv, as text
     csvs: dict[Path, pd.DataFrame]  # the CSVs at the top, as text (pixel values as numbers)
     dirs: dict[Path, int]  # every folder holding images directly, with their count
-    index: dict[Path, dict[str, str]]  # per image folder: file names and stems -> extension
+    index: dict[Path, dict]  # per image folder: its images by every name an id may give them
 
 
 def look(folder: Path, sample) -> Contents:
@@ -52,16 +52,9 @@ def tables(folder: Path) -> dict[Path, pd.DataFrame]:
     return {p: read_csv(p, "CSV", None) for p in sorted(folder.glob("*.csv")) if p not in skip}
 
 
-def name_index(dirs: dict) -> dict[Path, dict[str, str]]:
-    """Per image folder: file names and stems, each mapped to the file's extension."""
-    index = {}
-    for d in dirs:
-        names = {}
-        for f in image_files(d):
-            names[f.name] = ""
-            names.setdefault(f.stem, f.suffix)
-        index[d] = names
-    return index
+def name_index(dirs: dict) -> dict[Path, dict]:
+    """Per image folder: its images under every name an id may give them (files.by_name)."""
+    return {d: by_name(image_files(d)) for d in dirs}
 
 
 def rel(folder: Path, d: Path) -> str:
@@ -73,8 +66,10 @@ def best_match(values: list, index: dict) -> tuple[Path | None, float, str]:
     to add to them ("" when they carry their own)."""
     best = (None, 0.0, "")
     values = [str(v) for v in values]
+    keys = [name_key(v) for v in values]
     for d, names in index.items():
-        hits = [names[v] for v in values if v in names]
+        found = [(k, names.get(v) or names.get(k)) for v, k in zip(values, keys)]
+        hits = ["" if name_key(f.name) == k else f.suffix for k, f in found if f is not None]
         share = len(hits) / max(len(values), 1)
         if share > best[1]:
             best = (d, share, Counter(hits).most_common(1)[0][0])
@@ -130,7 +125,7 @@ def ext_of(seen: Contents, test: tuple) -> tuple[str, str]:
     files = image_files(seen.folder / test[0])
     if seen.sample is None or not files:
         return "", "test ids are the file names"
-    first = str(seen.sample.iloc[0, 0])
-    if any(f.name == first for f in files):
+    first = name_key(seen.sample.iloc[0, 0])
+    if any(name_key(f.name) == first for f in files):
         return "", "ids name their files with the extension"
     return files[0].suffix, "added to each id to name its file"

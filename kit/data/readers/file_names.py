@@ -1,6 +1,7 @@
 """The filenames layout (Dogs vs Cats): the label is a file's name up to its first dot,
 `cat.0.jpg`."""
 
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +15,8 @@ NAME = "the label in the file name (train/cat.0.jpg)"
 
 
 def name_label(f: Path) -> str:
-    """`cat` of cat.0.jpg."""
-    return f.name.split(".")[0]
+    """`cat` of cat.0.jpg, composed as the sample writes it (a Mac decomposes é in names)."""
+    return unicodedata.normalize("NFC", f.name.split(".")[0])
 
 
 def detect(seen: Contents) -> dict | None:

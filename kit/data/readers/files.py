@@ -2,6 +2,7 @@
 natural order, named by the CSVs' ids, read through the resized cache."""
 
 import re
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -33,20 +34,39 @@ def images_in(folder: Path, what: str) -> list[Path]:
     return files
 
 
-def file_for(item, ext: str, by_name: dict) -> Path | None:
-    """The image that `item` (an id, with or without its extension) names among `by_name`."""
+def name_key(name) -> str:
+    """A name as ids and files are compared: composed (a Mac writes é as e and an accent), case
+    folded (.JPG is .jpg), without spaces around it."""
+    return unicodedata.normalize("NFC", str(name)).strip().casefold()
+
+
+def by_name(files: list[Path]) -> dict[str, Path | None]:
+    """Each image under the names an id may give it: its name and stem as written, then both as
+    `name_key` writes them. A key two images share (a.jpg's and a.png's stem) names neither."""
+    index = {f.name: f for f in files}
+    for keys in (lambda f: (f.stem,), lambda f: (name_key(f.name), name_key(f.stem))):
+        more = {}
+        for f in files:
+            for k in keys(f):
+                if k not in index:
+                    more[k] = f if more.get(k, f) == f else None
+        index |= more
+    return index
+
+
+def file_for(item, ext: str, index: dict) -> Path | None:
+    """The image that `item` (an id, with or without its extension) names in `index`."""
     item = str(item)
-    for name in (item, item + ext):
-        if name in by_name:
-            return by_name[name]
+    for name in (item, item + ext, name_key(item), name_key(item + ext)):
+        if index.get(name) is not None:
+            return index[name]
     return None
 
 
 def match_files(folder: Path, items: list, ext: str, csv: str, what: str) -> list[Path]:
     """The image file for every id; a KitError naming the first id without one."""
-    files = images_in(folder, what)
-    by_name = {f.name: f for f in files} | {f.stem: f for f in files if not ext}
-    found = [file_for(i, ext, by_name) for i in items]
+    index = by_name(images_in(folder, what))
+    found = [file_for(i, ext, index) for i in items]
     missing = [str(i) + ext for i, f in zip(items, found) if f is None]
     if missing:
         raise KitError(f"{csv} names {len(missing)} images missing from {folder.name}/, "
