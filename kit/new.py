@@ -13,6 +13,7 @@ from pathlib import Path
 from kit.data.archives import unpack
 from kit.data.inspect import find_layout
 from kit.data.label_kinds import ranked_labels
+from kit.data.readers.files import held_out_items
 from kit.data.submission import as_sample_writes, read_sample, sample_path, submission_shape
 from kit.data.summary import balance, measure_images
 from kit.errors import KitError
@@ -112,6 +113,9 @@ def inspect_folder(folder: Path, metric=None, slug=None) -> dict:
     else:
         side, grey, summary = measure_images(found.pop("_train"))
     classes = sorted({str(v) for v in labels})
+    if len(classes) < 2:
+        raise KitError(f"the training labels hold only one class ({', '.join(classes)}); "
+                       "nothing to learn: check the labels column or folders")  # fmt: skip
     k = ranked_labels(sample, multi)
     metric, why = choose_metric(metric, slug, sample, len(classes), k, multi)
     labelled = "label_col" if "label_col" in found else "train_dir"
@@ -122,6 +126,8 @@ def inspect_folder(folder: Path, metric=None, slug=None) -> dict:
     if k:  # the sample lists k labels per image: the k likeliest, whatever the metric
         fields |= {"sub_shape": ("top_k", None), "top_k": (k, None)}
     r = check(Recipe(name="new", **{f: v for f, (v, _) in fields.items()}))
+    if r.layout != "pixels":  # every test image there, as kit run will read them
+        held_out_items(folder, r, sample)
     if not r.multi_label:  # 1.0 written 1 where the sample writes whole numbers
         classes = sorted(set(as_sample_writes(classes, sample, submission_shape(r, sample, None))))
     shape = submission_shape(r, sample, classes if sample is not None else None)

@@ -200,3 +200,20 @@ def test_classes_named_in_decomposed_unicode_are_the_samples(layout, folder, tmp
     r = recipe(tmp_path)
     assert (r.layout, r.sub_shape) == (layout, "probabilities")
     assert read_layout(folder, r).classes == WORDS
+
+
+def test_one_class_is_one_line(folder, tmp_path, capsys):
+    train = pd.read_csv(folder / "train.csv", dtype=str).assign(label="1")
+    train.to_csv(folder / "train.csv", index=False)
+    err = refused(kit_new(folder, tmp_path), tmp_path, capsys)
+    assert "the training labels hold only one class (1)" in err
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda p: p.unlink(), "sample_submission.csv names 1 images missing from test/"),
+    (lambda p: p.write_bytes(b""), "test image 0045.jpg is empty (0 bytes)"),
+])  # fmt: skip
+def test_a_missing_or_empty_test_photo_is_one_line(spoil, message, folder, tmp_path, capsys):
+    spoil(folder / "test" / "0045.jpg")
+    err = refused(kit_new(folder, tmp_path), tmp_path, capsys)
+    assert message in err, err

@@ -75,12 +75,18 @@ def match_files(folder: Path, items: list, ext: str, csv: str, what: str) -> lis
 
 
 def held_out_items(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> tuple[list, list[Path]]:
-    """The test ids in submission order, and each one's image."""
+    """The test ids in submission order, and each one's image; a KitError for an empty one."""
     if sample is not None:
         ids = sample.iloc[:, 0].tolist()
-        return ids, match_files(folder / r.test_dir, ids, r.ext, "sample_submission.csv", "test")
-    files = images_in(folder / r.test_dir, "test")
-    return [f.name if not r.ext else f.stem for f in files], files
+        files = match_files(folder / r.test_dir, ids, r.ext, "sample_submission.csv", "test")
+    else:
+        files = images_in(folder / r.test_dir, "test")
+        ids = [f.name if not r.ext else f.stem for f in files]
+    empty = next((f for f in files if f.stat().st_size == 0), None)
+    if empty is not None:
+        raise KitError(f"test image {empty.name} is empty (0 bytes), and every test image must be "
+                       f"predicted; download the test set again")  # fmt: skip
+    return ids, files
 
 
 def read_photos(folder: Path, r: Recipe, sample, items: tuple) -> dict:
