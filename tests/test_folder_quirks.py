@@ -217,3 +217,15 @@ def test_a_missing_or_empty_test_photo_is_one_line(spoil, message, folder, tmp_p
     spoil(folder / "test" / "0045.jpg")
     err = refused(kit_new(folder, tmp_path), tmp_path, capsys)
     assert message in err, err
+
+
+def test_a_photo_past_the_decompression_bomb_limit_is_one_line(folder, tmp_path, capsys,
+                                                               monkeypatch):  # fmt: skip
+    """A few huge photos among small ones: PIL refuses to open one (DecompressionBombError, not
+    an OSError) past twice Image.MAX_IMAGE_PIXELS; here the limit is lowered, not the photo
+    made huge."""
+    big = folder / "train" / "0007.jpg"
+    Image.open(big).resize((64, 64)).save(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # 32x32 opens, 64x64 is past 2 x 1500
+    err = refused(kit_new(folder, tmp_path), tmp_path, capsys)
+    assert "0007.jpg is 64x64, past PIL's decompression-bomb limit" in err, err

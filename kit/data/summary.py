@@ -24,7 +24,11 @@ def measure_images(files: list[Path]) -> tuple[int, bool, str]:
                 sides.append((im.width + im.height) / 2)
                 modes[im.mode] += 1
                 sizes[f"{im.width}x{im.height}"] += 1
-        except OSError:
+        except Image.DecompressionBombError:  # not an OSError
+            raise KitError(f"{f} is {bomb_size(f)}, past PIL's decompression-bomb limit of "
+                           f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels; shrink it, or move it out of "
+                           "the folder") from None  # fmt: skip
+        except (OSError, SyntaxError, ValueError):  # unreadable, as kit/data/images.py decode's
             continue
     if not sides:
         raise KitError(f"none of the images looked at can be read, e.g. {files[0]}")
@@ -32,6 +36,17 @@ def measure_images(files: list[Path]) -> tuple[int, bool, str]:
     common = sizes.most_common(1)[0][0]
     kinds = "/".join(m for m, _ in modes.most_common(3))
     return round(statistics.median(sides)), grey, f"{common} {kinds}"
+
+
+def bomb_size(f: Path) -> str:
+    """The width x height of an image PIL refuses to open, read with its limit lifted for the
+    header alone (nothing is decoded)."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(f) as im:
+            return f"{im.width}x{im.height}"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def balance(labels: list) -> str:
