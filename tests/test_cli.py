@@ -1,10 +1,12 @@
 """The CLI as a user drives it: help, listing, and one clear line for every bad input."""
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from kit.cli import main
 
@@ -91,6 +93,28 @@ def test_bad_flag_values(capsys, tmp_path, mnist_sample, flag, value, message):
         capsys, ["run", "mnist", "--data", str(mnist_sample), flag, value], tmp_path
     )
     assert message in err
+
+
+@pytest.mark.parametrize(
+    "device, gpus, message",
+    [
+        ("mps", 0, "--device mps asked for, but torch sees no Apple GPU (MPS); use --device cpu"),
+        ("cuda:7", 0, "--device cuda:7 asked for, but torch sees no CUDA GPU; use --device cpu"),
+        ("cuda:7", 1, "--device cuda:7 asked for, but torch sees 1 CUDA GPU (cuda:0); use one"),
+        ("cuda:7", 4, "torch sees 4 CUDA GPUs (cuda:0 to cuda:3); use one of them"),
+        ("meta", 0, "--device 'meta' is not one kit trains on; use auto, cpu, cuda or mps"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_one_line(
+    capsys, tmp_path, mnist_sample, monkeypatch, device, gpus, message
+):
+    """As a machine with `gpus` CUDA GPUs and no Apple GPU sees it (cached, as torch's own are:
+    torch reads their __wrapped__)."""
+    monkeypatch.setattr(torch.cuda, "is_available", functools.cache(lambda: gpus > 0))
+    monkeypatch.setattr(torch.cuda, "device_count", functools.cache(lambda: gpus))
+    monkeypatch.setattr(torch.backends.mps, "is_available", functools.cache(lambda: False))
+    argv = ["run", "mnist", "--data", str(mnist_sample), "--device", device, "--cycles", "1"]
+    assert message in one_line_error(capsys, argv, tmp_path)
 
 
 def test_flag_of_the_wrong_type_is_one_line(tmp_path):

@@ -46,8 +46,21 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError as e:
         raise KitError(f"--device {name!r} is not a device; use auto, cpu, cuda or mps") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise KitError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    if device.type not in ("cpu", "cuda", "mps"):  # meta, xpu...: torch's, not kit's
+        raise KitError(f"--device {name!r} is not one kit trains on; use auto, cpu, cuda or mps")
+    if device.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not n:
+            raise KitError(f"--device {name} asked for, but torch sees no CUDA GPU; use "
+                           "--device cpu")  # fmt: skip
+        if device.index is not None and device.index >= n:
+            ids = "cuda:0" if n == 1 else f"cuda:0 to cuda:{n - 1}"
+            raise KitError(f"--device {name} asked for, but torch sees {n} CUDA GPU"
+                           f"{'s' * (n > 1)} ({ids}); use one of them, or check "
+                           "CUDA_VISIBLE_DEVICES")  # fmt: skip
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise KitError(f"--device {name} asked for, but torch sees no Apple GPU (MPS); use "
+                       "--device cpu")  # fmt: skip
     return device
 
 
