@@ -17,6 +17,7 @@ from kit.recipe import Recipe
 
 NAME = "pixel CSVs (train.csv: label,pixel0,...)"
 MIN_PIXELS = 64  # an 8x8 image; fewer pixel columns are not images
+CHUNK_BYTES = 64 * 2**20  # float32 images resized at once: 334 at 224 px
 
 
 def square_side(n: int) -> int | None:
@@ -81,10 +82,19 @@ def pixels(df: pd.DataFrame, path: Path, size: int) -> torch.Tensor:
     if values.min() < 0 or values.max() > 255:
         raise KitError(f"{path.name} has pixel values outside 0-255")
     x = torch.from_numpy(values.astype(np.uint8)).view(-1, 1, side, side)
-    if side != size:
-        x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True)
-        x = x.round().clamp(0, 255).to(torch.uint8)
-    return x
+    return x if side == size else resized(x, size)
+
+
+def resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 images resized a chunk at a time into a uint8 result: only one chunk is ever in
+    float32 (Digit Recognizer's 42,000 at 224 px would be 8.4 GB at once)."""
+    out = torch.empty((len(x), 1, size, size), dtype=torch.uint8)
+    step = max(1, CHUNK_BYTES // (size * size * 4))
+    for i in range(0, len(x), step):
+        part = F.interpolate(x[i : i + step].float(), size=(size, size), mode="bilinear",
+                             antialias=True)  # fmt: skip
+        out[i : i + step] = part.round_().clamp_(0, 255)  # in place: no second float copy
+    return out
 
 
 def read(folder: Path, r: Recipe, sample: pd.DataFrame | None) -> dict:
