@@ -8,9 +8,12 @@ import contextlib
 import functools
 import os
 import re
+import secrets
 import shutil
+import socket
 import sys
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,6 +37,9 @@ TIMEOUT_MIN = 30.0
 # there for ever: the process it waits for finishes, dies (torchrun then stops the others), or
 # is stuck at a collective, whose TIMEOUT_MIN ends the run.
 PATIENCE = timedelta(days=7)
+# How long a process looks for a file that rank 0 has just written in the run folder before it
+# concludes that it does not share rank 0's filesystem (a network mount may show it late).
+SHARED_S = 5.0
 
 
 def timeout() -> timedelta:
@@ -155,6 +161,7 @@ def main_first():
 def workspace(partial: Path, folds: int):
     """Where this process writes: the run folder, or in a DDP run outside rank 0 a scratch copy
     (a resumed run's checkpoints included), removed afterwards."""
+    shared(partial)
     if not ddp(folds):
         yield partial
         return
@@ -169,6 +176,36 @@ def workspace(partial: Path, folds: int):
         yield scratch / "run"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def shared(folder: Path) -> None:
+    """A KitError in every process unless all of them see rank 0's run `folder` (processes on
+    several machines with no filesystem in common): the others write their folds there and
+    copy its checkpoints, and rank 0 reads their folds back."""
+    if world() == 1:
+        return
+    mark = on_main(lambda: written(folder / f".shared-{secrets.token_hex(8)}"))
+    deadline = time.monotonic() + SHARED_S
+    while not (seen := (folder / mark).is_file()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    found = [None] * world()
+    dist.all_gather_object(found, (seen, socket.gethostname()))
+    if is_main():
+        (folder / mark).unlink(missing_ok=True)
+    barrier()  # gone before anyone copies the folder
+    blind = [(r, host) for r, (seen, host) in enumerate(found) if not seen]
+    if blind:
+        r, host = blind[0]
+        raise KitError(f"process {r} of {world()} (on {host}) does not see the run folder "
+                       f"{folder} that process 0 (on {found[0][1]}) writes: a run on several "
+                       "machines needs --out on a filesystem that they all share, at the same "
+                       "path (e.g. NFS); or train on one machine")  # fmt: skip
+
+
+def written(path: Path) -> str:
+    """The name of `path`, created empty."""
+    path.touch(exist_ok=False)
+    return path.name
 
 
 @contextlib.contextmanager
