@@ -5,6 +5,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from fastai.callback.core import Callback
 
 from kit.files import save_figure
@@ -12,22 +13,37 @@ from kit.files import save_figure
 
 class Steps(Callback):
     """Append each training step's loss and last-group learning rate to `steps` (a list kept
-    in the checkpoint state, so a resumed run keeps the steps of its finished epochs)."""
+    in the checkpoint state, so a resumed run keeps the steps of its finished epochs). The
+    losses stay on the device until the epoch ends, then come over at once: reading a GPU's
+    loss every step would make the CPU wait for each step's work."""
 
     order = 54  # after the loss is computed; before Checkpoint saves the epoch
 
     def __init__(self, state: dict):
-        self.state = state
+        self.state, self.rows, self.losses = state, [], []
 
     def after_batch(self):
         if self.training:
             st = self.state
-            self.state["steps"].append({
-                "stage": st["stage"],
-                "epoch": len(st["history"]),
-                "loss": float(self.learn.loss.detach()),
-                "lr": float(self.learn.opt.hypers[-1]["lr"]),
-            })  # fmt: skip
+            lr = float(self.learn.opt.hypers[-1]["lr"])
+            self.rows.append((st["stage"], len(st["history"]), lr))
+            self.losses.append(self.learn.loss.detach())
+
+    def after_epoch(self):
+        self.record()
+
+    def after_fit(self):
+        self.record()  # a fit stopped mid-epoch
+
+    def record(self):
+        """The pending steps into `steps`, their losses read in one transfer."""
+        if self.rows:
+            losses = torch.stack([loss.float() for loss in self.losses]).tolist()
+            self.state["steps"] += [
+                {"stage": stage, "epoch": epoch, "loss": loss, "lr": lr}
+                for (stage, epoch, lr), loss in zip(self.rows, losses)
+            ]
+        self.rows, self.losses = [], []
 
 
 def smooth(values: np.ndarray, beta: float = 0.98) -> np.ndarray:
