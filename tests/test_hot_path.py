@@ -2,6 +2,7 @@
 the step's loss is read once an epoch, not every step, and the values recorded stay the same."""
 
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -70,3 +71,44 @@ def test_steps_record_each_loss_as_read_every_step_and_read_the_device_once_an_e
     assert [s["epoch"] for s in state["steps"]] == [0] * 5 + [1] * 5 + [2] * 5
     assert [list(s) for s in state["steps"]] == [["stage", "epoch", "loss", "lr"]] * 15
     assert len(reads) == 3  # one read an epoch, of its 5 steps (there were 15 reads before)
+
+
+def served(loader, epochs=2) -> list:
+    return [(xb.clone(), yb.clone()) for _ in range(epochs) for xb, yb in loader]
+
+
+def test_on_a_gpu_batches_are_pinned_read_ahead_copied_without_waiting_and_the_same(monkeypatch):
+    """No GPU here: a copy to "cuda" stays on the CPU, noting how it was asked for."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (37, 3, 8, 8), dtype=torch.uint8, generator=gen)
+    y = torch.randint(0, 5, (37,), generator=gen)
+
+    def flip(xb, gen):  # draws from the loader's generator, as augmentation does
+        return xb.flip(-1) if torch.rand(1, generator=gen) < 0.5 else xb
+
+    def loader(device):
+        return TensorLoader(x, y, 8, ([0.4] * 3, [0.2] * 3), shuffle=True, drop_last=True,
+                            augment=flip, device=device, seed=3, rows=range(2, 37))  # fmt: skip
+
+    expected = served(loader("cpu"))
+    pins, copies, to = [], [], torch.Tensor.to
+
+    def pin(self):
+        pins.append(threading.current_thread() is threading.main_thread())
+        return self
+
+    def copy(self, *a, **k):
+        if a and isinstance(a[0], torch.device) and a[0].type == "cuda":
+            copies.append(k.get("non_blocking"))
+            return self
+        return to(self, *a, **k)
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    monkeypatch.setattr(torch.Tensor, "to", copy)
+    assert served(loader("cpu")) and not pins and not copies  # the CPU's path: as it was
+    got = served(loader("cuda"))
+    assert len(got) == len(expected) == 8
+    for (xb, yb), (xe, ye) in zip(got, expected):
+        assert torch.equal(xb, xe) and torch.equal(yb, ye)
+    assert pins == [False] * 16  # images and labels of each batch, pinned in the reading thread
+    assert copies == [True] * 16

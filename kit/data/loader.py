@@ -2,7 +2,8 @@
 augmented on the whole batch."""
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -38,6 +39,16 @@ def gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     rows = idx.numpy()
     read = read_rows(x, rows)
     return read if read is not None else torch.from_numpy(x.numpy()[rows])
+
+
+def ahead(make: Callable, n: int) -> Iterator:
+    """`make(i)` for i in range(n), each made in a thread while the one before is in use."""
+    with ThreadPoolExecutor(1) as pool:
+        coming = pool.submit(make, 0) if n else None
+        for i in range(n):
+            made = coming.result()
+            coming = pool.submit(make, i + 1) if i + 1 < n else None
+            yield made
 
 
 class TensorLoader:
@@ -94,12 +105,21 @@ class TensorLoader:
     def __iter__(self):
         order = torch.randperm(self.n, generator=self.gen) if self.shuffle else torch.arange(self.n)
         order = order[self.rank :: self.world][: self.items()]
-        for i in range(len(self)):
+        cuda = self.device.type == "cuda"
+
+        def host(i: int) -> tuple[torch.Tensor, torch.Tensor]:
             idx = order[i * self.bs : (i + 1) * self.bs]
             idx = idx if self.rows is None else self.rows[idx]
-            xb = gather(self.x, idx).to(self.device, non_blocking=True)
+            xb, yb = gather(self.x, idx), gather(self.y, idx)
+            return (xb.pin_memory(), yb.pin_memory()) if cuda else (xb, yb)
+
+        # on a GPU the next batch is read (and pinned, so that its copy does not hold up this
+        # process) while the GPU works on this one; on the CPU every core runs the network
+        batches = ahead(host, len(self)) if cuda else map(host, range(len(self)))
+        for xb, yb in batches:
+            xb = xb.to(self.device, non_blocking=True)
             xb = model_input(xb, self.mean, self.std, self.augment, self.gen, self.channels_last)
-            yield xb, gather(self.y, idx).to(self.device, non_blocking=True)
+            yield xb, yb.to(self.device, non_blocking=True)
 
     def to(self, device):
         self.device = torch.device(device)
