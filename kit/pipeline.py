@@ -30,19 +30,18 @@ from kit.data.layouts import Data
 from kit.data.layouts import load as read_layout
 from kit.data.sample import write_sample
 from kit.data.submission import checked_submission, read_sample
-from kit.errors import KitError
 from kit.evaluate.calibration import calibrate, temperature_scaling
 from kit.evaluate.interpret import interpret
 from kit.evaluate.metrics import MULTI_LABEL, at_least_as_good, score
 from kit.evaluate.predictions import Predictions, averaged, concatenated, scores, table
 from kit.evaluate.thresholds import decide, threshold_tuning
-from kit.files import read_json, write_json, write_new
+from kit.files import write_json, write_new
 from kit.paths import data_dir, output_root
-from kit.recipe import Recipe, load_competition, override, recipe_fields
+from kit.recipe import Recipe, load_competition, override
+from kit.resume import resume_options
 from kit.runs.folder import (
     arch_label,
     finish_run_dir,
-    interrupted_run,
     new_run_dir,
     publish,
     stopped,
@@ -135,6 +134,9 @@ def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun=""
     own options, e.g. "--nnodes 2 ..."). Returns the metrics and the paths written.
     """
     if nproc is not None and not distributed.in_worker():
+        if resume:  # options it cannot honour refused here, before any process starts
+            given = {k: v for k, v in options.items() if k not in ("out", "device")}
+            resume_options(output_root(options.get("out")), name, resume, given)
         n = launch.resolve_nproc(nproc, options.get("device") or "auto", options.get("sync_bn"))
         if n > 1:
             root = output_root(options.get("out"))
@@ -161,28 +163,16 @@ def start_run(job: Job, name: str) -> tuple[str, Path]:
 
 def resume_run(name: str, run_id: str, show=None, out=None, device="auto", **options) -> dict:
     """Continue the interrupted run `run_id` with its own recipe and data, from its last
-    checkpoint; folds already trained are not trained again."""
-    given = sorted(k for k, v in options.items() if v not in (None, False))
-    if given:
-        raise KitError(f"--resume continues a run with its own recipe and data; drop "
-                       f"--{given[0].replace('_', '-')}")  # fmt: skip
-    partial = interrupted_run(output_root(out), name, run_id)
-    saved = read_json(partial / "job.json")
-    recipe = {
-        f.name: v
-        for f in recipe_fields()
-        if (v := read_json(partial / "recipe.json").get(f.name)) is not None
-    }
-    recipe.setdefault("fold_seed", recipe.get("seed"))  # a run from before folds had a seed
+    checkpoint (on this machine's `device`); folds already trained are not trained again.
+    `options` that would change the run are refused (kit/resume.py)."""
+    partial, saved = resume_options(output_root(out), name, run_id, options)
     folds_csv = partial / FOLDS_CSV  # the very folds it started with (a single split: fold 0)
     job = prepare(
         name,
-        data=saved["data"],
         out=out,
         device=device,
-        weights=saved["weights"],
         folds_csv=folds_csv if folds_csv.is_file() else None,
-        **recipe,
+        **saved,
     )
     print(f"resuming run {run_id}")
     return complete_run(job, name, run_id, partial, show)
