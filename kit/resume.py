@@ -33,7 +33,9 @@ def resume_options(root: Path, name: str, run_id: str, options: dict) -> tuple[P
     for key, value in options.items():
         if value is None or key == "sample":
             continue
-        if key in WHERE:
+        if key not in recipe and key not in WHERE:  # prepare names the unknown field
+            recipe[key] = value
+        elif key in WHERE:
             where[key] = moved(run_id, key, where[key], value, options.get("sample"))
         elif recipe.get(key) != value:
             raise KitError(f"run {run_id} was started with {flag(key, recipe.get(key))}; "
