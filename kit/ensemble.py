@@ -26,7 +26,7 @@ from kit.evaluate.predictions import Predictions, multi_hot, table
 from kit.evaluate.thresholds import decide, threshold_tuning
 from kit.files import read_json, write_json, write_new
 from kit.paths import output_root
-from kit.recipe import load_competition
+from kit.recipe import load_competition, saved_recipe
 from kit.runs.folder import discard_run_dir, finish_run_dir, finished_run, new_run_dir, publish
 from kit.runs.record import Record, read_record, write_record
 
@@ -61,7 +61,11 @@ def load_member(runs: Path, name: str, run: str) -> dict:
         "oof": oof[cols].to_numpy(),
         "test": test[cols].to_numpy(),
         "data": record.data,
+        "recipe": recipe,  # as the run saved it: the submission it writes
     }
+
+
+CONTRACT = ("metric", "sub_shape", "multi_label", "top_k", "positive")  # what a submission holds
 
 
 def thresholded(probs: np.ndarray, threshold: float) -> np.ndarray:
@@ -79,6 +83,12 @@ def check_members(members: list) -> None:
         if m["classes"] != first["classes"] or m["test_ids"] != first["test_ids"]:
             raise KitError(f"runs {first['run']} and {m['run']} predict different classes or "
                            "test items")  # fmt: skip
+        for key in CONTRACT:
+            if m["recipe"].get(key) != first["recipe"].get(key):
+                raise KitError(f"runs {first['run']} and {m['run']} write different submissions "
+                               f"({key} {first['recipe'].get(key)!r} and "
+                               f"{m['recipe'].get(key)!r}); ensemble runs made with the same "
+                               f"--{key.replace('_', '-')}")  # fmt: skip
 
 
 def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=None) -> dict:
@@ -86,7 +96,7 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
     submission. Prints each member's out-of-fold score and the blend's."""
     if method not in METHODS:
         raise KitError(f"--method must be one of {', '.join(METHODS)}")
-    comp = load_competition(name)
+    load_competition(name)  # an unknown recipe is one line
     root = output_root(out)
     runs_dir = root / "runs" / name
     if len(set(runs)) < 2:
@@ -135,13 +145,14 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
     if result.get("thresholded"):  # the tags from the tuned per-tag thresholds
         probs = decide(blend_test, result["thresholds"])
     classes = first["classes"]
-    sub = checked_submission(comp.RECIPE, sample, first["test_ids"], probs, classes)
+    sub = checked_submission(saved_recipe(first["recipe"]), sample, first["test_ids"], probs,
+                             classes)  # fmt: skip
 
     run_id, partial = new_run_dir(root, name, f"ensemble-{method}")
     try:
-        write_json(partial / "recipe.json", {"name": name, "arch": f"ensemble-{method}",
-                                             "metric": m, "members": list(runs),
-                                             "multi_label": first["multi_label"]})  # fmt: skip
+        # the members' recipe (what the submission is made by), as an ensemble of them
+        write_json(partial / "recipe.json", {**first["recipe"], "arch": f"ensemble-{method}",
+                                             "members": list(runs)})  # fmt: skip
         shutil.copyfile(first["path"] / "folds.csv", partial / "folds.csv")
         oof = Predictions(first["items"], blend_oof)
         table(oof, "item", classes, y, {"fold": fold}).to_csv(partial / "oof.csv", index=False)

@@ -22,7 +22,7 @@ from kit.evaluate.blend import fit_blend
 from kit.evaluate.metrics import ON_PROBABILITIES
 from kit.files import read_json
 from kit.paths import data_dir, output_root
-from kit.recipe import load_competition, saved_recipe
+from kit.recipe import saved_recipe
 from kit.runs.folder import finished_run, member_runs, publish_text
 from kit.runs.record import Record, read_record
 from kit.runs.records import predicted_stem
@@ -47,9 +47,7 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
     if first.layout != "pixels" and not (folder / first.test_dir).is_dir():
         unpack(folder)  # Kaggle's archives, as `kit run` unpacks them
     sample = read_sample(folder)
-    # a `kit ensemble` run: its members hold the models
-    contract = load_competition(name).RECIPE if record.ensemble else first
-    submission_shape(contract, sample, classes)  # a sample of another competition stops here
+    submission_shape(first, sample, classes)  # a sample of another competition stops here
     dev = resolve_device(device)
     tests = [stream_test_set(folder, r, sample, m.name) for r, m in zip(recipes, members)]
     models = [load_models(m, r, len(classes), dev) for r, m in zip(recipes, members)]
@@ -69,7 +67,7 @@ def predict(name: str, run: str, data=None, out=None, device="auto") -> dict:
         test_probs = blend(run_dir.parent, name, members, record, probs)
     else:
         test_probs = record.decided(probs[0])
-    sub = checked_submission(contract, sample, tests[0].ids, test_probs, classes)
+    sub = checked_submission(first, sample, tests[0].ids, test_probs, classes)
     stem = predicted_stem(root, name, run_dir.name)
     submission = publish_text(root, name, stem, sub.to_csv(index=False))
     print(f"submission: {submission}")

@@ -167,3 +167,31 @@ def test_a_positive_run_is_submitted_as_the_probability_of_its_class(kaggle, tmp
     assert code == 0, err
     assert "the probability of class 'cat' in label" in out
     assert uploaded(kaggle) == [sub.read_bytes()]
+
+
+def test_an_ensemble_submits_and_is_checked_as_its_members_do(kaggle, tmp_path, capsys):
+    """Two k-fold runs with --sub-shape label: their ensemble writes labels, as they do (not
+    the packaged recipe's probabilities), and `kit submit` checks it so; an ensemble of runs
+    that write different submissions is one line."""
+    label = ["--sub-shape", "label", "--folds", "2"]
+    work, _ = trained(tmp_path, layouts_data, "cactus", label)
+    with layouts_data.working_in(work):
+        assert main(["run", "cactus", *TINY, *label, "--seed", "1"]) == 0
+        assert main(["run", "cactus", *TINY, "--folds", "2", "--seed", "2"]) == 0
+    runs = sorted(p.name for p in (work / "runs" / "cactus").iterdir())
+    capsys.readouterr()
+    with layouts_data.working_in(work):
+        assert main(["ensemble", "cactus", runs[2], runs[0]]) == 1
+    assert (
+        "write different submissions (sub_shape 'probability' and 'label')"
+        in capsys.readouterr().err
+    )
+    with layouts_data.working_in(work):
+        assert main(["ensemble", "cactus", runs[0], runs[1]]) == 0
+    (sub,) = (work / "submissions" / "cactus").glob("*ensemble*.csv")
+    assert set(pd.read_csv(sub, dtype=str)["has_cactus"]) <= {"0", "1"}
+    kaggle.zips["aerial-cactus-identification"] = b"-"
+    code, out, err = submit(capsys, work, "cactus")  # the newest file: the ensemble's
+    assert code == 0, err
+    assert "one of 2 labels in has_cactus" in out
+    assert uploaded(kaggle) == [sub.read_bytes()]

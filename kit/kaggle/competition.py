@@ -164,10 +164,11 @@ def submit_run(name: str, file=None, message=None, wait=True, out=None, data=Non
 
 def written_by(packaged: Recipe, run_dir: Path | None) -> Recipe:
     """The recipe a submission was made by: its run's, as saved with the flags it ran with
-    (--sub-shape, --metric, --top-k...), else the packaged one (a file of no run; an ensemble,
-    which shapes its blend by the packaged recipe)."""
+    (--sub-shape, --metric, --top-k...; an ensemble's: its members'), else the packaged one (a
+    file of no run; an ensemble made before ensembles saved their members' recipe)."""
     saved = read_json(run_dir / "recipe.json", {}) if run_dir else {}
-    return saved_recipe(saved) if saved and "members" not in saved else packaged
+    legacy = "members" in saved and "sub_shape" not in saved
+    return saved_recipe(saved) if saved and not legacy else packaged
 
 
 def check_file(file: Path, r: Recipe, metrics: dict, data=None, also=None) -> None:
