@@ -30,11 +30,11 @@ from kit.data.layouts import Data
 from kit.data.layouts import load as read_layout
 from kit.data.sample import write_sample
 from kit.data.submission import checked_submission, read_sample
-from kit.evaluate.calibration import calibrate, temperature_scaling
+from kit.evaluate.calibration import temperature_scaling
 from kit.evaluate.interpret import interpret
 from kit.evaluate.metrics import MULTI_LABEL, at_least_as_good, score
 from kit.evaluate.predictions import Predictions, averaged, concatenated, scores, table
-from kit.evaluate.thresholds import decide, threshold_tuning
+from kit.evaluate.thresholds import threshold_tuning
 from kit.files import write_json, write_new
 from kit.paths import data_dir, output_root
 from kit.recipe import Recipe, load_competition, override
@@ -47,6 +47,7 @@ from kit.runs.folder import (
     stopped,
     versions,
 )
+from kit.runs.record import Record, score_key, write_record
 from kit.runs.report import write_report
 from kit.train import distributed, launch
 from kit.train.budget import Clock, with_plan
@@ -202,7 +203,7 @@ def complete_run(job: Job, name: str, run_id: str, partial: Path, show) -> dict:
             stopped(partial, name, run_id)
         raise
     submission = publish(job.root, name, final)
-    print_summary(r.metric, metrics, final, submission)
+    print_summary(r.metric, Record.from_json(metrics), final, submission)
     return {**metrics, "run_dir": str(final), "submission": str(submission)}
 
 
@@ -238,16 +239,13 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
     idx = np.concatenate([valid for _, valid in models])
     y = d.y.numpy()[idx]
     valid, test = combine(trained)
-    metrics = score_run(r, y, valid, [t.valid for t in trained], job.fold[idx])
-    tta = metrics["submitted"] == "tta"
-    test_probs = test.chosen(tta)
-    if metrics.get("calibrated"):
-        test_probs = calibrate(test_probs, metrics["temperature"])
-    thresholds = metrics["thresholds"] if metrics.get("thresholded") else None
-    if thresholds is not None:  # the tags each image's submission lists
-        test_probs = decide(test_probs, thresholds)
+    scored = score_run(r, y, valid, [t.valid for t in trained], job.fold[idx])
+    decision = Record.from_json({**scored, "classes": d.classes})
+    tta = decision.tta
+    test_probs = decision.decided(test.chosen(tta))
+    thresholds = decision.thresholds if decision.thresholded else None
     if d.test_y is not None:
-        metrics[f"test_{r.metric}"] = score(r.metric, d.test_y.numpy(), test_probs)
+        scored[score_key(r.metric, "test")] = score(r.metric, d.test_y.numpy(), test_probs)
 
     history = write_predictions(job, r, run_dir, trained, valid, test, idx, y)
     images = torch.utils.data.Subset(d.x, idx)  # read one image at a time: no copy of the set
@@ -255,7 +253,8 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
               thresholds=thresholds)  # fmt: skip
     sub = checked_submission(r, sample, d.test_ids, test_probs, d.classes)
     write_new(sub.to_csv(index=False), run_dir / "submission.csv")
-    metrics |= {
+    record = Record.from_json({
+        **scored,
         **(trained[0].record["rates"] if not r.folds else {}),
         "lr_rule": describe(r.lr, resolve(r.lr_rule, r.pretrained)),
         **({"averaging": [t.record["averaging"] for t in trained]} if r.snapshots else {}),
@@ -268,9 +267,8 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
         "weights": str(job.weights) if job.weights else None,
         "data": str(job.folder.resolve()),  # whose sample_submission.csv `kit submit` checks
         "classes": d.classes,
-    }
-    write_json(run_dir / "metrics.json", metrics)
-    return metrics
+    })  # fmt: skip
+    return write_record(run_dir, record)
 
 
 def combine(trained: list[Trained]) -> tuple[Predictions, Predictions]:
@@ -286,12 +284,12 @@ def score_run(r: Recipe, y: np.ndarray, valid: Predictions, per_fold: list, fold
     a multi-label F-beta, whether per-tag thresholds do."""
     m = r.metric
     found = scores(m, y, valid)
-    out = {f"valid{'_tta' if tta else ''}_{m}": s for tta, s in found.items()}
+    out = {score_key(m, "valid", tta): s for tta, s in found.items()}
     if r.folds:
         for tta in found:
-            kind = "_tta" if tta else ""
             each = [score(m, y[fold == k], p.chosen(tta)) for k, p in enumerate(per_fold)]
-            out |= {f"folds{kind}_{m}": each, f"folds{kind}_{m}_std": float(np.std(each))}
+            key = score_key(m, "folds", tta)
+            out |= {key: each, f"{key}_std": float(np.std(each))}
     tta = r.tta and at_least_as_good(m, found[True], found[False])
     if m == "logloss":  # Kaggle punishes overconfidence: calibrate, if that helps out of sample
         groups = fold if r.folds else np.arange(len(y)) % 2
@@ -320,16 +318,16 @@ def write_predictions(job: Job, r: Recipe, run_dir: Path, trained, valid, test, 
     return history
 
 
-def print_summary(m: str, metrics: dict, run_dir: Path, submission: Path) -> None:
+def print_summary(m: str, record: Record, run_dir: Path, submission: Path) -> None:
     """The scores in one line (per fold in a second), and where the run and submission are."""
-    line = f"{'out-of-fold' if metrics['folds'] else 'valid'} {m} {metrics[f'valid_{m}']:.4f}"
-    if f"valid_tta_{m}" in metrics:
-        line += f"  with TTA {metrics[f'valid_tta_{m}']:.4f}"
-    if f"test_{m}" in metrics:
-        line += f"  test {m} {metrics[f'test_{m}']:.4f} (held-out sample labels)"
+    line = f"{'out-of-fold' if record.folds else 'valid'} {m} {record.score(m):.4f}"
+    if record.score(m, tta=True) is not None:
+        line += f"  with TTA {record.score(m, tta=True):.4f}"
+    if record.score(m, "test") is not None:
+        line += f"  test {m} {record.score(m, 'test'):.4f} (held-out sample labels)"
     print(line)
-    if metrics["folds"]:
-        kind = "_tta" if metrics["submitted"] == "tta" else ""
-        per_fold = ", ".join(f"{v:.4f}" for v in metrics[f"folds{kind}_{m}"])
-        print(f"per fold: {per_fold} (std {metrics[f'folds{kind}_{m}_std']:.4f})")
+    if record.folds:
+        per_fold = ", ".join(f"{v:.4f}" for v in record.score(m, "folds", record.tta))
+        std = record.get(score_key(m, "folds", record.tta) + "_std")
+        print(f"per fold: {per_fold} (std {std:.4f})")
     print(f"run folder: {run_dir}\nsubmission: {submission}")

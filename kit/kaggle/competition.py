@@ -23,6 +23,7 @@ from kit.files import building, read_json
 from kit.kaggle.client import client, quiet, talking_to
 from kit.paths import data_candidates, data_dir, output_root
 from kit.recipe import Recipe, is_recipe, load_competition, saved_recipe
+from kit.runs.record import Record, read_record
 from kit.runs.records import (
     find_run,
     format_table,
@@ -152,12 +153,12 @@ def submit_run(name: str, file=None, message=None, wait=True, out=None, data=Non
         raise KitError(f"{file} does not exist; give a submission CSV or leave FILE out for "
                        f"the newest one in submissions/{name}/")  # fmt: skip
     run_dir = find_run(file)
-    metrics = read_json(run_dir / "metrics.json", {}) if run_dir else {}
+    record = read_record(run_dir) if run_dir else None
     r = written_by(comp.RECIPE, run_dir)
-    check_file(file, r, metrics, data, getattr(comp, "DATA", None))
+    check_file(file, r, record, data, getattr(comp, "DATA", None))
     if not message:
-        m, kind = r.metric, "_tta" if metrics.get("submitted") == "tta" else ""
-        score = metrics.get(f"valid{kind}_{m}")  # the validation score of what was submitted
+        m = r.metric
+        score = record.submitted_score(m) if record else None
         message = f"kit {file.stem}" + (f": valid {m} {score:.4f}" if score is not None else "")
     return submit(comp.RECIPE.slug, file, message, wait, timeout)
 
@@ -171,10 +172,10 @@ def written_by(packaged: Recipe, run_dir: Path | None) -> Recipe:
     return saved_recipe(saved) if saved and not legacy else packaged
 
 
-def check_file(file: Path, r: Recipe, metrics: dict, data=None, also=None) -> None:
+def check_file(file: Path, r: Recipe, record: Record | None, data=None, also=None) -> None:
     """The checks `kit run` made when writing the file, repeated on the file as it is now; the
     sample is searched as `kit run` searches, then where `kit new` found the data (`also`)."""
-    folder = Path(metrics["data"]) if data is None and metrics.get("data") else None
+    folder = Path(record.data) if data is None and record and record.data else None
     if folder is None or not folder.is_dir():
         fix = "give the folder that holds its sample_submission.csv with --data"
         folder = data_dir(r.name, r.slug, data, also, fix)
@@ -187,7 +188,7 @@ def check_file(file: Path, r: Recipe, metrics: dict, data=None, also=None) -> No
     except (ValueError, UnicodeDecodeError) as e:
         raise KitError(f"{file} is not a readable CSV ({e})") from None
     # label submissions (tags, top k): the run's classes when the file came from a run
-    classes = metrics.get("classes")
+    classes = record.classes if record else None
     labels, shape = None, submission_shape(r, sample, classes)
     if shape == "label":
         labels = classes or sorted(set(df.iloc[:, 1:].stack()), key=str)
