@@ -116,7 +116,7 @@ def inspect_folder(folder: Path, metric=None, slug=None) -> dict:
     if len(classes) < 2:
         raise KitError(f"the training labels hold only one class ({', '.join(classes)}); "
                        "nothing to learn: check the labels column or folders")  # fmt: skip
-    k = ranked_labels(sample, multi)
+    k = ranked_labels(sample, multi, classes)
     metric, why = choose_metric(metric, slug, sample, len(classes), k, multi)
     labelled = "label_col" if "label_col" in found else "train_dir"
     found_value, found_note = found[labelled]

@@ -1,42 +1,23 @@
-"""Folders as competitions ship them (issue 25): CSVs in another encoding, cut short or with a
-header only, labels written 1.0, file names in another case or Unicode form, one class, a
-missing or empty test photo, a photo past PIL's decompression-bomb limit. `kit new` and the
-layout's reader on each, through the CLI: read as they should be, or one line, a non-zero exit
-and nothing written."""
+"""Photo folders as competitions ship them (issue 25): file names in another case or Unicode
+form or of mixed extensions, classes named in decomposed Unicode, one class, a missing or empty
+test photo, a photo past PIL's decompression-bomb limit, what a Mac or a notebook leaves beside
+the data; and the pixel layout resized a chunk at a time. `kit new` and the layout's reader on
+each, through the CLI: read as they should be, or one line, a non-zero exit and nothing
+written."""
 
 import shutil
 import unicodedata
-import zipfile
 
-import layouts_data
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from quirks_data import WORDS, kit_new, recipe, refused, tiny
 
-from kit.cli import main
 from kit.data.layouts import load as read_layout
 from kit.data.readers import pixel_csv
-from kit.recipe import load_competition
-
-WORDS = ["crème", "thé"]  # labels that UTF-8 and cp1252 write differently
-
-
-def tiny(dest, n_train=40, n_test=10, names=("0", "1"), fill="0.5"):
-    """A csv layout of real digit scans (0s and 1s), 32x32 JPEGs: train.csv `id,label` naming
-    train/*.jpg, sample_submission.csv the test/*.jpg filled with `fill`, solution.csv."""
-    rng = np.random.default_rng(0)
-    (tx, ty), (vx, vy) = layouts_data.split(n_train, n_test, 2)
-    ids = [f"{i:04d}.jpg" for i in range(n_train + n_test)]
-    layouts_data.draw(dest, [*tx, *vx], n_train, ("train", "test"), ids, 32, rng)
-    pd.DataFrame({"id": ids[:n_train], "label": [names[t] for t in ty]}).to_csv(
-        dest / "train.csv", index=False)  # fmt: skip
-    pd.DataFrame({"id": ids[n_train:], "label": fill}).to_csv(dest / "sample_submission.csv",
-                                                             index=False)  # fmt: skip
-    layouts_data.solution(dest, ids[n_train:], [names[t] for t in vy])
-    return dest
 
 
 @pytest.fixture(scope="module")
@@ -47,98 +28,6 @@ def source(tmp_path_factory):
 @pytest.fixture
 def folder(source, tmp_path):
     return shutil.copytree(source, tmp_path / source.name)
-
-
-def kit_new(folder, tmp_path, *args):
-    """`kit new x --data FOLDER --metric auc` in tmp_path: the exit code."""
-    with layouts_data.working_in(tmp_path):
-        return main(["new", "x", "--data", str(folder), "--metric", "auc", *args])
-
-
-def recipe(tmp_path):
-    with layouts_data.working_in(tmp_path):
-        return load_competition("x").RECIPE
-
-
-def refused(code, tmp_path, capsys) -> str:
-    """The one line of a refusal; nothing was written."""
-    err = capsys.readouterr().err.strip()
-    assert code == 1 and err.splitlines() == [err] and err.startswith("kit: error: "), err
-    assert not (tmp_path / "competitions").exists()
-    return err
-
-
-def rewrite(path, change):
-    path.write_bytes(change(path.read_bytes()))
-
-
-# --- the CSV: encodings, line ends, cut short --------------------------------------------------
-
-
-def as_words(folder, encoding):
-    """Labels crème/thé in train.csv written in `encoding`, the sample writing labels."""
-    train = pd.read_csv(folder / "train.csv", dtype=str)
-    train["label"] = [WORDS[int(v)] for v in train["label"]]
-    train.to_csv(folder / "train.csv", index=False, encoding=encoding)
-    sample = pd.read_csv(folder / "sample_submission.csv", dtype=str).assign(label=WORDS[0])
-    sample.to_csv(folder / "sample_submission.csv", index=False)
-
-
-@pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "utf-16", "utf-8-sig"])
-def test_a_csv_in_another_encoding_is_read(encoding, folder, tmp_path, capsys):
-    as_words(folder, encoding)
-    assert kit_new(folder, tmp_path, "--metric", "accuracy") == 0
-    if encoding in ("cp1252", "latin-1"):
-        assert "train.csv is not UTF-8; read as cp1252" in capsys.readouterr().out
-    assert read_layout(folder, recipe(tmp_path)).classes == sorted(WORDS)
-
-
-def test_a_csv_that_is_an_archive_is_one_line(folder, tmp_path, capsys):
-    with zipfile.ZipFile(tmp_path / "train.zip", "w") as z:
-        z.write(folder / "train.csv", "train.csv")
-    (tmp_path / "train.zip").replace(folder / "train.csv")  # a zip saved under the CSV's name
-    err = refused(kit_new(folder, tmp_path), tmp_path, capsys)
-    assert "train.csv is a zip archive, not a CSV" in err
-
-
-@pytest.mark.parametrize("ends", ["\r\n", "\r\n+bom"])
-def test_windows_line_ends_and_a_bom(ends, folder, tmp_path):
-    for name in ("train.csv", "sample_submission.csv"):
-        rewrite(folder / name, lambda b: (b"\xef\xbb\xbf" if "bom" in ends else b"")
-                + b.replace(b"\n", b"\r\n"))  # fmt: skip
-    assert kit_new(folder, tmp_path) == 0
-    r = recipe(tmp_path)
-    assert (r.id_col, r.label_col) == ("id", "label")
-    d = read_layout(folder, r)
-    assert d.classes == ["0", "1"] and d.test_ids[0] == "0040.jpg" and d.test_y is not None
-
-
-SPOILED = {
-    "cut short in a row": (lambda b: b[: b.rindex(b",")], "train.csv has no label on row 41"),
-    "cut short in a quote": (lambda b: b + b'"0050.jpg,1\n', "train.csv is not a readable CSV"),
-    "a header only": (lambda b: b.split(b"\n")[0] + b"\n", "train.csv has a header but no rows"),
-}
-
-
-@pytest.mark.parametrize("case", SPOILED)
-def test_a_csv_cut_short_is_one_line(case, folder, tmp_path, capsys):
-    change, message = SPOILED[case]
-    rewrite(folder / "train.csv", change)
-    err = refused(kit_new(folder, tmp_path), tmp_path, capsys)
-    assert message in err, err
-
-
-def test_labels_written_as_decimals_are_whole_numbers(folder, tmp_path):
-    """0.0 and 1.0 (a CSV saved by a tool that made the column float) are the classes 0 and 1,
-    as the solution and --positive name them, even where the sample writes probabilities."""
-    rewrite(
-        folder / "train.csv", lambda b: b.replace(b",0\n", b",0.0\n").replace(b",1\n", b",1.0\n")
-    )
-    assert b",1.0\n" in (folder / "train.csv").read_bytes()
-    assert kit_new(folder, tmp_path) == 0
-    assert "label_col='label',  # 2 classes, 0 " in (tmp_path / "competitions" / "x.py").read_text()
-    d = read_layout(folder, recipe(tmp_path))
-    assert d.classes == ["0", "1"] and d.test_y is not None
 
 
 # --- the images: names, a missing or empty one, a huge one; one class --------------------------
@@ -258,3 +147,35 @@ def test_pixels_are_resized_a_chunk_at_a_time_to_the_same_values(monkeypatch, tm
     got = pixel_csv.pixels(df, tmp_path / "train.csv", size)
     assert got.dtype == torch.uint8 and torch.equal(got, expected)
     assert max(rows) == 7 and sum(rows) == n
+
+
+# --- what a Mac or a notebook leaves beside the data ---------------------------------------------
+
+
+def test_mac_and_notebook_leftovers_are_not_images(folder, tmp_path):
+    """._0040.jpg beside each photo (AppleDouble metadata, unzipped on a Mac), __MACOSX/ and
+    .ipynb_checkpoints/ with photos in it; no sample, so the test folder's files are the test
+    set."""
+    for path in sorted(folder.glob("t*/*.jpg")):
+        (path.parent / f"._{path.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(200))
+    shutil.copytree(folder / "test", folder / "__MACOSX" / "test")
+    shutil.copytree(folder / "test", folder / "test" / ".ipynb_checkpoints")
+    (folder / "sample_submission.csv").unlink()
+    assert kit_new(folder, tmp_path) == 0
+    r = recipe(tmp_path)
+    assert (r.train_dir, r.test_dir) == ("train", "test")
+    d = read_layout(folder, r)
+    assert (
+        len(d.x) == 40 and d.skipped == 0 and d.test_ids == [f"{i:04d}.jpg" for i in range(40, 50)]
+    )
+
+
+def test_a_notebooks_checkpoint_folder_is_no_class(folder, tmp_path):
+    train = pd.read_csv(folder / "train.csv", dtype=str)
+    for name, label in zip(train["id"], train["label"]):
+        (folder / "train" / label).mkdir(exist_ok=True)
+        (folder / "train" / name).rename(folder / "train" / label / name)
+    (folder / "train.csv").unlink()
+    shutil.copytree(folder / "train" / "1", folder / "train" / ".ipynb_checkpoints")
+    assert kit_new(folder, tmp_path) == 0
+    assert read_layout(folder, recipe(tmp_path)).classes == ["0", "1"]

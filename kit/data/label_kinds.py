@@ -136,11 +136,14 @@ def one_hot_labels(df: pd.DataFrame, cols: list, multi_label: bool, path: Path) 
     return [cols[j] for j in flags.argmax(1)]
 
 
-def ranked_labels(sample, multi_label: bool) -> int:
+def ranked_labels(sample, multi_label: bool, classes=()) -> int:
     """k, when sample_submission.csv's one value column lists k > 1 labels per row for a task of
     one label per image (Humpback Whale: `new_whale w_1287fbc w_98baff9 ...`): the k likeliest
-    labels are submitted, best first. 0 otherwise."""
+    labels are submitted, best first. 0 otherwise, and where the value is one of the training
+    `classes` (`crème brûlée`: one class with a space)."""
     if multi_label or sample is None or len(sample.columns) != 2 or not len(sample):
+        return 0
+    if str(sample.iloc[0, 1]) in {str(c) for c in classes}:
         return 0
     k = len(str(sample.iloc[0, 1]).split())
     return k if k > 1 else 0

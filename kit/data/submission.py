@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kit.data.readers.tables import read_sample_csv
 from kit.errors import KitError
 from kit.evaluate.metrics import ON_PROBABILITIES, TOP_K, predicted_tags
 from kit.recipe import Recipe
@@ -28,7 +29,7 @@ def sample_path(folder: Path) -> Path | None:
 def read_sample(folder: Path) -> pd.DataFrame | None:
     """sample_submission.csv, every cell as text (only an empty cell is missing)."""
     path = sample_path(folder)
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]) if path else None
+    return read_sample_csv(path) if path else None
 
 
 WHOLE = re.compile(r"-?(0|[1-9][0-9]*)")  # 7, -1; not 7.0, 07 or seven

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit.data.readers.contents import Contents, ext_of, rel, test_folder
-from kit.data.readers.files import image_files, natural_key, read_photos
+from kit.data.readers.files import hidden, image_files, natural_key, read_photos
 from kit.errors import KitError
 from kit.recipe import Recipe
 
@@ -43,7 +43,8 @@ def items(folder: Path, r: Recipe) -> tuple[list[Path], list, None]:
     root = folder / r.train_dir
     if not root.is_dir():
         raise KitError(f"the train folder {root} is missing; it should hold one folder per class")
-    classes = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name))
+    folders = [d for d in root.iterdir() if d.is_dir() and not hidden(d.name)]
+    classes = sorted(folders, key=lambda d: natural_key(d.name))
     files, labels = [], []
     for d in classes:
         found = image_files(d)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit.data.images import IMAGE_EXTS
-from kit.data.readers.files import by_name, image_files, name_key
+from kit.data.readers.files import by_name, hidden, image_files, name_key
 from kit.data.readers.tables import read_csv
 from kit.data.submission import sample_path
 from kit.errors import KitError
@@ -38,9 +37,10 @@ def image_dirs(folder: Path, depth: int = 4) -> dict[Path, int]:
     """Every folder under `folder` (to `depth`) that holds images directly, with their count."""
     found = {}
     for d in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
-        if d.name.startswith(".") or len(d.relative_to(folder).parts) > depth:
+        parts = d.relative_to(folder).parts
+        if any(hidden(part) for part in parts) or len(parts) > depth:
             continue
-        n = sum(1 for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        n = len(image_files(d))
         if n:
             found[d] = n
     return found

@@ -17,9 +17,16 @@ def natural_key(name: str) -> list:
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
 
 
+def hidden(name: str) -> bool:
+    """What a Mac or a notebook leaves beside the data, never part of it: ._x.jpg (AppleDouble
+    metadata under an image's name), __MACOSX/, .ipynb_checkpoints/."""
+    return name.startswith((".", "__MACOSX"))
+
+
 def image_files(folder: Path) -> list[Path]:
     """The images directly inside `folder`, in natural order."""
-    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+    files = [p for p in folder.iterdir()
+             if p.suffix.lower() in IMAGE_EXTS and not hidden(p.name) and p.is_file()]  # fmt: skip
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
@@ -36,8 +43,9 @@ def images_in(folder: Path, what: str) -> list[Path]:
 
 def name_key(name) -> str:
     """A name as ids and files are compared: composed (a Mac writes é as e and an accent), case
-    folded (.JPG is .jpg), without spaces around it."""
-    return unicodedata.normalize("NFC", str(name)).strip().casefold()
+    folded (.JPG is .jpg), without spaces around it, nor the folders an id may name
+    (train/x.jpg, images\\x.jpg)."""
+    return re.split(r"[/\\]", unicodedata.normalize("NFC", str(name)).strip().casefold())[-1]
 
 
 def by_name(files: list[Path]) -> dict[str, Path | None]:

@@ -46,6 +46,8 @@ def detect(seen: Contents) -> dict | None:
     ids = [c for c in tdf.columns if c not in found[test[0]]]
     n = len(found[path])
     side = square_side(n)
+    for p, frame in ((path, df), (test[0], tdf)):  # checked as kit run reads them
+        pixels(frame[found[p]], p, side)
     sample = seen.sample
     id_col = ids[0] if ids else (sample.columns[0] if sample is not None else "ImageId")
     return dict(
@@ -77,8 +79,9 @@ def pixels(df: pd.DataFrame, path: Path, size: int) -> torch.Tensor:
     values = df.to_numpy()
     if values.dtype.kind == "f" and np.isnan(values).any():
         row, col = np.argwhere(np.isnan(values))[0]
+        cut = ": the file may be cut short, download it again" if row == len(df) - 1 else ""
         raise KitError(f"{path.name} is missing a value on row {row + 2} ({df.columns[col]}); "
-                       "every pixel needs a number 0-255")  # fmt: skip
+                       f"every pixel needs a number 0-255{cut}")  # fmt: skip
     if values.min() < 0 or values.max() > 255:
         raise KitError(f"{path.name} has pixel values outside 0-255")
     x = torch.from_numpy(values.astype(np.uint8)).view(-1, 1, side, side)

@@ -49,9 +49,11 @@ def read_csv(path: Path, what: str, text=(), **kw) -> pd.DataFrame:
 
 
 def parse(path: Path, enc: str, text, **kw) -> pd.DataFrame:
+    kw = {"skipinitialspace": True, **kw}  # `id, label`: the columns id and label
     try:
         if text is None:
-            cols = pd.read_csv(path, nrows=0, encoding=enc).columns
+            cols = pd.read_csv(path, nrows=0, encoding=enc,
+                               skipinitialspace=kw["skipinitialspace"]).columns  # fmt: skip
             text = [c for c in cols if not PIXEL.fullmatch(str(c))]
         return pd.read_csv(path, low_memory=False, dtype={c: str for c in text if c},
                            keep_default_na=False, na_values=[""], encoding=enc, **kw)  # fmt: skip
@@ -61,6 +63,20 @@ def parse(path: Path, enc: str, text, **kw) -> pd.DataFrame:
         reason = str(e).strip().splitlines()[-1].rstrip(".")
         raise KitError(f"{path} is not a readable CSV ({reason}); it may be cut short: download "
                        "it again") from None  # fmt: skip
+
+
+def read_sample_csv(path: Path) -> pd.DataFrame:
+    """sample_submission.csv, every cell as text, as written (the submission repeats its header
+    and ids to the byte); a KitError for one of a header alone, or cut
+    short (its last row lacks a cell, and the file its last line end)."""
+    df = has_rows(read_csv(path, "sample submission", None, skipinitialspace=False), path)
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        ends = f.read(1) in b"\r\n"
+    if df.iloc[-1].isna().any() and not ends:
+        raise KitError(f"{path.name} is cut short: its last row ({len(df) + 1}) lacks a value; "
+                       "download it again from Kaggle")  # fmt: skip
+    return df
 
 
 def has_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
