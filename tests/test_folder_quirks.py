@@ -120,7 +120,16 @@ def test_a_photo_past_the_decompression_bomb_limit_is_one_line(folder, tmp_path,
     Image.open(big).resize((64, 64)).save(big)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # 32x32 opens, 64x64 is past 2 x 1500
     err = refused(kit_new(folder, tmp_path), tmp_path, capsys)
-    assert "0007.jpg is 64x64, past PIL's decompression-bomb limit" in err, err
+    assert "0007.jpg is 64 x 64 = 4,096 pixels (limit 3,000), more than PIL decodes" in err, err
+
+
+def test_a_big_photo_under_kit_max_image_pixels_is_measured(folder, tmp_path, monkeypatch):
+    """KIT_MAX_IMAGE_PIXELS lifts the limit for kit new as for kit run (kit/data/photos.py)."""
+    big = folder / "train" / "0007.jpg"
+    Image.open(big).resize((64, 64)).save(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)
+    monkeypatch.setenv("KIT_MAX_IMAGE_PIXELS", "5000")
+    assert kit_new(folder, tmp_path) == 0
 
 
 # --- the pixel layout: resized a chunk at a time ------------------------------------------------

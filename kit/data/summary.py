@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from kit.data.label_kinds import class_order
+from kit.data.photos import opened, too_big
 from kit.errors import KitError
 
 MAX_LOOK = 200  # images opened to learn sizes and colours
@@ -20,15 +21,13 @@ def measure_images(files: list[Path]) -> tuple[int, bool, str]:
     sides, modes, sizes = [], Counter(), Counter()
     for f in files[::step][:MAX_LOOK]:
         try:
-            with Image.open(f) as im:
+            with opened(f) as im:  # past the pixel limit: one line (kit/data/photos.py)
                 sides.append((im.width + im.height) / 2)
                 modes[im.mode] += 1
                 sizes[f"{im.width}x{im.height}"] += 1
-        except Image.DecompressionBombError:  # not an OSError
-            raise KitError(f"{f} is {bomb_size(f)}, past PIL's decompression-bomb limit of "
-                           f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels; shrink it, or move it out of "
-                           "the folder") from None  # fmt: skip
-        except (OSError, SyntaxError, ValueError):  # unreadable, as kit/data/images.py decode's
+        except Image.DecompressionBombError as e:  # not an OSError
+            raise too_big(f, f"has {e}") from None
+        except (OSError, SyntaxError, ValueError):  # unreadable, as photos.decode treats them
             continue
     if not sides:
         raise KitError(f"none of the images looked at can be read, e.g. {files[0]}")
@@ -36,17 +35,6 @@ def measure_images(files: list[Path]) -> tuple[int, bool, str]:
     common = sizes.most_common(1)[0][0]
     kinds = "/".join(m for m, _ in modes.most_common(3))
     return round(statistics.median(sides)), grey, f"{common} {kinds}"
-
-
-def bomb_size(f: Path) -> str:
-    """The width x height of an image PIL refuses to open, read with its limit lifted for the
-    header alone (nothing is decoded)."""
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-    try:
-        with Image.open(f) as im:
-            return f"{im.width}x{im.height}"
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
 
 
 def balance(labels: list) -> str:
