@@ -20,6 +20,7 @@ from kit.errors import KitError
 from kit.files import read_json, write_json
 from kit.recipe import Recipe
 from kit.train import distributed
+from kit.train.progress import Progress
 from kit.train.schedule import epochs, stage_epochs
 
 UNFROZEN = 1.5  # an unfrozen epoch over a frozen one: weight gradients add a third pass to the
@@ -216,8 +217,8 @@ class Budget(Callback):
 
     order = 65  # after Checkpoint has counted the epoch and SaveModel has seen it
 
-    def __init__(self, clock: Clock, r: Recipe, state: dict):
-        self.clock, self.r, self.state = clock, r, state
+    def __init__(self, clock: Clock, r: Recipe, progress: Progress):
+        self.clock, self.r, self.progress = clock, r, progress
 
     def before_train(self):
         self.t_train = time.perf_counter()
@@ -230,9 +231,9 @@ class Budget(Callback):
     def after_epoch(self):
         if self.clock.plan is None:
             self.plan(self.train_s + time.perf_counter() - self.t_valid)
-        stage = self.state["stage"]
+        stage = self.progress.stage
         keep, whole = (stage_epochs(r, stage) for r in (with_plan(self.r, self.clock.plan), self.r))
-        if keep < whole and self.state["epochs"].get(stage, 0) >= keep:
+        if keep < whole and self.progress.done(stage) >= keep:
             raise CancelFitException()  # at a cycle's end: SGDR has annealed the rate
 
     def plan(self, epoch_s: float) -> None:

@@ -13,6 +13,7 @@ from fastai.learner import Learner
 from fastai.torch_core import get_model
 
 from kit.files import replacing
+from kit.train.progress import Progress, early_stop_state
 
 
 def trains(learn: Learner) -> bool:
@@ -77,18 +78,16 @@ def epoch_row(learn: Learner, i: int) -> dict:
 
 
 class Checkpoint(Callback):
-    """After every epoch: the epoch's metrics go into `state`, and the model, optimizer, random
-    state and `state` (stage, epochs done, learning rates, history) go to `path`, atomically."""
+    """After every epoch: the epoch ends in `progress` with its metrics, and the model,
+    optimizer, random state and `progress` (kit/train/progress.py) go to `path`, atomically."""
 
     order = 55  # after the Recorder has the epoch's values
 
-    def __init__(self, path: Path, state: dict):
-        self.path, self.state = path, state
+    def __init__(self, path: Path, progress: Progress):
+        self.path, self.progress = path, progress
 
     def after_epoch(self):
-        st = self.state
-        st["history"].append({"stage": st["stage"], **epoch_row(self.learn, -1)})
-        st["epochs"][st["stage"]] = st["epochs"].get(st["stage"], 0) + 1
+        self.progress.end_epoch(epoch_row(self.learn, -1))
         average = weight_average(self.learn)
         kept = average.kept() if average is not None and average.raw is not None else None
         checkpoint = {
@@ -96,7 +95,7 @@ class Checkpoint(Callback):
             "model": kept.pop("raw") if kept else get_model(self.learn.model).state_dict(),
             "average": kept,
             "opt": self.learn.opt.state_dict(),
-            "state": st,
+            "state": self.progress.saved(),
             "rng": random_state(self.learn),
             # AvgSmoothLoss's state (fastai 2.8.12; tests/test_fastai_contract.py)
             "smooth": (self.recorder.smooth_loss.count, self.recorder.smooth_loss.val),
@@ -157,29 +156,17 @@ class Continue(Callback):
         self.learn.remove_cb(self)
 
 
-def early_stop_state(values: list, min_delta: float, greater=True) -> tuple[float, int]:
-    """fastai's EarlyStoppingCallback state after seeing `values`: (best, epochs since)."""
-    sign = 1 if greater else -1
-    best, wait = -float("inf"), 0
-    for v in values:
-        if sign * v - min_delta > best:
-            best, wait = sign * v, 0
-        else:
-            wait += 1
-    return sign * best, wait
-
-
 class Snapshots(Callback):
     """SGDR ends every cycle at a low learning rate: keep the model there, for the cycles of
     the last stage, as snapshot-<k>.pth."""
 
     order = 56  # after Checkpoint has counted the epoch
 
-    def __init__(self, folder: Path, state: dict, stage: str, ends: list):
-        self.folder, self.state, self.stage, self.ends = folder, state, stage, ends
+    def __init__(self, folder: Path, progress: Progress, stage: str, ends: list):
+        self.folder, self.progress, self.stage, self.ends = folder, progress, stage, ends
 
     def after_epoch(self):
-        done = self.state["epochs"].get(self.stage, 0)
-        if self.state["stage"] == self.stage and done in self.ends:
+        done = self.progress.done(self.stage)
+        if self.progress.stage == self.stage and done in self.ends:
             with replacing(self.folder / f"snapshot-{self.ends.index(done)}.pth") as tmp:
                 torch.save(get_model(self.learn.model).state_dict(), tmp)

@@ -12,21 +12,21 @@ from kit.files import save_figure
 
 
 class Steps(Callback):
-    """Append each training step's loss and last-group learning rate to `steps` (a list kept
-    in the checkpoint state, so a resumed run keeps the steps of its finished epochs). The
+    """Append each training step's loss and last-group learning rate to `progress.steps` (kept
+    in the checkpoint, so a resumed run keeps the steps of its finished epochs). The
     losses stay on the device until the epoch ends, then come over at once: reading a GPU's
     loss every step would make the CPU wait for each step's work."""
 
     order = 54  # after the loss is computed; before Checkpoint saves the epoch
 
-    def __init__(self, state: dict):
-        self.state, self.rows, self.losses = state, [], []
+    def __init__(self, progress):
+        self.progress, self.rows, self.losses = progress, [], []
 
     def after_batch(self):
         if self.training:
-            st = self.state
+            p = self.progress
             lr = float(self.learn.opt.hypers[-1]["lr"])
-            self.rows.append((st["stage"], len(st["history"]), lr))
+            self.rows.append((p.stage, len(p.history), lr))
             self.losses.append(self.learn.loss.detach())
 
     def after_epoch(self):
@@ -36,10 +36,10 @@ class Steps(Callback):
         self.record()  # a fit stopped mid-epoch
 
     def record(self):
-        """The pending steps into `steps`, their losses read in one transfer."""
+        """The pending steps into `progress.steps`, their losses read in one transfer."""
         if self.rows:
             losses = torch.stack([loss.float() for loss in self.losses]).tolist()
-            self.state["steps"] += [
+            self.progress.steps += [
                 {"stage": stage, "epoch": epoch, "loss": loss, "lr": lr}
                 for (stage, epoch, lr), loss in zip(self.rows, losses)
             ]

@@ -13,17 +13,11 @@ from kit.evaluate.metrics import greater_is_better
 from kit.recipe import Recipe
 from kit.train import distributed, schedule
 from kit.train.budget import Budget, with_plan
-from kit.train.callbacks import (
-    Checkpoint,
-    Continue,
-    Snapshots,
-    early_stop_state,
-    epoch_row,
-    restore,
-)
+from kit.train.callbacks import Checkpoint, Continue, Snapshots, epoch_row, restore
 from kit.train.curves import Steps, plot_curves
 from kit.train.finder import find_lr, resolve, stage_rule
 from kit.train.learner import monitor_name
+from kit.train.progress import Progress
 
 
 def fit_sgdr(learn, n_cycles, cycle_len, cycle_mult, lr, cbs=(), start_epoch=0) -> list[dict]:
@@ -71,13 +65,14 @@ def fine_tune_sgdr(
     """
     monitor, up = monitor_name(learn), greater_is_better(r.metric)
     rule = resolve(r.lr_rule, r.pretrained)
-    state = {"stage": None, "epochs": {}, "rates": {}, "history": [], "steps": []}
+    # where the schedule is: a resumed run's, as its checkpoint saved it
+    progress = Progress.from_saved(checkpoint["state"]) if checkpoint else Progress()
     # on a tie the later, more annealed epoch wins
     save = SaveModelCallback(monitor, comp=np.greater_equal if up else np.less_equal,
                              fname="model", reset_on_fit=False)  # fmt: skip
     save.best = -float("inf") if up else float("inf")  # fastai starts np.less_equal at -inf
     # `best` kept across fits with reset_on_fit=False (fastai 2.8.12; tests/test_fastai_contract.py)
-    cbs = [save, Checkpoint(run_dir / "checkpoint.pth", state), Steps(state)]
+    cbs = [save, Checkpoint(run_dir / "checkpoint.pth", progress), Steps(progress)]
     early = None
     if r.patience:
         early = EarlyStoppingCallback(monitor=monitor, comp=np.greater if up else np.less,
@@ -85,37 +80,34 @@ def fine_tune_sgdr(
         cbs.append(early)
     learn.create_opt()
     if clock is not None:
-        cbs.append(Budget(clock, r, state))
+        cbs.append(Budget(clock, r, progress))
         r = with_plan(r, clock.plan)  # a later fold, or a resumed run, keeps the plan made
     stages = schedule.stages(r)
     if r.snapshots:
         last, cycles, length, mult = [st for st in stages if st[1]][-1]
         ends = [schedule.epochs(k, length, mult) for k in range(1, cycles + 1)]
-        cbs.append(Snapshots(run_dir, state, last, ends))
+        cbs.append(Snapshots(run_dir, progress, last, ends))
     if checkpoint is not None:
-        state.update(checkpoint["state"])
-        learn.freeze() if state["stage"] == "head" else learn.unfreeze()  # clears opt state
+        learn.freeze() if progress.stage == "head" else learn.unfreeze()  # clears opt state
         restore(learn, checkpoint)
-        history = state["history"]
-        if history:
-            save.best = (max if up else min)(h[monitor] for h in history)
-        if finished(state, r, monitor, state["stage"]):
+        if progress.history:
+            save.best = (max if up else min)(h[monitor] for h in progress.history)
+        if progress.finished(r, monitor):
             learn.load("model", with_opt=False)  # what the end of that stage's fit does
         else:
-            values = [h[monitor] for h in history if h["stage"] == state["stage"]]
+            values = progress.scores(monitor)
             cbs.append(Continue(checkpoint["smooth"], early, values, r.min_delta, up))
-    rates = state["rates"]
+    rates = progress.rates
     for k in range(len(stages)):
         if clock is not None:  # the plan made after the first epoch holds from then on
             r = with_plan(r, clock.plan)
             stages = schedule.stages(r)
         stage, cycles, length, mult = stages[k]
-        if finished(state, r, monitor, stage):
+        if progress.finished(r, monitor, stage):
             continue
-        start = state["epochs"].get(stage, 0)
+        start = progress.begin(stage)
         if not start:  # (un)freezing clears the optimizer's state: only when a stage begins
             learn.freeze() if stage == "head" else learn.unfreeze()
-        state["stage"] = stage
         if stage == "head":
             if "head_lr" not in rates:
                 rates["head_lr"] = r.lr or find_lr(
@@ -137,16 +129,8 @@ def fine_tune_sgdr(
                 else rates["lr"]
             )
         fit_sgdr(learn, cycles, length, mult, lr, cbs, start_epoch=start)  # ends on the best
-    plot_curves(state["steps"], state["history"], monitor, run_dir / "training_curves.png", show)
-    if distributed.is_main() and (hint := schedule.still_learning(state["history"], r, monitor)):
+    history = progress.history
+    plot_curves(progress.steps, history, monitor, run_dir / "training_curves.png", show)
+    if distributed.is_main() and (hint := schedule.still_learning(history, r, monitor)):
         print(hint)
-    return dict(rates), state["history"]
-
-
-def finished(state: dict, r: Recipe, monitor: str, stage: str | None) -> bool:
-    """Is `stage` over: all its epochs done, or ended by early stopping?"""
-    if stage is None or state["epochs"].get(stage, 0) >= schedule.stage_epochs(r, stage):
-        return True
-    values = [h[monitor] for h in state["history"] if h["stage"] == stage]
-    waited = early_stop_state(values, r.min_delta, greater_is_better(r.metric))[1]
-    return bool(r.patience) and waited >= r.patience
+    return dict(rates), history
