@@ -3,10 +3,13 @@ second, with none of a launch's start-up): sharing the run folder, and gathering
 
 import multiprocessing
 import os
+import pickle
 import socket
 import traceback
 from pathlib import Path
 
+import pytest
+import torch
 import torch.distributed as dist
 
 from kit.errors import KitError
@@ -27,10 +30,11 @@ def two_processes(fn, cwds: list[Path]) -> list:
             os.chdir(cwds[rank])
             dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                     world_size=2)  # fmt: skip
-            results.put((rank, fn(rank)))
+            found = fn(rank)
         except BaseException as e:  # noqa: B036 - handed back to the test
-            results.put((rank, e if isinstance(e, KitError) else RuntimeError(
-                traceback.format_exc())))  # fmt: skip
+            found = e if isinstance(e, KitError) else RuntimeError(traceback.format_exc())
+        try:  # pickled whole: a queue would hand tensors over in memory this process frees
+            results.put((rank, pickle.dumps(found)))
         finally:
             results.close()
             results.join_thread()  # what was put is sent before the fork's quick exit
@@ -40,7 +44,7 @@ def two_processes(fn, cwds: list[Path]) -> list:
     for p in procs:
         p.start()
     try:
-        found = dict(results.get(timeout=60) for _ in procs)
+        found = {r: pickle.loads(b) for r, b in (results.get(timeout=60) for _ in procs)}
     finally:
         for p in procs:
             p.join(10)
@@ -84,3 +88,95 @@ def test_processes_that_do_not_see_rank_0_s_run_folder_are_refused_in_one_line(
                                  "runs/mnist/.RUN.partial that process 0")  # fmt: skip
         assert "a run on several machines needs --out on a filesystem" in str(e)
         assert "\n" not in str(e)
+
+
+def sent_by_pickle(fn):
+    """`fn()`, and how many elements of tensors went through the pickled (object) collectives
+    meanwhile, in each object this process sent."""
+    sent, pickled = [], dist.all_gather_object
+
+    def numel(o) -> int:
+        if isinstance(o, torch.Tensor):
+            return o.numel()
+        return sum(map(numel, o)) if isinstance(o, (list, tuple)) else 0
+
+    def recording(out, obj, *a, **k):
+        sent.append(numel(obj))
+        return pickled(out, obj, *a, **k)
+
+    dist.all_gather_object = recording  # in this forked process alone
+    try:
+        return fn(), sent
+    finally:
+        dist.all_gather_object = pickled
+
+
+def gathered(rank):
+    """Each process's share (every other item of 11, as `shard` deals them) of predictions of
+    three kinds, put back by `gather`, and as the pickled objects it gathered before."""
+    from types import SimpleNamespace
+
+    learn = SimpleNamespace(cbs=[distributed.DDP()])  # a learner training in DDP
+    gen = torch.Generator().manual_seed(0)
+    whole = [torch.rand(11, 3, generator=gen), torch.randint(0, 9, (11,), generator=gen),
+             torch.rand(11, 2, 4, generator=gen).half()]  # fmt: skip
+    out = []
+    for t in whole:
+        part = t[rank::2]
+        pickled = [None, None]
+        dist.all_gather_object(pickled, part)
+        together, sent = sent_by_pickle(lambda p=part: distributed.gather(learn, p, 11))
+        out.append((together, t, pickled, distributed.everyone(part), sent))
+    return out
+
+
+def test_predictions_gathered_as_tensors_are_the_whole_set_in_order_as_pickled_ones_were(
+    tmp_path,
+):
+    for found in two_processes(gathered, [tmp_path, tmp_path]):
+        assert not isinstance(found, Exception), found
+        for together, whole, pickled, parts, sent in found:
+            assert together.dtype == whole.dtype and torch.equal(together, whole)
+            assert sent == [0]  # only lengths, shapes and types went by pickle
+            assert [len(p) for p in parts] == [6, 5]  # unequal shares, no padding left in
+            assert all(torch.equal(p, q) for p, q in zip(parts, pickled))
+
+
+def validated(rank):
+    """Each process's loss and metric of its share of a validation (every other item, in
+    batches of 3), put together, against those of the whole set validated in one process."""
+    from types import SimpleNamespace
+
+    from fastai.learner import AvgLoss, mk_metric
+    from fastai.torch_core import to_detach
+
+    from kit.evaluate.metrics import learner_metric
+
+    gen = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(11, 2, generator=gen), torch.randint(0, 2, (11,), generator=gen)
+
+    def metrics(rows):
+        found = [AvgLoss(), mk_metric(learner_metric("auc"))]
+        for m in found:
+            m.reset()
+        for b in range(0, len(rows), 3):
+            i = rows[b : b + 3]
+            loss = torch.nn.functional.cross_entropy(logits[i], y[i], reduction="none")
+            batch = SimpleNamespace(pred=logits[i], yb=(y[i],), y=y[i], loss=loss,
+                                    to_detach=to_detach)  # fmt: skip
+            for m in found:
+                m.accumulate(batch)
+        return found
+
+    mine = metrics(list(range(rank, 11, 2)))
+    _, sent = sent_by_pickle(lambda: distributed.put_together(mine))
+    whole = metrics(list(range(11)))
+    return [float(m.value) for m in mine], [float(m.value) for m in whole], sent
+
+
+def test_the_shares_of_a_validation_sent_as_tensors_score_as_the_whole_set(tmp_path):
+    for found in two_processes(validated, [tmp_path, tmp_path]):
+        assert not isinstance(found, Exception), found
+        together, whole, sent = found
+        assert together == pytest.approx(whole, abs=1e-6)
+        assert max(sent) <= 1  # the loss's sum went by pickle, no predictions or targets

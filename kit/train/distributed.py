@@ -262,10 +262,20 @@ class SharedValidation(Callback):
     def after_validate(self):
         if self.shared:
             self.learn.dl.shard(0, 1)
-            shares = [None] * world()
-            dist.all_gather_object(shares, [share(m) for m in self.recorder._valid_mets])
-            for i, m in enumerate(self.recorder._valid_mets):
-                combine(m, [s[i] for s in shares])
+            put_together(self.recorder._valid_mets)
+
+
+def put_together(metrics: list) -> None:
+    """Every process's share of each of `metrics` combined, in every process: the sums and
+    counts as objects, the predictions and targets as tensors (not pickled)."""
+    sums = [None] * world()
+    dist.all_gather_object(sums, [share(m) if hasattr(m, "total") else None for m in metrics])
+    for i, m in enumerate(metrics):
+        if hasattr(m, "total"):
+            combine(m, [s[i] for s in sums])
+        else:
+            preds, targs = (everyone(torch.cat(list(x))) for x in share(m))
+            combine(m, [([p], [t]) for p, t in zip(preds, targs)])
 
 
 def share(metric) -> tuple:
@@ -337,8 +347,7 @@ def gather(learn, part: torch.Tensor, n: int) -> torch.Tensor:
     """The parts that `shard` gave each process put back in order: every item once, checked."""
     if not in_ddp(learn):
         return part
-    parts = [None] * world()
-    dist.all_gather_object(parts, part.cpu())
+    parts = everyone(part.cpu())
     sizes = [len(p) for p in parts]
     if sizes != [len(range(r, n, world())) for r in range(world())]:
         raise KitError(f"gathered predictions of sizes {sizes} for {n} items; expected each "
@@ -347,6 +356,22 @@ def gather(learn, part: torch.Tensor, n: int) -> torch.Tensor:
     for r, p in enumerate(parts):
         out[r :: world()] = p
     return out
+
+
+def everyone(t: torch.Tensor) -> list[torch.Tensor]:
+    """Every process's `t`, in rank order, sent as a tensor padded to the longest (the lengths
+    may differ): pickling a whole set's predictions costs time and a copy in memory."""
+    meta = [None] * world()
+    dist.all_gather_object(meta, (len(t), tuple(t.shape[1:]), t.dtype))
+    if len({m[1:] for m in meta}) > 1:
+        raise KitError(f"the processes' predictions differ in shape or type: {meta}")
+    nccl = dist.get_backend() == "nccl"  # whose collectives take only tensors on a GPU
+    device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+    padded = torch.zeros((max(m[0] for m in meta), *t.shape[1:]), dtype=t.dtype, device=device)
+    padded[: len(t)] = t
+    parts = [torch.empty_like(padded) for _ in meta]
+    dist.all_gather(parts, padded)
+    return [p[:length].to(t.device) for p, (length, _, _) in zip(parts, meta)]
 
 
 def sync_buffers(learn) -> None:
