@@ -13,6 +13,7 @@ from fastai.learner import Learner
 
 from kit.data.loader import TensorLoader
 from kit.train.curves import Steps
+from kit.train.progress import Progress
 
 CURVES = str(Path("kit", "train", "curves.py"))
 READS = ("__float__", "item", "tolist", "cpu", "numpy")  # what waits for a device's work
@@ -36,15 +37,15 @@ class Reference(Callback):
 
     order = 55
 
-    def __init__(self, state):
-        self.state, self.losses = state, []
+    def __init__(self, progress):
+        self.progress, self.losses = progress, []
 
     def after_batch(self):
         if self.training:
             self.losses.append(float(self.learn.loss.detach()))
 
     def after_epoch(self):
-        self.state["history"].append({})
+        self.progress.end_epoch({})
 
 
 def test_steps_record_each_loss_as_read_every_step_and_read_the_device_once_an_epoch(
@@ -64,12 +65,12 @@ def test_steps_record_each_loss_as_read_every_step_and_read_the_device_once_an_e
 
     for name in READS:
         monkeypatch.setattr(torch.Tensor, name, counting(name))
-    state = {"stage": "all", "history": [], "steps": []}
-    reference = Reference(state)
-    tiny_learner().fit(3, 1e-2, cbs=[Steps(state), reference])
-    assert [s["loss"] for s in state["steps"]] == reference.losses  # to the last bit
-    assert [s["epoch"] for s in state["steps"]] == [0] * 5 + [1] * 5 + [2] * 5
-    assert [list(s) for s in state["steps"]] == [["stage", "epoch", "loss", "lr"]] * 15
+    progress = Progress(stage="all")
+    reference = Reference(progress)
+    tiny_learner().fit(3, 1e-2, cbs=[Steps(progress), reference])
+    assert [s["loss"] for s in progress.steps] == reference.losses  # to the last bit
+    assert [s["epoch"] for s in progress.steps] == [0] * 5 + [1] * 5 + [2] * 5
+    assert [list(s) for s in progress.steps] == [["stage", "epoch", "loss", "lr"]] * 15
     assert len(reads) == 3  # one read an epoch, of its 5 steps (there were 15 reads before)
 
 
