@@ -1,4 +1,4 @@
-"""CSVs as competitions ship them (issue 25): in another encoding (with a note), with a BOM or
+"""CSVs as competitions ship them: in another encoding (with a note), with a BOM or
 Windows line ends, cut short or a header alone, an archive under a CSV's name, labels written
 1.0, ids with their folder and spaces after commas. `kit new` and the layout's reader on each,
 through the CLI: read as they should be, or one line, a non-zero exit and nothing written."""

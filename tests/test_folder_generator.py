@@ -1,4 +1,4 @@
-"""Competition folders generated with hypothesis (issue 25), as Kaggle ships them: photos in
+"""Competition folders generated with hypothesis, as Kaggle ships them: photos in
 every format competitions use (CMYK, 16-bit, palette, RGBA, TIFF, WebP, EXIF-rotated, grey among
 colour, a few huge ones), upper-case extensions, names with spaces and accents, CSVs with a BOM
 or CRLF line ends, labels written 1.0, class folders or a labels CSV, each submission shape.
@@ -7,9 +7,9 @@ spoiled folder (a test photo missing or empty, one class, a CSV with a header on
 short, a photo past the decompression-bomb limit) must be one line, a non-zero exit and
 nothing written. The counts tried and behaved are printed at the end of the run.
 
-The folders are drawn in generated_folders.py. Reader bugs this found are in
-/work/briefs/reader_bugs.md; a quirk still open there is left out of the strategy (KNOWN_BUGS)
-and reproduced by an xfail test below until fixed. KIT_FOLDER_EXAMPLES=N tries N valid folders
+The folders are drawn in generated_folders.py. A quirk that hits a bug not yet fixed is left
+out of the strategy (KNOWN_BUGS, KNOWN_SPOILS) and reproduced by a strict xfail test until
+fixed. KIT_FOLDER_EXAMPLES=N tries N valid folders
 (12 by default), KIT_FOLDER_SEED=S other folders than the fixed ones CI tries."""
 
 import csv
@@ -18,7 +18,7 @@ import re
 
 import layouts_data
 import pytest
-from generated_folders import KNOWN_BUGS, SPOILS, folders, metric, write_folder
+from generated_folders import SPOILS, folders, metric, write_folder
 from hypothesis import HealthCheck, Phase, given, note, seed, settings
 
 from kit.cli import main
@@ -93,7 +93,7 @@ def valid_problem(spec, tmp, capsys) -> str | None:
     return submission_problem(subs[0], folder / "sample_submission.csv", spec)
 
 
-KNOWN_SPOILS: dict[str, str] = {}  # spoil -> its entry in reader_bugs.md, while it is open
+KNOWN_SPOILS: dict[str, str] = {}  # spoil -> the open bug it hits
 
 
 def spoiled_problem(spec, spoil, tmp, capsys) -> str | None:
@@ -166,7 +166,6 @@ def test_spoiled_folders_are_one_line_and_write_nothing(spoil, tmp_path_factory,
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(reason=KNOWN_BUGS["the sample's label has a space"], strict=True)
 def test_a_sample_showing_a_class_with_a_space_is_a_label_submission(tmp_path, capsys):
     """The sample fills its label column with one class, 'crème brûlée': a label, not top-k."""
     spec = dict(layout="folders", classes=["crème brûlée", "thé vert"], shape="label",

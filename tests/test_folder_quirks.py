@@ -1,4 +1,4 @@
-"""Photo folders as competitions ship them (issue 25): file names in another case or Unicode
+"""Photo folders as competitions ship them: file names in another case or Unicode
 form or of mixed extensions, classes named in decomposed Unicode, one class, a missing or empty
 test photo, a photo past PIL's decompression-bomb limit, what a Mac or a notebook leaves beside
 the data; and the pixel layout resized a chunk at a time. `kit new` and the layout's reader on
