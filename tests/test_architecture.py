@@ -82,16 +82,16 @@ def test_no_import_cycle():
 def test_the_readme_tree_lists_every_module_once():
     readme = (KIT.parent / "README.md").read_text()
     block = readme.split("## Architecture", 1)[1].split("```\nkit/\n", 1)[1].split("```", 1)[0]
-    listed, folder = [], ""
+    listed, folders = [], []  # the folders open above the line, by depth (2 spaces each)
     for line in block.splitlines():
-        name = line.split()[0]
-        if line.startswith("    "):
-            listed.append(f"{folder}{name}")
-        elif name.endswith("/"):
-            folder = name
+        if not line.strip() or len(line) - len(line.lstrip()) > 2 * (len(folders) + 1):
+            continue  # a description's second line
+        depth = (len(line) - len(line.lstrip())) // 2 - 1
+        name, folders = line.split()[0], folders[:depth]
+        if name.endswith("/"):
+            folders.append(name)
         else:
-            folder = ""
-            listed.append(name)
+            listed.append("".join(folders) + name)
     modules = [p.relative_to(KIT).as_posix() for p in KIT.rglob("*.py")]
     modules = [m for m in modules if not m.endswith("/__init__.py")]
     assert sorted(listed) == sorted(modules)

@@ -19,7 +19,7 @@ import torch
 from kit.cli import main
 from kit.data.loader import TensorLoader
 from kit.errors import KitError
-from kit.train import distributed
+from kit.train import ddp, distributed
 from kit.train.launch import failure, stream
 
 KIT = Path(sys.executable).with_name("kit")
@@ -172,7 +172,7 @@ def test_the_shares_of_a_validation_put_together_score_as_the_whole_set(metric):
 
     whole, shares = validated(list(range(11))), [validated(list(range(r, 11, 2))) for r in (0, 1)]
     for i, together in enumerate(validated([])):
-        distributed.combine(together, [distributed.share(s[i]) for s in shares])
+        ddp.combine(together, [ddp.share(s[i]) for s in shares])
         assert float(together.value) == pytest.approx(float(whole[i].value), abs=1e-6)
         assert float(shares[0][i].value) != pytest.approx(float(whole[i].value), abs=1e-6)
 
@@ -326,7 +326,7 @@ def test_sync_bn_turns_every_batch_norm_into_a_synchronised_one(monkeypatch):
     learn = Learner(DataLoaders(loader, loader), model, loss_func=torch.nn.CrossEntropyLoss())
     norms = lambda m: {type(n).__name__ for n in m.modules() if "BatchNorm" in type(n).__name__}  # noqa: E731
     assert norms(learn.model) == {"BatchNorm2d"}
-    distributed.attach(learn, sync_bn=True)
+    ddp.attach(learn, sync_bn=True)
     assert norms(learn.model) == {"SyncBatchNorm"}
 
 

@@ -51,7 +51,7 @@ class At(Callback):
 
 
 def test_valid_mets_are_the_loss_and_metrics_that_shared_validation_combines(tmp_path):
-    """kit/train/distributed.py SharedValidation: `Recorder._valid_mets` lists the validation
+    """kit/train/ddp.py SharedValidation: `Recorder._valid_mets` lists the validation
     loss (AvgLoss) and metrics (AvgMetric: total, count; AccumMetric: preds, targs), and what a
     callback just before the Recorder puts into them after validating is what gets recorded."""
     seen = {}

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from kit.errors import KitError
-from kit.train import distributed
+from kit.train import ddp, distributed
 
 
 def two_processes(fn, cwds: list[Path]) -> list:
@@ -116,7 +116,7 @@ def gathered(rank):
     three kinds, put back by `gather`, and as the pickled objects it gathered before."""
     from types import SimpleNamespace
 
-    learn = SimpleNamespace(cbs=[distributed.DDP()])  # a learner training in DDP
+    learn = SimpleNamespace(cbs=[ddp.DDP()])  # a learner training in DDP
     gen = torch.Generator().manual_seed(0)
     whole = [torch.rand(11, 3, generator=gen), torch.randint(0, 9, (11,), generator=gen),
              torch.rand(11, 2, 4, generator=gen).half()]  # fmt: skip
@@ -125,8 +125,8 @@ def gathered(rank):
         part = t[rank::2]
         pickled = [None, None]
         dist.all_gather_object(pickled, part)
-        together, sent = sent_by_pickle(lambda p=part: distributed.gather(learn, p, 11))
-        out.append((together, t, pickled, distributed.everyone(part), sent))
+        together, sent = sent_by_pickle(lambda p=part: ddp.gather(learn, p, 11))
+        out.append((together, t, pickled, ddp.everyone(part), sent))
     return out
 
 
@@ -169,7 +169,7 @@ def validated(rank):
         return found
 
     mine = metrics(list(range(rank, 11, 2)))
-    _, sent = sent_by_pickle(lambda: distributed.put_together(mine))
+    _, sent = sent_by_pickle(lambda: ddp.put_together(mine))
     whole = metrics(list(range(11)))
     return [float(m.value) for m in mine], [float(m.value) for m in whole], sent
 

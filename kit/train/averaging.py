@@ -14,7 +14,7 @@ from kit.evaluate.metrics import best
 from kit.evaluate.predictions import Predictions, averaged, scores
 from kit.files import replacing
 from kit.recipe import Recipe
-from kit.train import distributed
+from kit.train import ddp
 from kit.train.predict import predictions
 
 SWA = "swa.pth"
@@ -40,7 +40,7 @@ def update_bn(learn: Learner) -> None:
 
     with torch.no_grad():
         torch_update_bn((xb for xb, _ in learn.dls.train), learn.model)
-    distributed.sync_buffers(learn)  # each process saw its own shard
+    ddp.sync_buffers(learn)  # each process saw its own shard
 
 
 def best_average(

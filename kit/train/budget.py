@@ -19,7 +19,7 @@ from kit.data.augment import tta_views
 from kit.errors import KitError
 from kit.files import read_json, write_json
 from kit.recipe import Recipe
-from kit.train import distributed
+from kit.train import ddp, distributed
 from kit.train.progress import Progress
 from kit.train.schedule import epochs, stage_epochs
 
@@ -194,7 +194,7 @@ def check_up_front(learn, r: Recipe, clock: Clock) -> None:
     """Refuse, before training, a limit too short for the least a run does: per model the
     finder (when the rate is not pinned), one epoch and one prediction pass."""
     step_s, pred_s = probe(learn)  # every process: a synchronised batch norm needs them all
-    shares = distributed.world() if distributed.in_ddp(learn) else 1  # validated, predicted
+    shares = distributed.world() if ddp.in_ddp(learn) else 1  # validated, predicted
     train, valid = len(learn.dls.train), -(-len(learn.dls.valid) // shares)  # batches here
     epoch_s = train * step_s + valid * pred_s
     test = clock.n_test / shares / learn.dls.valid.bs

@@ -11,7 +11,7 @@ from fastai.callback.schedule import minimum, slide, steep, valley
 from fastai.learner import Learner
 
 from kit.files import save_figure
-from kit.train import distributed
+from kit.train import ddp, distributed
 
 NUM_IT = 100  # fastai's lr_find: 100 steps from 1e-7 to 10
 START = 5  # the curve's first points: their mean loss is where it starts
@@ -116,7 +116,7 @@ def describe(lr: float, rule: str) -> str:
 def find_lr(learn: Learner, png: Path, rule: str, show: bool = False) -> float:
     """fastai's learning-rate finder: the rate `rule` reads from its curve, marked on the plot;
     the plot and the curve (lr_find.csv: rate and smoothed loss per step) saved beside it."""
-    # in a DDP run every process records the same (mean) loss (distributed.SharedLoss): all stop
+    # in a DDP run every process records the same (mean) loss (ddp.SharedLoss): all stop
     # at the same step, and all agree on whether to look on
     learn.lr_find(suggest_funcs=None, show_plot=False)
     lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
@@ -133,4 +133,4 @@ def find_lr(learn: Learner, png: Path, rule: str, show: bool = False) -> float:
     fig.axes[0].set_title(f"learning-rate finder: {rule} rule, {rate:.2e}")
     save_figure(fig, png, show)
     pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(png.with_suffix(".csv"), index=False)
-    return distributed.from_main(learn, rate)  # rank 0's rate, in every process of a DDP run
+    return ddp.from_main(learn, rate)  # rank 0's rate, in every process of a DDP run

@@ -25,7 +25,7 @@ from kit.data.loader import dataloaders
 from kit.errors import KitError
 from kit.evaluate.metrics import learner_metric
 from kit.recipe import Recipe
-from kit.train import distributed
+from kit.train import ddp
 from kit.train.callbacks import WeightAverage
 from kit.train.models import create_model, layer_groups, timm_body
 from kit.train.weights import pretrained_model
@@ -136,7 +136,7 @@ def build_learner(
         model = create_model(r.arch, n, chans, size=r.size)
     dls = dataloaders(data, r, norm_stats(model, data.x), device, valid_idx)
     learn = make_learner(model, dls, r, path, resolve_precision(r.precision, device))
-    return distributed.attach(learn, r.folds, r.sync_bn)
+    return ddp.attach(learn, r.folds, r.sync_bn)
 
 
 def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:

@@ -10,7 +10,7 @@ from kit.data.layouts import Data
 from kit.data.loader import test_loader
 from kit.evaluate.predictions import Predictions
 from kit.recipe import Recipe
-from kit.train import distributed
+from kit.train import ddp
 
 
 def view_probs(learn: Learner, loader, views=(None,)) -> np.ndarray:
@@ -18,8 +18,8 @@ def view_probs(learn: Learner, loader, views=(None,)) -> np.ndarray:
     (views, items, classes)."""
     probs = []
     for view in views:  # in a DDP run each process predicts its share
-        part = distributed.shard(learn, loader.new(augment=view))
-        probs.append(distributed.gather(learn, learn.get_preds(dl=part)[0], loader.n))
+        part = ddp.shard(learn, loader.new(augment=view))
+        probs.append(ddp.gather(learn, learn.get_preds(dl=part)[0], loader.n))
     return torch.stack(probs).float().numpy()
 
 
