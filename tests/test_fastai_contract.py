@@ -152,11 +152,14 @@ def test_the_recorders_smoothed_loss_is_the_one_kit_redraws(tmp_path):
 
     def step(learn):
         if learn.training:
-            steps.append((float(learn.loss), learn.opt.hypers[-1]["lr"]))
+            steps.append((float(learn.loss.detach()), learn.opt.hypers[-1]["lr"]))
 
     fit(learn, epochs=2, lr=3e-3, cbs=[At("after_batch", 54, step)])
     losses, lrs = zip(*steps)
-    assert [float(v) for v in learn.recorder.losses] == pytest.approx(smooth(np.array(losses)))
+    # fastai keeps its average in float32: a relative rounding of ~1e-7 a step over 108 steps
+    assert [float(v) for v in learn.recorder.losses] == pytest.approx(
+        smooth(np.array(losses)), rel=1e-4
+    )
     assert list(lrs) == pytest.approx([3e-3] * len(steps)) == learn.recorder.lrs
 
 

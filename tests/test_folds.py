@@ -1,5 +1,6 @@
 """K-fold runs, ensembles of them, snapshots and SWA, on the bundled Digit Recognizer sample."""
 
+import dataclasses
 import json
 import shutil
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 import kit
-from competitions import mnist
+from competitions import invasive, mnist
 from kit.cli import main
 from kit.data.folds import assign_folds, fold_ids, split
 from kit.errors import KitError
@@ -174,7 +175,7 @@ def binary_member(runs, run_id, photos, items, fold, y, seed):
     rng = np.random.default_rng(seed)
     run, ids = runs / run_id, pd.read_csv(photos / "sample_submission.csv")["name"].tolist()
     run.mkdir(parents=True)
-    (run / "recipe.json").write_text(json.dumps({"name": "invasive", "metric": "auc"}))
+    (run / "recipe.json").write_text(json.dumps(dataclasses.asdict(invasive.RECIPE)))
     metrics = {"submitted": "plain", "classes": [0, 1], "data": str(photos)}
     (run / "metrics.json").write_text(json.dumps(metrics))
     pd.DataFrame({"item": items, "fold": fold}).to_csv(run / "folds.csv", index=False)

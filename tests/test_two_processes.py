@@ -26,7 +26,8 @@ def two_processes(fn, cwds: list[Path]) -> list:
     results = ctx.Queue()
 
     def run(rank):
-        try:
+        try:  # a fork inherits the parent's OpenMP pool without its threads: one thread, or a hang
+            torch.set_num_threads(1)
             os.chdir(cwds[rank])
             dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                     world_size=2)  # fmt: skip
