@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit.data.readers.contents import Contents, ext_of, rel, test_folder
+from kit.data.readers.contents import Contents, labelled_folder
 from kit.data.readers.files import hidden, image_files, natural_key, read_photos
 from kit.errors import KitError
 from kit.recipe import Recipe
@@ -21,20 +21,8 @@ def detect(seen: Contents) -> dict | None:
     for parent, n in parents.most_common():
         if n < 2 or parent == seen.folder or "test" in parent.name.lower():
             continue  # class folders sit in a training folder, not beside train/ and test/
-        test = test_folder(seen, exclude=parent)
-        train_dir = rel(seen.folder, parent)
-        files, labels, _ = items(seen.folder, Recipe(name="new", slug="", train_dir=train_dir))
-        return dict(
-            layout=(
-                "folders",
-                f"{train_dir}/ holds {len(set(labels))} class folders, {len(files):,} images",
-            ),  # fmt: skip
-            train_dir=(train_dir, None),
-            test_dir=test,
-            ext=ext_of(seen, test),
-            _labels=labels,
-            _train=files,
-        )
+        return labelled_folder(seen, parent, "folders", items, lambda d, files, labels: (
+            f"{d}/ holds {len(set(labels))} class folders, {len(files):,} images"))  # fmt: skip
     return None
 
 

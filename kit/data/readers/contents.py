@@ -11,6 +11,7 @@ from kit.data.readers.files import by_name, hidden, image_files, name_key
 from kit.data.readers.tables import read_csv
 from kit.data.submission import sample_path
 from kit.errors import KitError
+from kit.recipe import Recipe
 
 # Words in a CSV's name that say it holds no training labels (test.csv lists the test images).
 NOT_TRAINING = ("test", "sample", "submission", "solution")
@@ -129,3 +130,14 @@ def ext_of(seen: Contents, test: tuple) -> tuple[str, str]:
     if any(name_key(f.name) == first for f in files):
         return "", "ids name their files with the extension"
     return files[0].suffix, "added to each id to name its file"
+
+
+def labelled_folder(seen: Contents, d: Path, layout: str, items, describe) -> dict:
+    """detect()'s finding for a training folder `d` whose images carry their labels (a folder
+    per class, or labels in the file names): `items` reads them, `describe(train_dir, files,
+    labels)` says what was found in a line."""
+    test = test_folder(seen, exclude=d)
+    train_dir = rel(seen.folder, d)
+    files, labels, _ = items(seen.folder, Recipe(name="new", slug="", train_dir=train_dir))
+    return dict(layout=(layout, describe(train_dir, files, labels)), train_dir=(train_dir, None),
+                test_dir=test, ext=ext_of(seen, test), _labels=labels, _train=files)  # fmt: skip

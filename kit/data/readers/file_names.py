@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit.data.readers.contents import Contents, ext_of, rel, test_folder
+from kit.data.readers.contents import Contents, labelled_folder
 from kit.data.readers.files import image_files, images_in, read_photos
 from kit.errors import KitError
 from kit.recipe import Recipe
@@ -28,17 +28,8 @@ def detect(seen: Contents) -> dict | None:
             continue
         if all(label.isdigit() for label in set(labels)):
             continue
-        test = test_folder(seen, exclude=d)
-        train_dir = rel(seen.folder, d)
-        files, labels, _ = items(seen.folder, Recipe(name="new", slug="", train_dir=train_dir))
-        return dict(
-            layout=("filenames", f"{train_dir}/: {n:,} images named <label>.<n>.<ext>"),
-            train_dir=(train_dir, None),
-            test_dir=test,
-            ext=ext_of(seen, test),
-            _labels=labels,
-            _train=files,
-        )
+        return labelled_folder(seen, d, "filenames", items, lambda train_dir, *_, n=n: (
+            f"{train_dir}/: {n:,} images named <label>.<n>.<ext>"))  # fmt: skip
     return None
 
 
