@@ -43,3 +43,18 @@ def photos_copy(photos, tmp_path):
 def photo_cache(tmp_path_factory):
     """Resized photos go to a temporary cache, not the user's ~/.cache/kit."""
     os.environ["KIT_CACHE"] = str(tmp_path_factory.mktemp("kit-cache"))
+
+
+# the tiny csv folder tests/test_csv_quirks.py and tests/test_folder_quirks.py spoil
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """quirks_data.tiny's folder, made once per test module."""
+    from quirks_data import tiny
+
+    return tiny(tmp_path_factory.mktemp("quirks") / "some-cactus")
+
+
+@pytest.fixture
+def folder(source, tmp_path):
+    """A copy of it for one test to spoil."""
+    return shutil.copytree(source, tmp_path / source.name)

@@ -3,25 +3,13 @@ Windows line ends, cut short or a header alone, an archive under a CSV's name, l
 1.0, ids with their folder and spaces after commas. `kit new` and the layout's reader on each,
 through the CLI: read as they should be, or one line, a non-zero exit and nothing written."""
 
-import shutil
 import zipfile
 
 import pandas as pd
 import pytest
-from quirks_data import WORDS, kit_new, recipe, refused, rewrite, tiny
+from quirks_data import WORDS, kit_new, recipe, refused, rewrite
 
 from kit.data.layouts import load as read_layout
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    return tiny(tmp_path_factory.mktemp("quirks") / "some-cactus")
-
-
-@pytest.fixture
-def folder(source, tmp_path):
-    return shutil.copytree(source, tmp_path / source.name)
-
 
 # --- the CSV: encodings, line ends, cut short --------------------------------------------------
 

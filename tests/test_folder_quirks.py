@@ -14,21 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from quirks_data import WORDS, kit_new, recipe, refused, tiny
+from quirks_data import WORDS, kit_new, recipe, refused
 
 from kit.data.layouts import load as read_layout
 from kit.data.readers import pixel_csv
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    return tiny(tmp_path_factory.mktemp("quirks") / "some-cactus")
-
-
-@pytest.fixture
-def folder(source, tmp_path):
-    return shutil.copytree(source, tmp_path / source.name)
-
 
 # --- the images: names, a missing or empty one, a huge one; one class --------------------------
 
