@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"kit: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("kit: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a launch's says what it stopped and how to go on
+        print(f"kit: interrupted{f': {e}' if str(e) else ''}", file=sys.stderr)
         return 130
     return 0
 

@@ -4,6 +4,7 @@ SIGINT and SIGTERM, interrupted the way a notebook kernel is (SIGINT to the laun
 alone, not to torchrun's group)."""
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from kit.cli import main
 from kit.train import launch
 
 SLEEPER = """
@@ -72,7 +74,7 @@ def test_an_interrupted_launch_stops_torchrun_and_all_its_processes(tmp_path, mo
                 os.kill(p, signal.SIGKILL)
 
 
-def test_an_interrupted_launch_says_how_to_continue_the_run_it_left(tmp_path, monkeypatch):
+def test_an_interrupted_launch_says_how_to_continue_the_run_it_left(tmp_path, monkeypatch, capsys):
     def interrupted(cmd, env):  # rank 0 kept the run: it had trained an epoch
         (tmp_path / "runs" / "mnist" / ".RUN.partial").mkdir(parents=True)
         raise KeyboardInterrupt("stopped torchrun and its 2 processes")
@@ -80,10 +82,14 @@ def test_an_interrupted_launch_says_how_to_continue_the_run_it_left(tmp_path, mo
     monkeypatch.setattr(launch, "stream", interrupted)
     with pytest.raises(KeyboardInterrupt) as stopped:
         launch.launch("mnist", 2, tmp_path, {"device": "cpu"})
-    assert str(stopped.value) == (
+    said = (
         "stopped torchrun and its 2 processes; "
         "continue the run with `kit run mnist --resume RUN --nproc 2`"
     )
+    assert str(stopped.value) == said
+    shutil.rmtree(tmp_path / "runs")  # the command line says the same, in one line
+    assert main(["run", "mnist", "--nproc", "2", "--out", str(tmp_path), "--device", "cpu"]) == 130
+    assert capsys.readouterr().err == f"kit: interrupted: {said}\n"
 
 
 def test_a_launch_that_ends_by_itself_is_left_alone(capsys):
