@@ -15,6 +15,7 @@ import pandas as pd
 import psutil
 import pytest
 import torch
+from validation_data import validated
 
 from kit.cli import main
 from kit.data.loader import TensorLoader
@@ -146,32 +147,9 @@ def test_training_shards_are_disjoint_equal_and_cover_the_epoch():
 def test_the_shares_of_a_validation_put_together_score_as_the_whole_set(metric):
     """The loss and metric of two processes' shares (every other item, in batches of 3), put
     together as in a DDP run, equal those of one process validating every item."""
-    from types import SimpleNamespace
-
-    from fastai.learner import AvgLoss, mk_metric
-    from fastai.torch_core import to_detach
-
-    from kit.evaluate.metrics import learner_metric
-
-    gen = torch.Generator().manual_seed(0)
-    logits, y = torch.randn(11, 2, generator=gen), torch.randint(0, 2, (11,), generator=gen)
-
-    def validated(rows) -> list:
-        """AvgLoss and the metric after one process validated `rows`, as fastai accumulates."""
-        found = [AvgLoss(), mk_metric(learner_metric(metric))]
-        for m in found:
-            m.reset()
-        for b in range(0, len(rows), 3):
-            i = rows[b : b + 3]
-            loss = torch.nn.functional.cross_entropy(logits[i], y[i], reduction="none")
-            batch = SimpleNamespace(pred=logits[i], yb=(y[i],), y=y[i], loss=loss,
-                                    to_detach=to_detach)  # fmt: skip
-            for m in found:
-                m.accumulate(batch)
-        return found
-
-    whole, shares = validated(list(range(11))), [validated(list(range(r, 11, 2))) for r in (0, 1)]
-    for i, together in enumerate(validated([])):
+    whole = validated(list(range(11)), metric)
+    shares = [validated(list(range(r, 11, 2)), metric) for r in (0, 1)]
+    for i, together in enumerate(validated([], metric)):
         ddp.combine(together, [ddp.share(s[i]) for s in shares])
         assert float(together.value) == pytest.approx(float(whole[i].value), abs=1e-6)
         assert float(shares[0][i].value) != pytest.approx(float(whole[i].value), abs=1e-6)

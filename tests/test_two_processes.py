@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from validation_data import validated
 
 from kit.errors import KitError
 from kit.train import ddp, distributed
@@ -143,40 +144,17 @@ def test_predictions_gathered_as_tensors_are_the_whole_set_in_order_as_pickled_o
             assert all(torch.equal(p, q) for p, q in zip(parts, pickled))
 
 
-def validated(rank):
+def put_together(rank):
     """Each process's loss and metric of its share of a validation (every other item, in
     batches of 3), put together, against those of the whole set validated in one process."""
-    from types import SimpleNamespace
-
-    from fastai.learner import AvgLoss, mk_metric
-    from fastai.torch_core import to_detach
-
-    from kit.evaluate.metrics import learner_metric
-
-    gen = torch.Generator().manual_seed(0)
-    logits, y = torch.randn(11, 2, generator=gen), torch.randint(0, 2, (11,), generator=gen)
-
-    def metrics(rows):
-        found = [AvgLoss(), mk_metric(learner_metric("auc"))]
-        for m in found:
-            m.reset()
-        for b in range(0, len(rows), 3):
-            i = rows[b : b + 3]
-            loss = torch.nn.functional.cross_entropy(logits[i], y[i], reduction="none")
-            batch = SimpleNamespace(pred=logits[i], yb=(y[i],), y=y[i], loss=loss,
-                                    to_detach=to_detach)  # fmt: skip
-            for m in found:
-                m.accumulate(batch)
-        return found
-
-    mine = metrics(list(range(rank, 11, 2)))
+    mine = validated(list(range(rank, 11, 2)), "auc")
     _, sent = sent_by_pickle(lambda: ddp.put_together(mine))
-    whole = metrics(list(range(11)))
+    whole = validated(list(range(11)), "auc")
     return [float(m.value) for m in mine], [float(m.value) for m in whole], sent
 
 
 def test_the_shares_of_a_validation_sent_as_tensors_score_as_the_whole_set(tmp_path):
-    for found in two_processes(validated, [tmp_path, tmp_path]):
+    for found in two_processes(put_together, [tmp_path, tmp_path]):
         assert not isinstance(found, Exception), found
         together, whole, sent = found
         assert together == pytest.approx(whole, abs=1e-6)
