@@ -261,6 +261,7 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
         "folds": r.folds,
         "processes": distributed.world(),
         "epochs": len(history),
+        "plan": [t.record.get("plan") for t in trained],  # each model's cycles and decisions
         **({"budget": clock.plan} if clock else {}),
         "seconds": round(time.monotonic() - job.started, 1),
         "skipped_train_images": d.skipped,

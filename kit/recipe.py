@@ -81,6 +81,13 @@ class Recipe:
     pad_mode: str = field(
         "reflection", "how augmentation fills the border: reflection | zeros | border"
     )
+    dihedral: bool = field(False, "flips both ways and 90-degree turns (data with no up); 8 TTA views")
+    crop_scale: float = field(0.0, "random resized crop: the least share of the area kept (0: off)")
+    crop_ratio: float = field(1.33, "random resized crop: aspect ratio drawn from [1/ratio, ratio]")
+    erase: float = field(0.0, "random erasing: the share of images given a noise rectangle (0: off)")
+    saturation: float = field(0.0, "max saturation change either way, colour images (0: off)")
+    hue: float = field(0.0, "max hue turn either way, a fraction of the colour wheel (0: off)")
+    auto_augment: str = field("", "torchvision's trivial (TrivialAugment) or rand (RandAugment)")
     # the house schedule: SGDR on the head (body frozen), unfreeze, SGDR on everything
     lr: float = field(
         0.0, "max learning rate; 0 takes the rate lr_rule reads from the finder's curve"
@@ -94,6 +101,11 @@ class Recipe:
     cycles: int = field(3, "SGDR cycles with everything trainable")
     cycle_len: int = field(1, "epochs in the first cycle")
     cycle_mult: int = field(2, "each cycle is this many times longer than the last")
+    # --cycles and --head-cycles are the most: a stage stops at the end of a cycle that raised the
+    # validation score by no more than the score's noise on the validation set (kit/train/plan.py)
+    exact_cycles: bool = field(
+        False, "train every cycle of --head-cycles and --cycles, whatever each cycle gained"
+    )
     lr_mult: float = field(100.0, "discriminative rates: the first layer group learns lr/lr_mult")
     wd: float = field(0.01, "decoupled weight decay (AdamW)")
     label_smoothing: float = field(0.0, "the share of each target spread over all classes (0: off)")
@@ -133,6 +145,7 @@ LAYOUTS = ("csv", "folders", "filenames", "pixels")  # kit/data/layouts.py
 SHAPES = ("auto", "label", "probability", "probabilities", "tags", "top_k")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PAD_MODES = ("reflection", "zeros", "border")
+AUTO_AUGMENTS = ("", "trivial", "rand")  # kit/data/augment.py
 
 
 def field_help() -> dict[str, str]:
@@ -204,6 +217,11 @@ def check(r: Recipe) -> Recipe:
         (r.lr_mult >= 1, "lr_mult", "at least 1"),
         (r.zoom >= 1, "zoom", "at least 1 (1 means no zoom)"),
         (0 <= r.shift < 1 and 0 <= r.lighting < 1, "shift/lighting", "between 0 and 1"),
+        (0 <= r.crop_scale <= 1, "crop_scale", "between 0 (off) and 1, e.g. 0.35"),
+        (r.crop_ratio >= 1, "crop_ratio", "at least 1 (1 keeps the aspect), e.g. 1.33"),
+        (0 <= r.erase <= 1 and 0 <= r.saturation <= 1, "erase/saturation", "between 0 and 1"),
+        (0 <= r.hue <= 0.5, "hue", "between 0 and 0.5 (half the colour wheel)"),
+        (r.auto_augment in AUTO_AUGMENTS, "auto_augment", "'' (off), trivial or rand"),
         (r.patience >= 0, "patience", "0 (off) or more epochs"),
         (r.min_delta >= 0, "min_delta", "0 or more"),
         (0 <= r.label_smoothing < 1, "label_smoothing", "between 0 and 1, e.g. 0.1"),

@@ -16,7 +16,6 @@ from kit.train.callbacks import WeightAverage
 from kit.train.learner import make_learner, resolve_precision
 from kit.train.models import create_model, layer_groups
 from kit.train.predict import view_probs
-from kit.train.schedule import still_learning
 from kit.train.sgdr import fit_sgdr
 
 # "It learned": chance is 0.1 (ten digits); the fp32 2-3 epoch trainings below scored 0.81-0.98
@@ -50,26 +49,6 @@ def test_sgdr_restarts_at_every_cycle(digits, tmp_path, n_cycles, cycle_len, cyc
         assert lrs[start] == pytest.approx(3e-3, rel=0.05)  # a restart at the top
         assert lrs[end - 1] < 3e-4  # annealed near zero by the cycle's end
     assert history[-1]["accuracy"] > LEARNED  # and it learned something
-
-
-def test_a_last_cycle_that_still_gained_a_point_says_so():
-    def history(scores, stage="all"):
-        return [{"stage": stage, "accuracy": v} for v in scores]
-
-    r = mnist.RECIPE  # 3 cycles: they end after epochs 1, 3 and 7
-    hint = still_learning(history([0.5, 0.7, 0.79, 0.6, 0.85, 0.88, 0.904]), r, "accuracy")
-    assert hint == (
-        "the last cycle raised valid accuracy by 11.4 points (0.7900 to 0.9040): still learning; "
-        "--cycles 4 trains 15 epochs instead of 7 and may score higher"
-    )
-    assert (
-        still_learning(history([0.9, 0.95, 0.990, 0.98, 0.99, 0.993, 0.995]), r, "accuracy") is None
-    )
-    assert still_learning(history([0.5, 0.7, 0.79, 0.6, 0.85]), r, "accuracy") is None  # cut short
-    head = history([0.1, 0.2, 0.3], "head")
-    assert still_learning(head + history([0.5, 0.7, 0.79, 0.6, 0.85, 0.88, 0.904]), r, "accuracy")
-    logloss = override(r, metric="logloss")  # not a score out of 1: no points to count
-    assert still_learning(history([2.0, 1.0, 0.9, 0.8, 0.5, 0.4, 0.1]), logloss, "logloss") is None
 
 
 def test_discriminative_rates_span_the_three_groups(digits, tmp_path):

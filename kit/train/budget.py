@@ -13,15 +13,14 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.core import Callback
 
 from kit.data.augment import tta_views
 from kit.errors import KitError
 from kit.files import read_json, write_json
 from kit.recipe import Recipe
 from kit.train import ddp, distributed
-from kit.train.progress import Progress
-from kit.train.schedule import epochs, stage_epochs
+from kit.train.plan import Plan, epochs
 
 UNFROZEN = 1.5  # an unfrozen epoch over a frozen one: weight gradients add a third pass to the
 # forward and input-gradient passes that a frozen body (batch norm still trains) already costs
@@ -97,7 +96,8 @@ def note(r: Recipe, p: dict, epoch_s: float, need: float, left_s: float) -> str:
 
 
 def with_plan(r: Recipe, plan: dict | None) -> Recipe:
-    """The recipe with the plan's schedule (unchecked: a cut may leave one cycle)."""
+    """The recipe with the time plan's schedule, for the steps after training (TTA); unchecked:
+    a cut may leave one cycle."""
     if not plan:
         return r
     return dataclasses.replace(r, head_cycles=plan["head_cycles"], cycles=plan["cycles"],
@@ -212,13 +212,13 @@ def check_up_front(learn, r: Recipe, clock: Clock) -> None:
 
 
 class Budget(Callback):
-    """After the first epoch, fit the schedule to the time left (`clock.plan`); then end each
-    stage's fit once it has trained the epochs the plan keeps."""
+    """After the first epoch, fit the schedule to the time left (`clock.plan`) and cut the plan
+    to it; Follow (kit/train/plan.py) then ends each stage's fit where the plan ends it."""
 
-    order = 65  # after Checkpoint has counted the epoch and SaveModel has seen it
+    order = 64  # after Checkpoint has counted the epoch, before Follow acts on the plan
 
-    def __init__(self, clock: Clock, r: Recipe, progress: Progress):
-        self.clock, self.r, self.progress = clock, r, progress
+    def __init__(self, clock: Clock, r: Recipe, plan: Plan):
+        self.clock, self.r, self.plan = clock, r, plan
 
     def before_train(self):
         self.t_train = time.perf_counter()
@@ -230,13 +230,10 @@ class Budget(Callback):
 
     def after_epoch(self):
         if self.clock.plan is None:
-            self.plan(self.train_s + time.perf_counter() - self.t_valid)
-        stage = self.progress.stage
-        keep, whole = (stage_epochs(r, stage) for r in (with_plan(self.r, self.clock.plan), self.r))
-        if keep < whole and self.progress.done(stage) >= keep:
-            raise CancelFitException()  # at a cycle's end: SGDR has annealed the rate
+            self.decide(self.train_s + time.perf_counter() - self.t_valid)
+            self.plan.cut(self.clock.plan)
 
-    def plan(self, epoch_s: float) -> None:
+    def decide(self, epoch_s: float) -> None:
         valid_s = epoch_s - self.train_s
         steps = len(self.dls.train)
         predict = valid_s * (1 + self.clock.n_test / max(1, self.dls.valid.n)) / epoch_s

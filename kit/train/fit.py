@@ -23,8 +23,9 @@ from kit.train.sgdr import fine_tune_sgdr
 @dataclass
 class Trained:
     """One model's predictions, and what its training recorded (unit.json): the learning rates,
-    one row per epoch, the process that trained it, the snapshot/SWA choice, and what `kit
-    predict` needs to feed it (the normalisation and the number of channels)."""
+    one row per epoch, the plan and its decisions, the process that trained it, the
+    snapshot/SWA choice, and what `kit predict` needs to feed it (the normalisation and the
+    number of channels)."""
 
     valid: Predictions
     test: Predictions
@@ -55,11 +56,12 @@ def train_model(
     saved = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt.exists() else None
     if clock and clock.plan is None and not clock.checked:  # in each process once, before
         check_up_front(learn, r, clock)  # it trains (with or without a checkpoint: all agree)
-    rates, history = fine_tune_sgdr(learn, r, folder, show, saved, clock)
+    rates, history, plan = fine_tune_sgdr(learn, r, folder, show, saved, clock)
     if clock:  # the schedule the time limit kept (TTA included) holds from here on
         r = with_plan(r, clock.plan)
     record = {"rates": rates, "history": history, "process": distributed.rank(),
-              "stats": learn.dls.valid.stats, "channels": data.x.shape[1]}  # fmt: skip
+              "stats": learn.dls.valid.stats, "channels": data.x.shape[1],
+              "plan": plan.saved()}  # fmt: skip
     if r.snapshots:
         valid, test, record["averaging"] = best_average(learn, data, r, folder, valid_idx)
     else:

@@ -1,16 +1,14 @@
-"""Where the house schedule is, as one object rather than a dict its callbacks share: the stage
-training now, the epochs each stage has done, the rates the finder set, one row per epoch and
-one per step. `fine_tune_sgdr` moves it from stage to stage; Checkpoint ends its epochs and
-saves it, Steps records its steps, Snapshots and Budget read it; a resumed run starts from the
-saved copy."""
+"""Where the house schedule is, as one object rather than a dict its callbacks share: the plan
+it follows (kit/train/plan.py), the stage training now, the epochs each stage has done, the
+rates the finder set, one row per epoch and one per step. `fine_tune_sgdr` moves it from stage
+to stage; Checkpoint ends its epochs and saves it, Steps records its steps, the plan's callbacks
+revise and follow the plan; a resumed run starts from the saved copy."""
 
 from dataclasses import asdict, dataclass, field
 
 from kit.evaluate.metrics import greater_is_better
 from kit.recipe import Recipe
-from kit.train import schedule
-
-STAGES = ("head", "all")  # in the order they train: the body frozen, then everything
+from kit.train.plan import STAGES, Plan
 
 
 def early_stop_state(values: list, min_delta: float, greater=True) -> tuple[float, int]:
@@ -27,6 +25,7 @@ def early_stop_state(values: list, min_delta: float, greater=True) -> tuple[floa
 
 @dataclass
 class Progress:
+    plan: Plan | None = None  # None: the recipe's, as Plan.of makes it
     stage: str | None = None  # None before the first epoch
     epochs: dict = field(default_factory=dict)  # stage -> its epochs trained
     rates: dict = field(default_factory=dict)  # head_lr; lr and lr_low once unfrozen
@@ -55,10 +54,11 @@ class Progress:
         return [h[monitor] for h in self.history if h["stage"] == (stage or self.stage)]
 
     def finished(self, r: Recipe, monitor: str, stage: str | None = None) -> bool:
-        """Is `stage` (default: the current one) over: all its epochs trained, or ended by
-        early stopping? Before the first epoch there is nothing to carry on."""
-        stage = stage or self.stage
-        if stage is None or self.done(stage) >= schedule.stage_epochs(r, stage):
+        """Is `stage` (default: the current one) over: the epochs its plan keeps trained (the
+        rule may have stopped it), or ended by early stopping? Before the first epoch there is
+        nothing to carry on."""
+        stage, plan = stage or self.stage, self.plan or Plan.of(r)
+        if stage is None or self.done(stage) >= plan.epochs(stage):
             return True
         greater = greater_is_better(r.metric)
         waited = early_stop_state(self.scores(monitor, stage), r.min_delta, greater)[1]
@@ -70,4 +70,5 @@ class Progress:
 
     @classmethod
     def from_saved(cls, saved: dict) -> "Progress":
-        return cls(**saved)
+        plan = saved.get("plan")
+        return cls(**{**saved, "plan": Plan(**plan) if plan else None})

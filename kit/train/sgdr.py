@@ -1,6 +1,6 @@
 """The house schedule on a fastai Learner: SGDR on the head with the body frozen, then on
-everything with discriminative rates, each stage's rate read off the finder's curve; the best
-model kept, a checkpoint after every epoch, and a time limit obeyed."""
+everything with discriminative rates, each stage's rate read off the finder's curve, as many
+cycles as the plan keeps; the best model kept, a checkpoint after every epoch."""
 
 from pathlib import Path
 
@@ -11,12 +11,13 @@ from fastai.learner import Learner
 
 from kit.evaluate.metrics import greater_is_better
 from kit.recipe import Recipe
-from kit.train import distributed, schedule
-from kit.train.budget import Budget, with_plan
+from kit.train import ddp, distributed
+from kit.train.budget import Budget
 from kit.train.callbacks import Checkpoint, Continue, Snapshots, epoch_row, restore
 from kit.train.curves import Steps, plot_curves
 from kit.train.finder import find_lr, resolve, stage_rule
 from kit.train.learner import monitor_name
+from kit.train.plan import STAGES, Follow, Judge, Plan
 from kit.train.progress import Progress
 
 
@@ -58,21 +59,27 @@ def fine_tune_sgdr(
     learn: Learner, r: Recipe, run_dir: Path, show=False, checkpoint=None, clock=None
 ):
     """The house schedule, keeping the best model (run_dir/model.pth) and a checkpoint after
-    every epoch (run_dir/checkpoint.pth); given that checkpoint, it carries on from it. With a
-    `clock` (kit/train/budget.py), the schedule is cut to the time limit after the first epoch.
+    every epoch (run_dir/checkpoint.pth); given that checkpoint, it carries on from it. The plan
+    (kit/train/plan.py) says how many cycles each stage trains; with a `clock`
+    (kit/train/budget.py), the time limit cuts it after the first epoch.
 
-    Returns the learning rates used and one row of metrics per epoch.
+    Returns the learning rates used, one row of metrics per epoch, and the plan as it ended.
     """
     monitor, up = monitor_name(learn), greater_is_better(r.metric)
+    shares = distributed.world() if ddp.in_ddp(learn) else 1  # processes validating a share
     rule = resolve(r.lr_rule, r.pretrained)
-    # where the schedule is: a resumed run's, as its checkpoint saved it
+    # where the schedule is: a resumed run's, as its checkpoint saved it, decisions included
     progress = Progress.from_saved(checkpoint["state"]) if checkpoint else Progress()
+    progress.plan = plan = progress.plan or Plan.of(r)
+    if clock is not None:
+        plan.cut(clock.plan)  # a later fold, or a resumed run, keeps the time plan made
     # on a tie the later, more annealed epoch wins
     save = SaveModelCallback(monitor, comp=np.greater_equal if up else np.less_equal,
                              fname="model", reset_on_fit=False)  # fmt: skip
     save.best = -float("inf") if up else float("inf")  # fastai starts np.less_equal at -inf
     # `best` kept across fits with reset_on_fit=False (fastai 2.8.12; tests/test_fastai_contract.py)
-    cbs = [save, Checkpoint(run_dir / "checkpoint.pth", progress), Steps(progress)]
+    cbs = [save, Checkpoint(run_dir / "checkpoint.pth", progress), Steps(progress),
+           Judge(progress, monitor, r.metric, shares), Follow(progress)]  # fmt: skip
     early = None
     if r.patience:
         early = EarlyStoppingCallback(monitor=monitor, comp=np.greater if up else np.less,
@@ -80,13 +87,10 @@ def fine_tune_sgdr(
         cbs.append(early)
     learn.create_opt()
     if clock is not None:
-        cbs.append(Budget(clock, r, progress))
-        r = with_plan(r, clock.plan)  # a later fold, or a resumed run, keeps the plan made
-    stages = schedule.stages(r)
+        cbs.append(Budget(clock, r, plan))
     if r.snapshots:
-        last, cycles, length, mult = [st for st in stages if st[1]][-1]
-        ends = [schedule.epochs(k, length, mult) for k in range(1, cycles + 1)]
-        cbs.append(Snapshots(run_dir, progress, last, ends))
+        last = plan.last_stage()
+        cbs.append(Snapshots(run_dir, progress, last, plan.ends(last)))
     if checkpoint is not None:
         learn.freeze() if progress.stage == "head" else learn.unfreeze()  # clears opt state
         restore(learn, checkpoint)
@@ -98,11 +102,7 @@ def fine_tune_sgdr(
             values = progress.scores(monitor)
             cbs.append(Continue(checkpoint["smooth"], early, values, r.min_delta, up))
     rates = progress.rates
-    for k in range(len(stages)):
-        if clock is not None:  # the plan made after the first epoch holds from then on
-            r = with_plan(r, clock.plan)
-            stages = schedule.stages(r)
-        stage, cycles, length, mult = stages[k]
+    for stage in STAGES:
         if progress.finished(r, monitor, stage):
             continue
         start = progress.begin(stage)
@@ -115,12 +115,10 @@ def fine_tune_sgdr(
                 )
             lr = rates["head_lr"]
         else:
-            if "lr" not in rates:
-                # a time limit may skip this finder run: fastai fine_tune's rates then
-                skip = bool(clock and clock.plan and not clock.plan["finder"])
+            if "lr" not in rates:  # a time limit may skip this finder run: fine_tune's rates
                 unfrozen = stage_rule(rule, "head_lr" in rates)
                 found = r.lr or (
-                    0.0 if skip else find_lr(learn, run_dir / "lr_find.png", unfrozen, show)
+                    find_lr(learn, run_dir / "lr_find.png", unfrozen, show) if plan.finder else 0.0
                 )
                 rates["lr"], rates["lr_low"] = unfrozen_rates(r, found, rates.get("head_lr"))
             lr = (
@@ -128,9 +126,8 @@ def fine_tune_sgdr(
                 if rates["lr_low"] < rates["lr"]
                 else rates["lr"]
             )
-        fit_sgdr(learn, cycles, length, mult, lr, cbs, start_epoch=start)  # ends on the best
+        # SGDR's first k cycles are a whole schedule: the plan may end the fit at any cycle's end
+        fit_sgdr(learn, *plan.shape(stage), lr, cbs, start_epoch=start)  # ends on the best
     history = progress.history
     plot_curves(progress.steps, history, monitor, run_dir / "training_curves.png", show)
-    if distributed.is_main() and (hint := schedule.still_learning(history, r, monitor)):
-        print(hint)
-    return dict(rates), history
+    return dict(rates), history, plan

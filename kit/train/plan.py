@@ -1,0 +1,197 @@
+"""The house schedule as one object, the Plan: two stages (the head with the body frozen, then
+everything), each at most a number of SGDR cycles that grow by cycle_mult. Decided up front from
+the recipe, cut by the time limit after the first epoch (kit/train/budget.py), and revised at
+the end of every cycle by the rule: a stage goes on only while its last cycle raised the
+validation score by more than that score's noise on this validation set, else it stops there
+(SGDR has annealed at a cycle's end) and the best model is kept. fine_tune_sgdr runs it; the
+checkpoint keeps it inside Progress, so a resumed run keeps its decisions."""
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from fastai.callback.core import Callback, CancelFitException
+
+from kit.evaluate.metrics import greater_is_better
+from kit.recipe import Recipe
+from kit.train import distributed
+
+STAGES = ("head", "all")  # in the order they train: the body frozen, then everything
+NAMES = {"head": "head", "all": "unfrozen"}  # as a user reads them
+
+
+def epochs(cycles: int, cycle_len: int, mult: int) -> int:
+    """Epochs in `cycles` SGDR cycles, the first `cycle_len` long, each `mult` times the last."""
+    return sum(cycle_len * mult**i for i in range(cycles))
+
+
+@dataclass
+class Plan:
+    head_cycles: int  # the most cycles of each stage: the recipe's, less the time limit's cut
+    cycles: int
+    head_cycle_len: int = 1  # the head's cycles do not grow
+    cycle_len: int = 1
+    cycle_mult: int = 2
+    adaptive: bool = True  # the rule on (--exact-cycles: every cycle trains)
+    tta: bool = True  # the time limit may turn off TTA and the second finder run
+    finder: bool = True
+    stopped: dict = field(default_factory=dict)  # stage -> its cycles when the rule stopped it
+    decisions: list = field(default_factory=list)  # the rule's verdict at each cycle end judged
+
+    @classmethod
+    def of(cls, r: Recipe) -> "Plan":
+        return cls(r.head_cycles, r.cycles, r.head_cycle_len, r.cycle_len, r.cycle_mult,
+                   not r.exact_cycles, r.tta)  # fmt: skip
+
+    def shape(self, stage: str) -> tuple[int, int, int]:
+        """(most cycles, first cycle's epochs, growth) of `stage`."""
+        if stage == "head":
+            return self.head_cycles, self.head_cycle_len, 1
+        return self.cycles, self.cycle_len, self.cycle_mult
+
+    def ends(self, stage: str) -> list[int]:
+        """The stage's epochs at the end of each of its cycles."""
+        most, length, mult = self.shape(stage)
+        return [epochs(k, length, mult) for k in range(1, most + 1)]
+
+    def epochs(self, stage: str) -> int:
+        """Epochs `stage` trains: its most cycles, or those it had when the rule stopped it."""
+        most, length, mult = self.shape(stage)
+        return epochs(min(most, self.stopped.get(stage, most)), length, mult)
+
+    def last_stage(self) -> str:
+        return [s for s in STAGES if self.shape(s)[0]][-1]
+
+    def cut(self, budget: dict | None) -> None:
+        """Keep what the time limit's plan keeps (budget.fit_schedule's dict)."""
+        if budget:
+            self.head_cycles, self.cycles = budget["head_cycles"], budget["cycles"]
+            self.tta, self.finder = budget["tta"], budget["finder"]
+
+    def judge(self, stage: str, cycle: int, gain: float, noise: float, what: str) -> str:
+        """Revise the plan after `stage`'s `cycle` (counted from 1) raised the score by `gain`
+        against its `noise`; the line that says what was decided, naming the score as `what`."""
+        most = self.shape(stage)[0]
+        going = gain > noise
+        if not going:
+            self.stopped[stage] = cycle
+        self.decisions.append({"stage": stage, "cycle": cycle, "of": most, "gain": gain,
+                               "noise": noise, "went_on": going})  # fmt: skip
+        verb = "raised" if gain >= 0 else "lowered"
+        size = f"{abs(gain) * 100:.2f} points" if what.endswith("points") else f"{abs(gain):.4f}"
+        noise_s = f"{noise * 100:.2f}" if what.endswith("points") else f"{noise:.4f}"
+        head = f"{NAMES[stage]} cycle {cycle} of {most} {verb} {what.removesuffix(' points')}"
+        then = "going on" if going else f"stopping after {cycle} of {most} cycles"
+        return f"{head} by {size}, {'over' if going else 'under'} its noise {noise_s}: {then}"
+
+    def saved(self) -> dict:
+        return asdict(self)
+
+
+def hanley_mcneil(a: float, positives: int, negatives: int) -> float:
+    """The standard error of an AUC `a` measured on `positives` and `negatives` (Hanley and
+    McNeil 1982: the AUC's variance from the exponential approximation of its two parts)."""
+    if positives < 1 or negatives < 1:
+        return 0.0
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = a * (1 - a) + (positives - 1) * (q1 - a * a) + (negatives - 1) * (q2 - a * a)
+    return math.sqrt(max(var, 0.0) / (positives * negatives))
+
+
+def standard_error(metric: str, score: float, n: int, targets=None, probs=None) -> float:
+    """The noise of `score` on a validation set of `n` images (with its `targets` and the
+    predicted `probs` where the metric kept them).
+
+    AUC: Hanley-McNeil from the set's positives and negatives; a mean AUC over classes or tags
+    (mauc, auc over 3+ classes): the mean of each column's, as if their errors went together.
+    Log loss: the standard deviation of the images' own losses over sqrt(n). Every other score:
+    the binomial sqrt(s(1-s)/n), exact for accuracy and an upper bound for any mean of per-image
+    scores in [0, 1] (MAP@k, samples-F; a variable in [0, 1] with mean s has variance at most
+    s(1-s)); for F1-macro and QWK, an approximation at n images."""
+    if metric == "logloss" and probs is not None:
+        p = np.clip(np.asarray(probs, np.float64), 1e-15, 1)
+        losses = -np.log(p[np.arange(len(p)), np.asarray(targets).astype(int)])
+        return float(losses.std() / math.sqrt(len(losses)))
+    if metric in ("auc", "mauc") and targets is not None:
+        y = np.asarray(targets)
+        columns = probs.shape[1] if probs is not None and probs.ndim == 2 else 2
+        truth = y if y.ndim == 2 else np.eye(columns)[y.astype(int)]
+        cols = [truth[:, 1]] if columns == 2 and y.ndim == 1 else list(truth.T)
+        s = min(max(score, 0.0), 1.0)
+        return float(np.mean([hanley_mcneil(s, int(c.sum()), int(len(c) - c.sum())) for c in cols]))
+    s = min(max(score, 0.0), 1.0)
+    return math.sqrt(s * (1 - s) / max(n, 1))
+
+
+def kept_by(learn) -> tuple:
+    """(targets, probabilities) of the last validation, where the metric kept them (fastai's
+    AccumMetric: auc, log loss and the others scored on the whole set); else (None, None)."""
+    metric = learn.metrics[0]
+    if not getattr(metric, "targs", None):
+        return None, None
+    return torch.cat(metric.targs).numpy(), torch.cat(metric.preds).float().numpy()
+
+
+class Judge(Callback):
+    """At the end of each cycle that has a later one in its stage, the rule revises the plan:
+    before Checkpoint (55) saves the plan with the epoch, so that a resumed run has the verdict.
+    In DDP (`shares` processes validating a share each) rank 0 judges and every process
+    follows."""
+
+    order = 54  # after the Recorder (50) has the epoch's values
+
+    def __init__(self, progress, monitor: str, metric: str, shares: int = 1):
+        self.progress, self.monitor, self.metric, self.shares = progress, monitor, metric, shares
+
+    def after_epoch(self):
+        plan, stage = self.progress.plan, self.progress.stage
+        done = self.progress.done() + 1  # Checkpoint counts this epoch next
+        ends = plan.ends(stage)
+        if not plan.adaptive or done not in ends or done >= plan.epochs(stage):
+            return
+        names = self.recorder.metric_names[1:-1]
+        now = float(self.recorder.values[-1][names.index(self.monitor)])
+        cycle = ends.index(done) + 1
+        before = self.score_before(cycle - 1)
+        if before is None:  # a network's first cycle: nothing to compare with
+            return
+        measured = distributed.on_main if self.shares > 1 else (lambda f: f())
+        gain, noise = measured(lambda: self.measure(now, before))
+        up = greater_is_better(self.metric)
+        what = f"valid {self.monitor}" + (" points" if up else "")
+        line = plan.judge(stage, cycle, gain, noise, what)
+        if distributed.is_main():
+            print(line, flush=True)
+
+    def score_before(self, k: int) -> float | None:
+        """The score at the end of the cycle before cycle `k` (from 0) of this stage, or at the
+        end of the stage before when `k` is its first."""
+        if k:
+            scores = self.progress.scores(self.monitor)
+            return scores[self.progress.plan.ends(self.progress.stage)[k - 1] - 1]
+        stage = self.progress.stage
+        earlier = [h[self.monitor] for h in self.progress.history if h["stage"] != stage]
+        return earlier[-1] if earlier else None
+
+    def measure(self, now: float, before: float) -> tuple[float, float]:
+        """(the cycle's gain in the score's good direction, the score's noise)."""
+        gain = (now - before) if greater_is_better(self.metric) else (before - now)
+        targets, probs = kept_by(self.learn)
+        n = len(targets) if targets is not None else self.dls.valid.n * self.shares
+        return gain, standard_error(self.metric, now, n, targets, probs)
+
+
+class Follow(Callback):
+    """End a stage's fit at the cycle end where its plan now ends it (the rule stopped it, or the
+    time limit cut it): SGDR has annealed the rate there."""
+
+    order = 65  # after Checkpoint, Snapshots, SaveModel and early stopping have seen the epoch
+
+    def __init__(self, progress):
+        self.progress = progress
+
+    def after_epoch(self):
+        ends_here = self.progress.done() >= self.progress.plan.epochs(self.progress.stage)
+        if ends_here and self.epoch + 1 < self.n_epoch:  # the fit itself goes on: cut it
+            raise CancelFitException()

@@ -1,0 +1,149 @@
+"""The plan (kit/train/plan.py): a stage goes on only while its last SGDR cycle raised the
+validation score by more than the score's noise; --cycles is the most; --exact-cycles trains
+them all; a resumed run keeps the decisions."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from fastai.callback.core import CancelFitException
+from sklearn.metrics import roc_auc_score
+
+from competitions import mnist
+from kit.data.folds import split
+from kit.data.loader import dataloaders
+from kit.recipe import Recipe, override
+from kit.train.learner import make_learner
+from kit.train.models import create_model
+from kit.train.plan import Follow, Judge, Plan, standard_error
+from kit.train.progress import Progress
+from kit.train.sgdr import fine_tune_sgdr
+
+NAMES = ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
+
+
+def judged(plan: Plan, scores: list, n: int = 1000) -> tuple[int, list]:
+    """Feed one accuracy per epoch to the rule, as a fit's callbacks see them; returns the epochs
+    trained before the plan ended the stage, and the lines printed."""
+    progress, lines = Progress(plan=plan), []
+    progress.begin("all")
+    recorder = SimpleNamespace(metric_names=NAMES, values=[])
+    valid = SimpleNamespace(valid=SimpleNamespace(n=n))
+    learn = SimpleNamespace(recorder=recorder, metrics=[SimpleNamespace(name="accuracy")],
+                            cbs=[], dls=valid, n_epoch=len(scores))  # fmt: skip
+    judge, follow = Judge(progress, "accuracy", "accuracy"), Follow(progress)
+    judge.learn = follow.learn = learn
+    for epoch, s in enumerate(scores):
+        learn.epoch = epoch
+        recorder.values.append([1.0, 1.0, s])
+        plan_before = len(plan.decisions)
+        judge.after_epoch()
+        progress.end_epoch({"accuracy": s})
+        if len(plan.decisions) > plan_before:
+            lines.append(plan.decisions[-1])
+        try:
+            follow.after_epoch()
+        except CancelFitException:
+            break
+    return progress.done("all"), lines
+
+
+def test_a_stage_stops_at_the_end_of_a_cycle_that_gained_less_than_its_noise(capsys):
+    plan = Plan(head_cycles=0, cycles=4, cycle_mult=1)
+    # noise of 0.855 on 1,000 images: sqrt(0.855 * 0.145 / 1000) = 1.11 points
+    trained, decisions = judged(plan, [0.80, 0.85, 0.855, 0.90])
+    assert trained == 3 and plan.stopped == {"all": 3} and plan.epochs("all") == 3
+    assert [d["went_on"] for d in decisions] == [True, False]
+    assert decisions[1]["noise"] == pytest.approx(math.sqrt(0.855 * 0.145 / 1000))
+    assert capsys.readouterr().out.splitlines() == [
+        "unfrozen cycle 2 of 4 raised valid accuracy by 5.00 points, over its noise 1.13: going on",
+        "unfrozen cycle 3 of 4 raised valid accuracy by 0.50 points, under its noise 1.11: "
+        "stopping after 3 of 4 cycles",
+    ]
+
+
+def test_a_stage_goes_on_while_each_cycle_gains_more_than_its_noise():
+    plan = Plan(head_cycles=0, cycles=3, cycle_mult=2)  # cycles end after epochs 1, 3 and 7
+    trained, decisions = judged(plan, [0.5, 0.6, 0.7, 0.71, 0.72, 0.73, 0.8])
+    assert trained == 7 and plan.stopped == {}
+    assert [(d["cycle"], d["went_on"]) for d in decisions] == [(2, True)]  # the third is the last
+    # 10 points in cycle 2: over the noise of 1,000 images (1.55), under that of 10 (15.5)
+    slower = [0.5, 0.55, 0.6, 0.61, 0.62, 0.63, 0.65]
+    assert judged(Plan(head_cycles=0, cycles=3), slower, n=1000)[0] == 7
+    assert judged(Plan(head_cycles=0, cycles=3), slower, n=10)[0] == 3
+    # the rule off (--exact-cycles): every cycle, whatever it gained
+    exact = Plan(head_cycles=0, cycles=3, cycle_mult=1, adaptive=False)
+    assert judged(exact, [0.5, 0.4, 0.3]) == (3, [])
+
+
+def test_the_noise_of_each_kind_of_score():
+    rng = np.random.default_rng(0)
+    assert standard_error("accuracy", 0.9, 400) == pytest.approx(0.015)
+    assert standard_error("accuracy", 1.0, 400) == 0  # nothing left to gain
+    # AUC: Hanley-McNeil's standard error against a bootstrap of the same predictions
+    y = rng.integers(0, 2, 600)
+    p1 = np.clip(0.5 + (y - 0.5) * 0.3 + rng.normal(0, 0.25, len(y)), 0.01, 0.99)
+    probs = np.stack([1 - p1, p1], 1)
+    auc = roc_auc_score(y, p1)
+    draws = [rng.integers(0, len(y), len(y)) for _ in range(300)]
+    boot = np.std([roc_auc_score(y[i], p1[i]) for i in draws])
+    assert standard_error("auc", auc, len(y), y, probs) == pytest.approx(boot, rel=0.3)
+    # log loss: the spread of the images' own losses over sqrt(n)
+    losses = -np.log(probs[np.arange(len(y)), y])
+    assert standard_error("logloss", losses.mean(), len(y), y, probs) == pytest.approx(
+        losses.std() / math.sqrt(len(y))
+    )
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_sample):
+    return mnist.load(mnist_sample, mnist.RECIPE)
+
+
+def fitted(digits, folder, checkpoint=None, **changes):
+    """fine_tune_sgdr from scratch on the sample digits, 4 one-epoch cycles at most."""
+    r = override(mnist.RECIPE, cycles=4, cycle_mult=1, bs=128, **changes)
+    folder.mkdir(exist_ok=True)
+    torch.manual_seed(0)
+    model = create_model(r.arch, 10, in_chans=1)
+    valid = split(digits.y, 0.2, 0)[1]
+    dls = dataloaders(digits, r, ([0.1], [0.3]), torch.device("cpu"), valid)
+    learn = make_learner(model, dls, r, folder, "fp32")
+    return fine_tune_sgdr(learn, r, folder, checkpoint=checkpoint)
+
+
+def test_a_real_fit_stops_where_a_cycle_gained_nothing_and_a_resume_keeps_that(digits, tmp_path):
+    """At a rate too small to learn, cycle 2 gains nothing: the stage stops after 2 of the 4
+    cycles; with --exact-cycles all 4 train; a run resumed from the last checkpoint, which
+    holds the decision, trains nothing more."""
+    _, history, plan = fitted(digits, tmp_path / "a", lr=1e-7)
+    assert len(history) == 2 and plan.stopped == {"all": 2}
+    assert plan.decisions[0]["cycle"] == 2 and not plan.decisions[0]["went_on"]
+    saved = torch.load(tmp_path / "a" / "checkpoint.pth", weights_only=False)
+    _, again, kept = fitted(digits, tmp_path / "a", checkpoint=saved, lr=1e-7)
+    assert again == history and kept == plan
+    _, history, plan = fitted(digits, tmp_path / "b", lr=1e-7, exact_cycles=True)
+    assert len(history) == 4 and plan.decisions == []
+
+
+def test_a_real_fit_that_learns_goes_on(digits, tmp_path):
+    _, history, plan = fitted(digits, tmp_path, lr=3e-3)
+    assert plan.decisions[0]["went_on"]  # a first cycle from random weights: the second gains
+    assert 3 <= len(history) <= 4  # --cycles 4 is the most
+
+
+def test_a_saved_plan_comes_back_whole():
+    r = Recipe(name="t", slug="t", cycles=3)
+    plan = Plan.of(r)
+    assert (plan.head_cycles, plan.cycles, plan.adaptive) == (1, 3, True)
+    assert not Plan.of(override(r, exact_cycles=True)).adaptive
+    plan.stopped["all"] = 2
+    progress = Progress(plan=plan)
+    progress.begin("all")
+    for _ in range(3):  # cycles end after epochs 1, 3
+        progress.end_epoch({"accuracy": 0.5})
+    again = Progress.from_saved(progress.saved())
+    assert again == progress and again.finished(r, "accuracy")
+    assert not Progress(plan=Plan.of(r)).finished(r, "accuracy", "all")
