@@ -81,10 +81,10 @@ class Recipe:
     pad_mode: str = field(
         "reflection", "how augmentation fills the border: reflection | zeros | border"
     )
-    dihedral: bool = field(False, "flips both ways and 90-degree turns (data with no up); 8 TTA views")
+    dihedral: bool = field(False, "flips both ways and 90-degree turns (for data with no up)")
     crop_scale: float = field(0.0, "random resized crop: the least share of the area kept (0: off)")
     crop_ratio: float = field(1.33, "random resized crop: aspect ratio drawn from [1/ratio, ratio]")
-    erase: float = field(0.0, "random erasing: the share of images given a noise rectangle (0: off)")
+    erase: float = field(0.0, "random erasing: share of images given a noise rectangle (0: off)")
     saturation: float = field(0.0, "max saturation change either way, colour images (0: off)")
     hue: float = field(0.0, "max hue turn either way, a fraction of the colour wheel (0: off)")
     auto_augment: str = field("", "torchvision's trivial (TrivialAugment) or rand (RandAugment)")
