@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "the same --folds and --fold-seed (or folds.csv)")  # fmt: skip
     ens.add_argument("--method", default="mean", choices=["mean", "weighted", "stack"],
                      help="plain average, weights fitted on the out-of-fold predictions, or a "
-                     "logistic regression on them (default: mean)")  # fmt: skip
+                     "logistic regression on them; a fitted blend is kept only where it beats "
+                     "the mean and the best member by more than the score's noise (default: "
+                     "mean)")  # fmt: skip
     ens.add_argument("--tune-threshold", action="store_true",
                      help="binary tasks: the decision threshold with the best out-of-fold "
                      "accuracy")  # fmt: skip

@@ -3,7 +3,9 @@
 Every blend is scored honestly: whatever it fits (weights, a meta-model, a binary task's
 threshold, a multi-label task's per-tag thresholds) is fitted on the other folds' out-of-fold
 predictions and scored on the held-out fold; what is used for the test set is then fitted on all
-of them.
+of them. A blend that fits more than the mean (greedy weights, a meta-model) is kept only where
+it beats the simpler ones, the best member alone included, by more than the noise of the score
+on these folds (kit/evaluate/blend.py choose_blend): otherwise the simpler one is submitted.
 """
 
 import shutil
@@ -16,9 +18,10 @@ from kit.data.submission import checked_submission, read_sample
 from kit.errors import KitError
 from kit.evaluate.blend import (
     METHODS,
-    cross_validated,
+    choose_blend,
     cross_validated_accuracy,
     fit_blend,
+    greedy_weights,
     tune_threshold,
 )
 from kit.evaluate.metrics import MULTI_LABEL, ON_PROBABILITIES, score
@@ -111,19 +114,27 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
                        f"{len(first['classes'])} classes; a multi-label task's F-beta tunes "
                        "a threshold per tag by itself")  # fmt: skip
 
-    blend_oof = cross_validated(method, oofs, y, fold)
-    blend, fitted = fit_blend(method, oofs, y)
+    kept, cv, scores, why = choose_blend(method, m, oofs, y, fold)
+    blend_oof = cv[kept]
+    blend, fitted = fit_blend(kept, oofs, y, m)
     blend_test = blend(tests)
     rows = [{"run": x["run"], "oof": score(m, y, x["oof"])} for x in members]
-    if method == "weighted":
-        for row, w in zip(rows, fitted):
+    if "weighted" in cv:
+        for row, w in zip(rows, fitted if kept == "weighted" else greedy_weights(oofs, y)):
             row["weight"] = float(w)
-    result = {"method": method, "members": rows, f"valid_{m}": score(m, y, blend_oof)}
+    result = {"method": kept, "asked": method, "members": rows, f"valid_{m}": scores[kept]}
+    if kept == "best":
+        result["best_member"] = members[fitted]["run"]
     for row in rows:
         weight = f"  weight {row['weight']:.2f}" if "weight" in row else ""
         print(f"{row['run']:40} out-of-fold {m} {row['oof']:.4f}{weight}")
-    print(f"{method + ' blend':40} out-of-fold {m} {result[f'valid_{m}']:.4f}"
-          f"{' (cross-validated on the same folds)' if method != 'mean' else ''}")  # fmt: skip
+    for tried, value in scores.items():
+        what = "best member" if tried == "best" else f"{tried} blend"
+        print(f"{what:40} out-of-fold {m} {value:.4f}"
+              f"{' (cross-validated on the same folds)' if tried != 'mean' else ''}")  # fmt: skip
+    if len(scores) > 1:
+        result["choice"] = why
+        print(why)
     threshold = 0.5
     if tune:
         threshold, _ = tune_threshold(y, blend_oof[:, 1])  # on every fold: the test set's

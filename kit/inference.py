@@ -79,9 +79,9 @@ def blend(runs: Path, name: str, members: list[Path], record: Record, probs: lis
     fitted again on the members' out-of-fold predictions (the same fit, so the same blend), and
     a tuned threshold (per tag, for a multi-label task) applied where the metric scores labels."""
     found = [load_member(runs, name, str(m)) for m in members]
-    fitted, _ = fit_blend(record.method, [f["oof"] for f in found], found[0]["y"])
-    blended = fitted(probs)
     metric = found[0]["metric"]
+    fitted, _ = fit_blend(record.method, [f["oof"] for f in found], found[0]["y"], metric)
+    blended = fitted(probs)
     if record.threshold is not None and metric not in ON_PROBABILITIES:
         return thresholded(blended, record.threshold)
     return record.decided(blended)

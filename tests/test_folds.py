@@ -9,13 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 import kit
 from competitions import invasive, mnist
 from kit.cli import main
 from kit.data.folds import assign_folds, fold_ids, split
 from kit.errors import KitError
-from kit.evaluate.blend import cross_validated, greedy_weights, tune_threshold
+from kit.evaluate.blend import (
+    choose_blend,
+    cross_validated,
+    greedy_weights,
+    paired_noise,
+    tune_threshold,
+)
 from kit.evaluate.metrics import logloss
 from kit.evaluate.predictions import Predictions, table
 from kit.recipe import override
@@ -98,6 +105,11 @@ def test_each_ensemble_method_blends_the_runs_out_of_fold(fold_runs, out, capsys
     assert np.allclose(got.sum(1), 1, atol=1e-4)
     accuracy = (got.argmax(1) == y).mean()
     assert metrics["valid_accuracy"] == pytest.approx(accuracy)
+    tried = ["mean", "best", "weighted", "stack"][: 1 if method == "mean" else None]
+    assert metrics["asked"] == method and metrics["method"] in tried[: tried.index(method) + 1]
+    if method != "mean":  # what was kept, and why, in a line
+        assert metrics["choice"].startswith(f"keeping {metrics['method']}: ")
+        assert metrics["choice"] in printed
     assert [m["oof"] for m in metrics["members"]] == pytest.approx(
         [(pa.argmax(1) == y).mean(), (pb.argmax(1) == y).mean()]
     )
@@ -133,6 +145,39 @@ def test_stacking_survives_a_class_one_fold_lacks():
     cv = cross_validated("stack", members, y, fold)
     assert cv.shape == (300, 4) and np.allclose(cv.sum(1), 1)
     assert (cv[1:].argmax(1) == y[1:]).mean() > 0.9 and cv[0, 3] == 0
+
+
+def members_of(y, rng, *strengths):
+    """Binary members: P(class 1) drawn around 0.5 + s (the truth) or 0.5 - s (for s < 0:
+    members that rank the classes the wrong way round), clipped into (0, 1)."""
+    out = []
+    for s in strengths:
+        p1 = np.clip(0.5 + s * (2 * y - 1) + rng.normal(0, 0.25, len(y)), 0.01, 0.99)
+        out.append(np.stack([1 - p1, p1], 1))
+    return out
+
+
+def test_a_stack_that_does_not_beat_the_simpler_blends_by_their_noise_is_not_kept():
+    """Two members as good as each other: the stack's out-of-fold AUC is within the noise of the
+    mean's, so the mean (or the best member) is kept, and the line says why."""
+    rng = np.random.default_rng(0)
+    y, fold = rng.integers(0, 2, 300), np.arange(300) % 5
+    kept, cv, scores, why = choose_blend("stack", "auc", members_of(y, rng, 0.2, 0.2), y, fold)
+    assert list(scores) == ["mean", "best", "weighted", "stack"] and kept != "stack"
+    assert "stack did not beat" in why and why.startswith(f"keeping {kept}")
+    assert scores[kept] == pytest.approx(roc_auc_score(y, cv[kept][:, 1]))
+
+
+def test_a_stack_that_beats_every_simpler_blend_beyond_the_noise_is_kept():
+    """A member that ranks the classes backwards: the mean and weights (never negative) cannot
+    use it, a logistic regression turns it round."""
+    rng = np.random.default_rng(1)
+    y, fold = rng.integers(0, 2, 300), np.arange(300) % 5
+    kept, _, scores, why = choose_blend("stack", "auc", members_of(y, rng, -0.3, 0.05), y, fold)
+    assert kept == "stack" and "stack beat" in why
+    assert scores["stack"] > max(scores["mean"], scores["best"], scores["weighted"]) + 0.1
+    noise = paired_noise("auc", y, *members_of(y, np.random.default_rng(2), 0.2, 0.2))
+    assert 0 < noise < 0.1  # 300 rows: AUC differences of a few hundredths are noise
 
 
 def test_greedy_weights_never_lose_to_the_best_member():

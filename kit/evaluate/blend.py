@@ -1,13 +1,17 @@
 """Blends of several models' probabilities (stacked generalization): a plain mean, weights
 chosen greedily, or a logistic regression on them (one per tag for a multi-label task); and a
-binary task's decision threshold."""
+binary task's decision threshold. A fitted blend is kept only where it beats the simpler ones
+by more than the noise of the score (`choose_blend`)."""
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from kit.evaluate.metrics import LOGLOSS_EPS, logloss
+from kit.evaluate.metrics import LOGLOSS_EPS, greater_is_better, logloss, score
 
-METHODS = ("mean", "weighted", "stack")
+METHODS = ("mean", "weighted", "stack")  # what `kit ensemble --method` asks for
+# simplest first: each may replace the one kept before it only by beating it beyond the noise
+SIMPLER_FIRST = ("mean", "best", "weighted", "stack")  # best: the best member alone
+DRAWS = 100  # bootstrap draws for the noise of a difference in score
 
 
 def blend_loss(y: np.ndarray, probs: np.ndarray) -> float:
@@ -43,11 +47,16 @@ def stack_features(probs: list) -> np.ndarray:
     return p[:, :, 1] if p.shape[2] == 2 else p.reshape(len(p), -1)
 
 
-def fit_blend(method: str, oofs: list, y: np.ndarray):
+def fit_blend(method: str, oofs: list, y: np.ndarray, metric: str = "logloss"):
     """A function from members' probabilities to blended probabilities, fitted on `oofs`,
-    and what was fitted (weights or meta-model coefficients) for the report."""
+    and what was fitted (weights, meta-model coefficients, the member chosen) for the report.
+    `best` keeps the member that scores best by `metric`."""
     if method == "mean":
         return (lambda ps: np.mean(ps, axis=0)), None
+    if method == "best":
+        sign = 1 if greater_is_better(metric) else -1
+        i = int(np.argmax([sign * score(metric, y, p) for p in oofs]))
+        return (lambda ps: ps[i]), i
     if method == "weighted":
         w = greedy_weights(oofs, y)
         return (lambda ps: np.tensordot(w, np.stack(ps), axes=1)), w
@@ -85,14 +94,52 @@ def tag_stack(oofs: list, y: np.ndarray):
     return blend, [m.coef_ if m else None for m in metas]
 
 
-def cross_validated(method: str, oofs: list, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+def cross_validated(method: str, oofs: list, y: np.ndarray, fold: np.ndarray,
+                    metric: str = "logloss") -> np.ndarray:  # fmt: skip
     """Blend predictions for every item, each from a blend fitted on the other folds."""
     out = np.zeros_like(oofs[0])
     for k in np.unique(fold):
         held = fold == k
-        blend, _ = fit_blend(method, [p[~held] for p in oofs], y[~held])
+        blend, _ = fit_blend(method, [p[~held] for p in oofs], y[~held], metric)
         out[held] = blend([p[held] for p in oofs])
     return out
+
+
+def paired_noise(metric: str, y: np.ndarray, a: np.ndarray, b: np.ndarray, seed=0) -> float:
+    """The standard error of score(a) - score(b) on this set: the spread of that difference over
+    bootstrap resamples of the rows, each scoring both on the same rows (paired, so what the two
+    share does not count as noise). Any metric, AUC and MAP@k included."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(DRAWS):
+        rows = rng.integers(0, len(y), len(y))
+        try:
+            diffs.append(score(metric, y[rows], a[rows]) - score(metric, y[rows], b[rows]))
+        except ValueError:  # a resample with one class only: AUC is undefined there
+            continue
+    return float(np.std(diffs)) if len(diffs) > 1 else float("inf")
+
+
+def choose_blend(method: str, metric: str, oofs: list, y: np.ndarray, fold: np.ndarray):
+    """Which blend to keep, up to the `method` asked for: from the simplest (the mean) on, a
+    blend that fits more (the best member, greedy weights, a meta-model) replaces the one kept
+    only if its cross-validated out-of-fold score beats it by more than the noise of the
+    difference (paired_noise). Returns the method kept, each tried one's cross-validated
+    out-of-fold predictions and score, and why, in a line."""
+    tried = SIMPLER_FIRST[: SIMPLER_FIRST.index(method) + 1]
+    if method == "mean":
+        tried = ("mean",)
+    cv = {m: cross_validated(m, oofs, y, fold, metric) for m in tried}
+    scores = {m: score(metric, y, p) for m, p in cv.items()}
+    sign, kept, reasons = (1 if greater_is_better(metric) else -1), "mean", []
+    for m in tried[1:]:
+        gain, noise = sign * (scores[m] - scores[kept]), paired_noise(metric, y, cv[m], cv[kept])
+        beats = gain > noise
+        reasons.append(f"{m} {'beat' if beats else 'did not beat'} {kept} by more than the "
+                       f"noise ({gain:+.4f} against {noise:.4f})")  # fmt: skip
+        kept = m if beats else kept
+    why = f"keeping {kept}" + (": " + "; ".join(reasons) if reasons else "")
+    return kept, cv, scores, why
 
 
 def tune_threshold(y: np.ndarray, p1: np.ndarray) -> tuple[float, float]:
