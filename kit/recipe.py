@@ -88,6 +88,8 @@ class Recipe:
     saturation: float = field(0.0, "max saturation change either way, colour images (0: off)")
     hue: float = field(0.0, "max hue turn either way, a fraction of the colour wheel (0: off)")
     auto_augment: str = field("", "torchvision's trivial (TrivialAugment) or rand (RandAugment)")
+    # imbalance: auto weights the classes where the metric weighs each class alike (learner.py)
+    balance: str = field("auto", "auto | weights (classes in inverse proportion) | none")
     # the house schedule: SGDR on the head (body frozen), unfreeze, SGDR on everything
     lr: float = field(
         0.0, "max learning rate; 0 takes the rate lr_rule reads from the finder's curve"
@@ -222,6 +224,7 @@ def check(r: Recipe) -> Recipe:
         (0 <= r.erase <= 1 and 0 <= r.saturation <= 1, "erase/saturation", "between 0 and 1"),
         (0 <= r.hue <= 0.5, "hue", "between 0 and 0.5 (half the colour wheel)"),
         (r.auto_augment in AUTO_AUGMENTS, "auto_augment", "'' (off), trivial or rand"),
+        (r.balance in ("auto", "weights", "none"), "balance", "auto, weights or none"),
         (r.patience >= 0, "patience", "0 (off) or more epochs"),
         (r.min_delta >= 0, "min_delta", "0 or more"),
         (0 <= r.label_smoothing < 1, "label_smoothing", "between 0 and 1, e.g. 0.1"),

@@ -164,3 +164,43 @@ def test_tta_views_with_dihedral_are_the_eight_symmetries_first_the_image(photos
 def test_bad_augmentation_values_are_one_line(field, value, says):
     with pytest.raises(KitError, match=says.replace("(", r"\(").replace(")", r"\)")):
         override(PLAIN, **{field: value})
+
+
+def skewed_learner(tmp_path, **fields):
+    """A learner on 200 labels of three classes in shares 70/20/10 (pixels do not matter)."""
+    from fastai.data.core import DataLoaders
+
+    from kit.data.loader import TensorLoader
+    from kit.train.learner import make_learner
+
+    y = torch.tensor([0] * 140 + [1] * 40 + [2] * 20)
+    x = torch.zeros(len(y), 1, 8, 8, dtype=torch.uint8)
+    dl = TensorLoader(x, y, 32, ([0.5], [0.5]), rows=torch.arange(20, 200))  # 120/40/20
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    r = override(PLAIN, **fields)
+    return make_learner(model, DataLoaders(dl, dl), r, tmp_path, "fp32")
+
+
+@pytest.mark.parametrize(
+    "fields, weighted",
+    [
+        ({"metric": "f1_macro"}, True),  # auto: every class counts alike in the metric
+        ({"metric": "accuracy"}, False),
+        ({"metric": "auc", "balance": "weights"}, True),
+        ({"metric": "f1_macro", "balance": "none"}, False),
+        ({"metric": "f1_macro", "label_smoothing": 0.1}, True),
+    ],
+)
+def test_balance_weights_each_class_by_the_inverse_of_its_share(tmp_path, fields, weighted):
+    learn = skewed_learner(tmp_path, **fields)
+    out, y = (
+        torch.randn(6, 3, generator=torch.Generator().manual_seed(0)),
+        torch.tensor([0, 0, 1, 1, 2, 2]),
+    )
+    w = torch.tensor([180 / (3 * 120), 180 / (3 * 40), 180 / (3 * 20)]) if weighted else None
+    eps = fields.get("label_smoothing", 0.0)
+    want = F.cross_entropy(out, y, weight=w) if not eps else None
+    if eps:  # fastai's smoothing: eps spread over the classes, the rest on the weighted target
+        lp = out.log_softmax(1)
+        want = eps * (-lp.sum(1)).mean() / 3 + (1 - eps) * F.nll_loss(lp, y, weight=w)
+    assert torch.allclose(learn.loss_func(out, y), want, rtol=1e-4)

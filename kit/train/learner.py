@@ -34,6 +34,10 @@ from kit.train.weights import pretrained_model
 # and per-group rates: fastai's own Adam steps each tensor in Python, which cost 8% of an
 # EfficientNet-Lite0 epoch on 2 CPU cores (measured).
 ADAMW = partial(OptimWrapper, opt=torch.optim.AdamW)
+# Where --balance auto weights the classes: metrics that weigh each class alike, so a rare
+# class's recall counts as much as a common one's (accuracy and log loss score the test's own
+# shares, which a weighted loss moves away from; AUC ranks, whatever the shares)
+BALANCED_METRICS = ("f1_macro",)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -150,7 +154,7 @@ def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
         cbs.append(CutMix(r.cutmix))
     if r.ema:
         cbs.append(WeightAverage(r.ema))
-    loss = loss_function(r)
+    loss = loss_function(r, class_weights(r, dls.train))
     if r.channels_last:
         model = model.to(memory_format=torch.channels_last)
     learn = Learner(
@@ -170,14 +174,37 @@ def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
     return learn
 
 
-def loss_function(r: Recipe):
+def loss_function(r: Recipe, weight: torch.Tensor | None = None):
     """Cross-entropy (softmax), label-smoothed if asked; binary cross-entropy (a sigmoid per tag)
-    for a multi-label task. fastai's predictions apply the loss's activation."""
+    for a multi-label task, its positives weighted by `weight`. fastai's predictions apply the
+    loss's activation."""
     if r.multi_label:
-        return BCEWithLogitsLossFlat()
+        return BCEWithLogitsLossFlat(pos_weight=weight)
     if r.label_smoothing:
-        return LabelSmoothingCrossEntropyFlat(eps=r.label_smoothing)
-    return CrossEntropyLossFlat()
+        return LabelSmoothingCrossEntropyFlat(weight=weight, eps=r.label_smoothing)
+    return CrossEntropyLossFlat(weight=weight)
+
+
+def class_weights(r: Recipe, train) -> torch.Tensor | None:
+    """With --balance weights (auto: for the metrics that weigh every class alike), each class's
+    loss weighted by the inverse of its share of the training items (a tag's positives by its
+    negatives per positive), so that every class counts alike; None otherwise."""
+    if balanced(r) != "weights":
+        return None
+    y = train.y if train.rows is None else train.y[train.rows]
+    if r.multi_label:
+        pos = y.float().sum(0).clamp(min=1)
+        return ((len(y) - pos) / pos).clamp(max=100).to(train.device)
+    counts = torch.bincount(y, minlength=int(train.y.max()) + 1).float().clamp(min=1)
+    return (counts.sum() / (len(counts) * counts)).to(train.device)
+
+
+def balanced(r: Recipe) -> str:
+    """The balance a run uses: --balance auto weights classes for the metrics named in
+    BALANCED_METRICS, measured on skewed sets (benchmarks/augment.py), and none otherwise."""
+    if r.balance != "auto":
+        return r.balance
+    return "weights" if r.metric in BALANCED_METRICS else "none"
 
 
 def print_epochs(learn: Learner) -> None:
