@@ -10,9 +10,13 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from kit.data.archives import unpack
 from kit.data.inspect import find_layout
 from kit.data.label_kinds import ranked_labels
+from kit.data.photos import opened
 from kit.data.readers.files import held_out_items
 from kit.data.submission import as_sample_writes, read_sample, sample_path, submission_shape
 from kit.data.summary import balance, measure_images
@@ -41,33 +45,86 @@ KNOWN_METRICS = {
     "humpback-whale-identification": "map5",
     "quickdraw-doodle-recognition": "map3",
 }
-SMALL = 48  # pixels: up to this side, a small CNN from scratch at the images' own size
+SMALL = 48  # pixels: up to this side, a small CNN from scratch at the images' own size, unless
+SCRATCH_FROM = 5000  # small colour photos are fewer: ImageNet weights upscaled know more
+UPSCALED = 96  # pixels small photos are upscaled to for ImageNet weights (benchmarks/augment.py)
+LOOK = 200  # images looked at for their colours and orientation; under 100 cannot tell no up
+TWO_TONE = 0.1  # colours off the line between an image's ink and background, as a share
+TURNED_ALIKE = 2.0  # mean image vs itself turned: squared z per pixel, about 1 if alike
 
 
-def model_fields(side: int, grey: bool, summary: str) -> dict:
-    """The network and image size for images of `side` pixels."""
-    if side <= SMALL:
+def looks(files: list[Path]) -> tuple[bool, bool]:
+    """(two-tone, turn-free) for up to LOOK of the images, at 16 px: two-tone where an image's
+    colours lie on one line (ink on a background: a glyph, not a photo); turn-free where the mean
+    image is the same turned 90 degrees and upside down, to within its noise (aerial, microscopy,
+    tiles: no up; faces, scenes and glyphs have one)."""
+    ims = []
+    for f in files[:: max(1, len(files) // LOOK)][:LOOK]:
+        try:
+            with opened(f) as im:
+                ims.append(np.asarray(im.convert("RGB").resize((16, 16)), dtype=np.float64))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            continue
+    if len(ims) < 8:
+        return False, False
+    x = np.stack(ims) / 255
+    pixels = x.reshape(len(x), -1, 3)
+    sv = np.linalg.svd(pixels - pixels.mean(1, keepdims=True), compute_uv=False)
+    two_tone = np.median(sv[:, 1] / np.maximum(sv[:, 0], 1e-9)) < TWO_TONE
+    grey = x.mean(3)
+    z2 = [(d.mean(0) ** 2 / (d.var(0, ddof=1) / len(d) + 1e-8)).mean()
+          for d in (grey - np.rot90(grey, 1, (1, 2)), grey - grey[:, ::-1])]  # fmt: skip
+    return bool(two_tone), bool(len(x) >= LOOK // 2 and max(z2) < TURNED_ALIKE)
+
+
+def model_fields(side: int, grey: bool, summary: str, n: int = 0, look=(True, False)) -> dict:
+    """The network and image size for `n` images of `side` pixels that `look` (two-tone,
+    turn-free) as looks() found them."""
+    two_tone, turn_free = look
+    orientation = {"dihedral": (True, "they look alike turned any way: no up")} if turn_free else {}
+    if side <= SMALL and (grey or two_tone or n >= SCRATCH_FROM):
         size = max(8, side)
-        return dict(
-            arch=("digitnet", f"{summary}: a small CNN from scratch at the images' own size"),
-            pretrained=(False, None),
-            size=(size, None),
-            channels=(1 if grey else 3, "grey" if grey else "colour"),
-            head_cycles=(0, "nothing pretrained to protect"),
-            lr_mult=(1.0, "every layer starts from scratch"),
-            flip=(not grey, "a mirrored glyph may be another class" if grey else None),
+        return (
+            dict(
+                arch=(
+                    "digitnet",
+                    f"{summary}, {why_scratch(grey, two_tone, n)}: a small CNN from "
+                    "scratch at the images' own size",
+                ),  # fmt: skip
+                pretrained=(False, None),
+                size=(size, None),
+                channels=(1 if grey else 3, "grey" if grey else "colour"),
+                head_cycles=(0, "nothing pretrained to protect"),
+                lr_mult=(1.0, "every layer starts from scratch"),
+                flip=(
+                    not (grey or two_tone),
+                    "a mirrored glyph may be another class" if grey or two_tone else None,
+                ),  # fmt: skip
+            )
+            | orientation
         )
     size = min(224, max(64, 32 * round(side / 32)))
-    return dict(
-        arch=("tf_efficientnet_lite0", f"{summary}: ImageNet weights that ship with the kit"),
-        pretrained=(True, None),
-        size=(
-            size,
-            f"median side {side} px" + (": resized once into the cache" if side > size else ""),
-        ),  # fmt: skip
-        channels=(3, "pretrained on RGB" + ("; grey images are repeated" if grey else "")),
-        bs=(32 if size > 160 else 64, None),
+    why = f"median side {side} px" + (": resized once into the cache" if side > size else "")
+    if side <= SMALL:
+        size = UPSCALED
+        why = (f"median side {side} px, upscaled: {n:,} small photos are too few to learn from "
+               "scratch, and ImageNet weights see best near the size they learned at")  # fmt: skip
+    return (
+        dict(
+            arch=("tf_efficientnet_lite0", f"{summary}: ImageNet weights that ship with the kit"),
+            pretrained=(True, None),
+            size=(size, why),
+            channels=(3, "pretrained on RGB" + ("; grey images are repeated" if grey else "")),
+            bs=(32 if size > 160 else 64, None),
+        )
+        | orientation
     )
+
+
+def why_scratch(grey: bool, two_tone: bool, n: int) -> str:
+    if grey or two_tone:
+        return "glyphs" if not grey else "grey"
+    return f"{n:,} images, enough to learn from"
 
 
 def choose_metric(
@@ -107,11 +164,14 @@ def inspect_folder(folder: Path, metric=None, slug=None) -> dict:
     rows = found.pop("_labels")  # each row's class, or (multi-label) its list of tags
     multi = found.get("multi_label", (False,))[0]
     labels = [t for row in rows for t in row] if multi else rows
+    look = (True, False)  # pixel rows: glyphs
     if "_size" in found:
         side, grey = found.pop("_size")
         summary = f"{side}x{side} grey"
     else:
-        side, grey, summary = measure_images(found.pop("_train"))
+        files = found.pop("_train")
+        side, grey, summary = measure_images(files)
+        look = looks(files)
     classes = sorted({str(v) for v in labels})
     if len(classes) < 2:
         raise KitError(f"the training labels hold only one class ({', '.join(classes)}); "
@@ -122,7 +182,7 @@ def inspect_folder(folder: Path, metric=None, slug=None) -> dict:
     found_value, found_note = found[labelled]
     found[labelled] = (found_value, (f"{found_note}: " if found_note else "") + balance(labels))
     fields = {"slug": (slug, None), "metric": (metric, why), **found,
-              **model_fields(side, grey, summary)}  # fmt: skip
+              **model_fields(side, grey, summary, len(rows), look)}  # fmt: skip
     if k:  # the sample lists k labels per image: the k likeliest, whatever the metric
         fields |= {"sub_shape": ("top_k", None), "top_k": (k, None)}
     r = check(Recipe(name="new", **{f: v for f, (v, _) in fields.items()}))

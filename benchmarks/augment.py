@@ -1,0 +1,201 @@
+"""Augmentation, imbalance and small-photo benchmark: prints the README's table of each trick's
+gain and time against the recipes' defaults.
+
+Data sets, all made from what installed wheels ship (as benchmarks/mnist.py and benchmarks/lr.py
+make them), each scored on held-out test labels no run saw:
+- digits, from scratch: `mnist` on a train.csv of augmented copies of the bundled sample's
+  training digits (--digits rows), tested on 10 copies of each of the 360 held-out digits;
+- photos, pretrained: `invasive` at 64 px (EfficientNet-Lite0 ImageNet weights) on photos from
+  the sample's generator (--photos training, 300 test), AUC;
+- turned photos, pretrained: the same photos, train and test, each turned by a random multiple
+  of 90 degrees (an orientation-free set: aerial, microscopy), AUC;
+- skewed digits: the bundled sample with class c kept at a share 0.1**(c/9) (digit 0 whole, 9 at
+  a tenth), train and test alike, scored by accuracy and macro F1 (`--balance`);
+- small colour photos: the photos at 25 px and 150 of them, as `kit new` would see a small set
+  (the network and size `kit new` chooses).
+
+Run: `python -m benchmarks.augment [--work DIR] [--seeds 1]`. Results are kept in
+DIR/augment.jsonl: a run that was cut off goes on where it stopped.
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.metrics import f1_score, roc_auc_score
+
+from benchmarks.lr import keep, read_rows, train
+from benchmarks.mnist import build_folder
+from competitions import invasive, mnist
+
+AUGMENT = {  # name: recipe fields; "colour" tricks only on colour sets
+    "the recipe's defaults": {},
+    "`--dihedral`": {"dihedral": True},
+    "`--crop-scale 0.35`": {"crop_scale": 0.35},
+    "`--erase 0.25`": {"erase": 0.25},
+    "`--saturation 0.3 --hue 0.05`": {"saturation": 0.3, "hue": 0.05},
+    "`--auto-augment trivial`": {"auto_augment": "trivial"},
+}
+BALANCE = {"`--balance none`": {"balance": "none"}, "`--balance weights`": {"balance": "weights"}}
+# what `kit new` wrote before (digitnet at the photos' own size) and the pretrained choices
+SMALL = {
+    "digitnet at 25 px (kit new before)": dict(arch="digitnet", pretrained=False, size=25,
+                                               head_cycles=0, lr_mult=1.0),
+    "EfficientNet-Lite0 at 64 px": dict(size=64),
+    "EfficientNet-Lite0 at 96 px": dict(size=96),
+    "EfficientNet-Lite0 at 128 px": dict(size=128),
+}  # fmt: skip
+
+
+def accuracy(sub, folder):
+    return float((sub["Label"] == pd.read_csv(folder / "solution.csv")["Label"]).mean())
+
+
+def macro_f1(sub, folder):
+    return float(f1_score(pd.read_csv(folder / "solution.csv")["Label"], sub["Label"],
+                          average="macro"))  # fmt: skip
+
+
+def auc(sub, folder):
+    truth = pd.read_csv(folder / "solution.csv").set_index("name").loc[sub["name"]]
+    return float(roc_auc_score(truth["invasive"], sub["invasive"]))
+
+
+def turned(src: Path, dest: Path, seed: int = 0) -> None:
+    """A copy of the photo folder `src` with every image turned by a random multiple of 90."""
+    shutil.copytree(src, dest)
+    rng = np.random.default_rng(seed)
+    turns = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180,
+             Image.Transpose.ROTATE_270)  # fmt: skip
+    for path in sorted(dest.glob("*/*.jpg")):
+        turn = turns[rng.integers(4)]
+        if turn is not None:
+            Image.open(path).transpose(turn).save(path, quality=90)
+
+
+def shrunk(src: Path, dest: Path, side: int, n_train: int) -> None:
+    """A copy of the photo folder `src` at `side` px, its first `n_train` training photos."""
+    shutil.copytree(src, dest)
+    labels = pd.read_csv(dest / "train_labels.csv")
+    for path in (dest / "train").glob("*.jpg"):
+        if int(path.stem) > n_train:
+            path.unlink()
+    labels[labels["name"] <= n_train].to_csv(dest / "train_labels.csv", index=False)
+    for path in dest.glob("*/*.jpg"):
+        Image.open(path).resize((side, side), Image.Resampling.BOX).save(path, quality=95)
+
+
+def skewed(sample: Path, dest: Path, seed: int = 0) -> None:
+    """The digit sample with digit c kept at a share 0.1**(c/9), train and test alike."""
+    dest.mkdir()
+    rng = np.random.default_rng(seed)
+
+    def keep_rows(labels):
+        return rng.random(len(labels)) < 0.1 ** (labels.to_numpy().astype(int) / 9)
+
+    train_df = pd.read_csv(sample / "train.csv")
+    train_df[keep_rows(train_df["label"])].to_csv(dest / "train.csv", index=False)
+    solution, test = pd.read_csv(sample / "solution.csv"), pd.read_csv(sample / "test.csv")
+    kept = keep_rows(solution["Label"])
+    test[kept].to_csv(dest / "test.csv", index=False)
+    ids = range(1, int(kept.sum()) + 1)
+    pd.DataFrame({"ImageId": ids, "Label": solution["Label"][kept].to_numpy()}).to_csv(
+        dest / "solution.csv", index=False
+    )
+    pd.DataFrame({"ImageId": ids, "Label": 0}).to_csv(dest / "sample_submission.csv", index=False)
+
+
+def data_sets(work: Path, digits: int, photos: int) -> dict:
+    """name: (recipe, folder, options, {score name: score(submission, folder)}, tricks)"""
+    sample = work / "digits-1.4k"
+    if not sample.exists():
+        sample.mkdir()
+        mnist.write_sample(sample)
+    big, pics = work / f"digits-{digits}", work / f"photos-{photos}"
+    if not big.exists():
+        build_folder(sample, big, rows=digits)
+    if not pics.exists():
+        pics.mkdir()
+        invasive.write_sample(pics, n_train=photos, n_test=300)
+    if not (work / "turned").exists():
+        turned(pics, work / "turned")
+    if not (work / "skewed").exists():
+        skewed(sample, work / "skewed")
+    if not (work / "small").exists():
+        shrunk(pics, work / "small", 25, 150)
+    grey = {k: v for k, v in AUGMENT.items() if "saturation" not in v}
+    photo = {"size": 64}
+    return {
+        "digits, from scratch": ("mnist", big, {}, {"accuracy": accuracy}, grey),
+        "photos, pretrained": ("invasive", pics, photo, {"auc": auc}, AUGMENT),
+        "turned photos, pretrained": ("invasive", work / "turned", photo, {"auc": auc}, AUGMENT),
+        "skewed digits, from scratch": ("mnist", work / "skewed", {"metric": "f1_macro"},
+                                        {"accuracy": accuracy, "macro F1": macro_f1}, BALANCE),
+        "150 photos at 25 px": ("invasive", work / "small", {}, {"auc": auc}, SMALL),
+    }  # fmt: skip
+
+
+def measure(work: Path, sets: dict, seeds: int, only: list | None) -> list[dict]:
+    """Every (data set, trick, seed) not yet in augment.jsonl, appended as it finishes."""
+    path = work / "augment.jsonl"
+    done = read_rows(path)
+    have = {(d["data"], d["trick"], d["seed"]) for d in done}
+    for name, (recipe, folder, options, scores, tricks) in sets.items():
+        if only and not any(o in name for o in only):
+            continue
+        for seed in range(1, seeds + 1):
+            for trick, changes in tricks.items():
+                if (name, trick, seed) in have:
+                    continue
+
+                def score_all(sub, folder, scores=scores):
+                    return {k: f(sub, folder) for k, f in scores.items()}
+
+                row = {"data": name, "trick": trick, "seed": seed}
+                row.update(train(work, recipe, folder, options, score_all, seed, **changes))
+                done.append(keep(path, row))
+    return done
+
+
+def report(rows: list[dict], sets: dict) -> None:
+    df = pd.DataFrame(rows)
+    print("\n| data set | training | held-out score (mean of seeds) | points from the first row | "
+          "seconds per run | time against the first row |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for name, d in df.groupby("data", sort=False):
+        tricks = list(sets[name][-1])
+        base = d[d["trick"] == tricks[0]]
+        for trick in tricks:
+            t = d[d["trick"] == trick]
+            if t.empty:
+                continue
+            cells, gains = [], []
+            for score in t["score"].iloc[0]:
+                mean = np.mean([s[score] for s in t["score"]])
+                base_mean = np.mean([s[score] for s in base["score"]]) if len(base) else mean
+                cells.append(f"{score} {mean:.4f}")
+                gains.append(f"{100 * (mean - base_mean):+.2f}")
+            ratio = t["seconds"].mean() / base["seconds"].mean() if len(base) else 1.0
+            print(f"| {name} | {trick} | {', '.join(cells)} | {', '.join(gains)} | "
+                  f"{t['seconds'].mean():.0f} | {ratio:.2f}x |")  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--work", type=Path, default=Path("/tmp/kit-bench-augment"))
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--digits", type=int, default=3000, help="training rows of the digit set")
+    p.add_argument("--photos", type=int, default=300, help="training photos")
+    p.add_argument("--only", nargs="*", help="data sets whose names hold one of these words")
+    args = p.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    sets = data_sets(args.work, args.digits, args.photos)
+    report(measure(args.work, sets, args.seeds, args.only), sets)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
