@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from fastcore.imports import IN_NOTEBOOK
 
+from kit import pseudo
 from kit.data.folds import FOLDS_CSV, assign_folds, read_folds
 from kit.data.layouts import Data
 from kit.data.layouts import load as read_layout
@@ -146,7 +147,7 @@ def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun=""
     with distributed.timeouts_in_one_line():  # in a process started by torchrun
         if resume:
             return resume_run(name, resume, show, **options)
-        job = prepare(name, **options)
+        job = prepare(name, **pseudo.run_options(name, options))  # --pseudo-label: RUN's folds
         run_id, partial = distributed.on_main(lambda: start_run(job, name))
         return complete_run(job, name, run_id, partial, show)
 
@@ -223,7 +224,8 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
     models = [(run_dir / sub, valid) for sub, valid in held_out(job)]
 
     def train(k: int) -> Trained:
-        return train_model(r, d, job.device, job.weights, *models[k], show, clock)
+        data = pseudo.fold_data(job, k, models[k][0])  # --pseudo-label: test images added
+        return train_model(r, data, job.device, job.weights, *models[k], show, clock)
 
     for k in distributed.my_folds(r.folds):  # all, or this process's folds
         if r.folds:

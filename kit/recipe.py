@@ -136,6 +136,18 @@ class Recipe:
     time_limit: float = field(
         0.0, "minutes for the run; cycles, finder and TTA cut to fit (0: none)"
     )
+    # pseudo-labels (kit/pseudo.py): fold k also trains on the test images that fold k's own
+    # model in RUN labelled confidently, never the whole ensemble's labels (those would leak fold
+    # k's validation labels); hard labels, so every loss and trick stays as it is
+    pseudo_label: str = field(
+        "",
+        "a finished k-fold run (or ensemble) of this recipe: fold k adds the test images its "
+        "fold-k model labelled confidently; the run takes that run's folds",
+    )
+    # chosen on the out-of-fold score (benchmarks/pseudo.py), never on the test set
+    pseudo_threshold: float = field(
+        0.9, "--pseudo-label: the least confidence (top class's probability) of a test image used"
+    )
 
 
 LR_RULES = ("auto", "halfway", "valley", "slide", "minimum", "steep")  # kit/train/finder.py
