@@ -52,6 +52,7 @@ from kit.runs.record import Record, score_key, write_record
 from kit.runs.report import write_report
 from kit.train import distributed, launch
 from kit.train.budget import Clock, with_plan
+from kit.train.cam import maps_of
 from kit.train.finder import describe, find_lr, resolve
 from kit.train.fit import Trained, train_model
 from kit.train.learner import build_learner, resolve_device
@@ -251,8 +252,9 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
 
     history = write_predictions(job, r, run_dir, trained, valid, test, idx, y)
     images = torch.utils.data.Subset(d.x, idx)  # read one image at a time: no copy of the set
+    maps = maps_of(run_dir, r, d.classes, job.device, images, [v for _, v in models])  # Grad-CAM
     interpret(run_dir, images, valid.ids, y, valid.chosen(tta), d.classes, show,
-              thresholds=thresholds)  # fmt: skip
+              thresholds=thresholds, maps=maps)  # fmt: skip
     sub = checked_submission(r, sample, d.test_ids, test_probs, d.classes)
     write_new(sub.to_csv(index=False), run_dir / "submission.csv")
     record = Record.from_json({

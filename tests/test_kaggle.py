@@ -24,7 +24,7 @@ from kit.errors import KitError
 from kit.kaggle.kernel import kernel
 from kit.paths import data_dir
 from kit.recipe import override
-from kit.runs.records import predicted_stem, run_id
+from kit.runs.records import predicted_stem, run_id, runs_table
 
 SLUG = mnist.RECIPE.slug
 CREDENTIAL_VARS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR",
@@ -232,6 +232,34 @@ def test_submit_no_wait_then_submissions_fills_in_the_score(signed_in, out, caps
     code, table, _ = kit_main(capsys, "submissions", "mnist", "--out", out)
     assert code == 0 and "COMPLETE" in table and "0.98765" in table and sub.name in table
     assert json.loads(record_path.read_text())[0]["public_score"] == "0.98765"
+
+
+def test_kit_runs_plots_cv_against_the_public_score_of_the_scored_runs(signed_in, out, capsys):
+    """Two runs scored by the fake Kaggle: `kit runs` draws their CV against their public score,
+    and again only when a record changes; one scored run draws nothing."""
+    signed_in.zips[SLUG] = b"-"
+    runs, subs = out / "runs" / "mnist", out / "submissions" / "mnist"
+    (first,) = runs.iterdir()
+    second = runs / "20990101-000000-digitnet"  # the same run again, scoring 0.01 better
+    shutil.copytree(first, second)
+    shutil.copy(subs / f"{first.name}.csv", subs / f"{second.name}.csv")
+    metrics = json.loads((second / "metrics.json").read_text())
+    cv = metrics["valid_accuracy"]
+    (second / "metrics.json").write_text(json.dumps(metrics | {"valid_accuracy": cv + 0.01}))
+    plot = runs / "cv_vs_lb.png"
+    assert kit_main(capsys, "submit", "mnist", subs / f"{first.name}.csv", "--out", out)[0] == 0
+    code, printed, _ = kit_main(capsys, "runs", "mnist", "--out", out)
+    assert code == 0 and "CV against" not in printed and not plot.exists()  # one point
+    signed_in.public_score = "0.99"
+    assert kit_main(capsys, "submit", "mnist", subs / f"{second.name}.csv", "--out", out)[0] == 0
+    code, printed, _ = kit_main(capsys, "runs", "mnist", "--out", out)
+    assert code == 0 and f"CV against the public score: {plot}" in printed
+    assert plot.stat().st_size > 10_000
+    rows = {r["run"]: (r["cv"], r["public"]) for r in runs_table(out, "mnist")}
+    assert rows == {first.name: (cv, "0.98765"), second.name: (cv + 0.01, "0.99")}
+    drawn = plot.stat().st_mtime_ns
+    assert kit_main(capsys, "runs", "mnist", "--out", out)[0] == 0
+    assert plot.stat().st_mtime_ns == drawn  # nothing new: not drawn again
 
 
 def test_a_failed_upload_is_caught_though_the_client_raises_nothing(signed_in, out, capsys):

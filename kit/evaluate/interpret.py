@@ -1,6 +1,7 @@
 """Interpretation plots from validation predictions: plain arrays in, PNGs and CSVs out. A
 multi-label task gets per tag its precision and recall and its most confident misses instead of
-a confusion matrix."""
+a confusion matrix. Where the model looks (Grad-CAM) over the top losses and each class's most
+confident right and wrong; relabel.csv: the images whose label the predictions most doubt."""
 
 import re
 from pathlib import Path
@@ -11,10 +12,12 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from kit.evaluate.metrics import predicted_tags
+from kit.evaluate.review import where_it_looks, write_relabel
 from kit.evaluate.thresholds import decide
 from kit.files import save_figure
 
 MAX_CLASS_PLOTS = 20  # per-class image grids for at most this many classes
+MAX_CAM_CLASSES = 6  # Grad-CAM rows (two right, two wrong) for the classes missed most
 
 
 def decided(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -139,12 +142,14 @@ def interpret(
     k: int = 4,
     thresholds: list | None = None,
     threshold: float | None = None,
+    maps=None,
 ) -> None:
     """Write every interpretation artefact for one set of validation predictions; `images[i]` is
     item i's uint8 (C, H, W) image (a tensor, or a Subset of a larger one). The labels shown are
     the submission's: the argmax, or a binary task's class 1 at p_1 >= `threshold` when a tuned
     one is applied (a probability submission writes none: its plots show the argmax and say
-    so); multi-hot `y`: the tags decided at `thresholds`, else at 0.5."""
+    so); multi-hot `y`: the tags decided at `thresholds`, else at 0.5. `maps(items, classes)`
+    gives Grad-CAM maps (kit/train/cam.py), or None where the network has none."""
     if y.ndim == 2:
         return interpret_tags(run_dir, images, names, y, probs, classes, show, k, thresholds)
     pred, rule = decided(probs, threshold), decision_rule(classes, threshold)
@@ -174,6 +179,16 @@ def interpret(
         ]
         title = f"actual class {label} (predicted: {rule})"
         plot_images(rows, run_dir / f"class_{file_name(label)}.png", show, title)
+    write_relabel(run_dir, images, names, y, probs, pred, classes, show)
+    if maps is not None:  # Grad-CAM: the top losses, then the classes missed most
+        worst = [(i, "top loss") for i in top_losses(y, probs, 2 * k)]
+        rows = [worst[:k], worst[k:]]
+        for c in np.argsort(-errors, kind="stable")[:MAX_CAM_CLASSES]:
+            found = by_class(y, probs, c, k, threshold)
+            right, wrong = found["most confidently right"], found["most confidently wrong"]
+            rows.append([(i, "right") for i in right[: k // 2]] +
+                        [(i, "wrong") for i in wrong[: k - k // 2]])  # fmt: skip
+        where_it_looks(run_dir, images, names, y, probs, pred, classes, rows, maps, show)
 
 
 def per_tag(y: np.ndarray, pred: np.ndarray, classes: list) -> pd.DataFrame:

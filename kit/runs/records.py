@@ -7,12 +7,14 @@ from datetime import datetime
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.files import read_json, write_json
+from kit.files import read_json, save_figure, write_json
 from kit.paths import output_root
 from kit.recipe import is_recipe, recipe_names
 from kit.runs.record import is_finished, read_record
 
 PREDICTED = re.compile(r"-predict-\d{8}-\d{6}(-\d+)?$")  # as predicted_stem names them
+CV_LB = "cv_vs_lb.png"  # in runs/<name>/: every scored run's CV against its public score
+RECORDS = ("metrics.json", "submissions.json")  # a run's files that the plot is drawn from
 
 
 def predicted_stem(root: Path, name: str, run: str) -> str:
@@ -75,10 +77,42 @@ def runs_table(root: Path, name: str) -> list[dict]:
             "metric": m,
             "valid": record.score(m),
             "valid_tta": record.score(m, tta=True),
+            "cv": record.submitted_score(m),  # of the predictions the submission holds
             "public": scored[-1]["public_score"] if scored else None,
             "submission": str(sub) if sub.exists() else "",
         })  # fmt: skip
     return rows
+
+
+def plot_cv_lb(root: Path, name: str, rows: list[dict]) -> Path | None:
+    """runs/<name>/cv_vs_lb.png: each scored run's validation (out-of-fold) score of what it
+    submitted against its public score, when two or more runs were scored: does validation
+    track the leaderboard? Drawn again only when a run's record is newer than the plot."""
+    scored = [r for r in rows if r["public"] is not None and r["cv"] is not None]
+    path = root / "runs" / name / CV_LB
+    if len(scored) < 2:
+        return None
+    records = [root / "runs" / name / r["run"] / f for r in scored for f in RECORDS]
+    newest = max(p.stat().st_mtime for p in records if p.is_file())
+    if path.is_file() and path.stat().st_mtime >= newest:
+        return path
+    import matplotlib.pyplot as plt  # `kit runs` without a plot to draw imports neither
+    import pandas as pd
+
+    cv, lb = [r["cv"] for r in scored], [float(r["public"]) for r in scored]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(cv, lb)
+    for r, x, y in zip(scored, cv, lb):
+        ax.annotate(f"{r['run'][:15]} {r['arch']}", (x, y), fontsize=7, alpha=0.8)
+    low, high = min(cv + lb), max(cv + lb)
+    ax.plot([low, high], [low, high], ls=":", c="grey", label="CV = LB")
+    rank = pd.Series(cv).corr(pd.Series(lb), method="spearman")
+    m = scored[0]["metric"]
+    ax.set(xlabel=f"CV {m} (validation / out-of-fold)", ylabel=f"public leaderboard {m}",
+           title=f"{name}: {len(scored)} runs, rank correlation {rank:.2f}")  # fmt: skip
+    ax.legend(loc="lower right")
+    save_figure(fig, path, show=False)
+    return path
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
@@ -106,6 +140,9 @@ def show_runs(name: str, out=None, runs=()) -> list[dict]:
         return rows
     cols = ["date", "arch", "metric", "valid", "valid_tta", "public", "submission"]
     print(format_table(rows, cols))
+    plot = plot_cv_lb(root, name, rows)
+    if plot:
+        print(f"CV against the public score: {plot}")
     return rows
 
 

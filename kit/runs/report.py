@@ -140,7 +140,34 @@ def plots(run_dir: Path) -> list[str]:
         df = pd.read_csv(tags)
         rows = [tuple(r) for r in df.itertuples(index=False)]
         parts += ["<h3>Per tag</h3>", table(rows, tuple(df.columns))]
-    return parts
+    return parts + looks(run_dir) + doubts(run_dir)
+
+
+def looks(run_dir: Path) -> list[str]:
+    """Where the model looks: Grad-CAM over the top losses and per class (kit/train/cam.py)."""
+    if not (run_dir / "grad_cam.png").is_file():
+        return []
+    note = (
+        "<p>Grad-CAM of the predicted class: red where the network's last feature map "
+        "pushes the class up; each image mapped by the model that held it out.</p>"
+    )
+    return ["<h2>Where the model looks</h2>", note,
+            figure(run_dir, "grad_cam.png", "grad_cam.png", True)]  # fmt: skip
+
+
+def doubts(run_dir: Path, shown: int = 20) -> list[str]:
+    """The labels the held-out predictions doubt most (relabel.csv): candidate label noise."""
+    path = run_dir / "relabel.csv"
+    if not path.is_file():
+        return []
+    df = pd.read_csv(path, keep_default_na=False)
+    held = "out-of-fold" if (run_dir / "oof.csv").is_file() else "validation"
+    note = (f"<p>The training images whose {held} prediction gives another label better than "
+            f'even odds, most confident first ({len(df)} in <a href="relabel.csv">relabel.csv</a>)'
+            ": look at them before trusting their labels.</p>")  # fmt: skip
+    rows = [tuple(r) for r in df.head(shown).itertuples(index=False)]
+    return ["<h2>Labels to check</h2>", note, figure(run_dir, "relabel.png", "relabel.png", True),
+            table(rows, tuple(df.columns)) if rows else ""]  # fmt: skip
 
 
 def files(run_dir: Path) -> str:
