@@ -46,8 +46,8 @@ KNOWN_METRICS = {
     "quickdraw-doodle-recognition": "map3",
 }
 SMALL = 48  # pixels: up to this side, a small CNN from scratch at the images' own size, unless
-SCRATCH_FROM = 5000  # small colour photos are fewer: ImageNet weights upscaled know more
-UPSCALED = 96  # pixels small photos are upscaled to for ImageNet weights (benchmarks/augment.py)
+SCRATCH_FROM = 5000  # small colour photos are fewer: ImageNet weights upscaled (a guess)
+UPSCALED = 96  # px for ImageNet weights on small photos; not yet measured (benchmarks/augment.py)
 LOOK = 200  # images looked at for their colours and orientation; under 100 cannot tell no up
 TWO_TONE = 0.1  # colours off the line between an image's ink and background, as a share
 TURNED_ALIKE = 2.0  # mean image vs itself turned: squared z per pixel, about 1 if alike
