@@ -1,6 +1,7 @@
 """The rules that turn the learning-rate finder's curve into one rate (kit/train/finder.py)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from fastai.data.core import DataLoaders
@@ -15,11 +16,12 @@ from kit.train import finder
 from kit.train.finder import NUM_IT, RULES, choose, curve, describe, find_lr, resolve, stage_rule
 
 
-def finder_curve(bottom: float, noise: float = 0.0, seed: int = 0):
-    """A finder's 100 steps from 1e-7 to 10: flat, falling, lowest at `bottom`, then diverging."""
+def finder_curve(bottom: float, noise: float = 0.0, seed: int = 0, rise: float = 4):
+    """A finder's 100 steps from 1e-7 to 10: flat, falling, lowest at `bottom`, then diverging
+    (rising by `rise` times the square of the decades past the bottom)."""
     lrs = np.geomspace(1e-7, 10, NUM_IT)
     x = np.log10(lrs / bottom)
-    losses = 2.3 - 1.5 / (1 + np.exp(-3 * (x + 1.5))) + np.where(x > 0, 4 * x**2, 0)
+    losses = 2.3 - 1.5 / (1 + np.exp(-3 * (x + 1.5))) + np.where(x > 0, rise * x**2, 0)
     losses += noise * np.random.default_rng(seed).standard_normal(NUM_IT)
     stop = int(np.argmax(losses > 4 * losses.min())) or NUM_IT  # fastai stops where it diverges
     return lrs[: stop + 1].tolist(), losses[: stop + 1].tolist()
@@ -150,3 +152,56 @@ def test_find_lr_says_so_when_the_loss_never_falls(tmp_path, capsys):
         f"{finder.SAFE_LR:.0e} instead" in printed
     )
     assert rate == finder.SAFE_LR and (tmp_path / "lr_find.png").is_file()
+
+
+def digit_learner(tmp_path, model: torch.nn.Module, n: int = 1280) -> Learner:
+    """A Learner on scikit-learn's digits (8x8 scans as 64 numbers), 32 a batch."""
+    digits = load_digits()
+    items = list(zip(torch.tensor(digits.data).float() / 16, torch.tensor(digits.target)))
+    dls = DataLoaders(DataLoader(items[:n], bs=32, shuffle=True), DataLoader(items[n:], bs=32))
+    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), path=tmp_path)
+
+
+def mlp() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+
+def swept(tmp_path, rule: str) -> np.ndarray:
+    """The rates of one find_lr run of `rule` on the digits, from its saved curve."""
+    find_lr(digit_learner(tmp_path, mlp()), tmp_path / f"{rule}.png", rule)
+    return pd.read_csv(tmp_path / f"{rule}.csv")["lr"].to_numpy()
+
+
+@pytest.mark.parametrize("rule", ["halfway", "minimum"])
+def test_the_kits_rules_sweep_from_1e5_at_fastais_step(tmp_path, rule):
+    lrs = swept(tmp_path, rule)
+    assert lrs[0] == pytest.approx(finder.START_LR)  # fastai's 25 steps below it are skipped
+    assert np.allclose(lrs[1:] / lrs[:-1], (10 / 1e-7) ** (1 / NUM_IT))  # its 12.5 a decade
+    assert len(lrs) <= 75 < NUM_IT
+
+
+def test_fastais_rules_read_fastais_whole_sweep(tmp_path):
+    lrs = swept(tmp_path, "valley")
+    assert lrs[0] == pytest.approx(1e-7) and len(lrs) > 75
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_halfway_stops_past_the_lowest_loss_and_reads_what_the_whole_curve_reads(seed):
+    lrs, losses = finder_curve(bottom=2e-2, noise=0.03, seed=seed, rise=0.5)  # as from scratch
+    stop = next(i for i in range(1, len(losses) + 1) if finder.climbed(losses[:i]))
+    assert stop > int(np.argmin(losses)) + 1  # not before the curve's lowest point
+    cut = stop + finder.TAIL  # the sweep runs TAIL steps on; curve() drops them
+    assert cut < len(losses)  # it ends before fastai's divergence stop
+    assert choose(lrs[:cut], losses[:cut], "halfway") == choose(lrs, losses, "halfway")
+
+
+def test_halfway_on_real_digits_ends_early_within_the_finders_noise(tmp_path):
+    learn = digit_learner(tmp_path, mlp())
+    rate = find_lr(learn, tmp_path / "kit.png", "halfway")
+    steps = len(pd.read_csv(tmp_path / "kit.csv"))
+    learn.lr_find(suggest_funcs=None, show_plot=False)  # fastai's 100 steps, same weights
+    whole = choose(learn.recorder.lrs, [float(v) for v in learn.recorder.losses], "halfway")[0]
+    assert steps < 0.7 * len(learn.recorder.lrs)
+    # two batch orders of fastai's own sweep read rates 1.2-1.5x apart on the benchmark sets
+    assert 1 / 2 < rate / whole < 2

@@ -1,12 +1,15 @@
 """fastai's learning-rate finder, and the rule that turns its curve into one rate: the rules,
-measured in benchmarks/lr.py across seeds, folds and data sets."""
+measured in benchmarks/lr.py across seeds, folds and data sets; the sweep the kit's own rules
+read, cut to the rates that move them (benchmarks/finder.py)."""
 
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.schedule import minimum, slide, steep, valley
 from fastai.learner import Learner
 
@@ -14,7 +17,18 @@ from kit.files import save_figure
 from kit.train import ddp, distributed
 
 NUM_IT = 100  # fastai's lr_find: 100 steps from 1e-7 to 10
+# The rate grows by fastai's step (x1.2, 12.5 steps a decade) in every sweep: the curve's shape
+# depends on it (a sweep of 30-100 steps over the same range read rates 2-10x off, reverted)
+STEP = (10 / 1e-7) ** (1 / NUM_IT)
 START = 5  # the curve's first points: their mean loss is where it starts
+# The kit's rules sweep from 1e-5: below it no benchmark set's loss moved, and the 25 steps
+# fastai spends there changed no reading beyond the finder's own noise (benchmarks/finder.py).
+# halfway stops TAIL steps after the smoothed loss, having fallen by FALL of where it started,
+# climbs back BACK of that fall: past the lowest loss, which it reads (curve() drops the TAIL
+# steps, as it drops fastai's last five).
+START_LR, END_LR = 1e-5, 10.0
+FALL, BACK, TAIL = 0.1, 0.5, 5
+OWN = ("halfway", "minimum")  # fastai's own rules read fastai's whole sweep
 # A curve that does not fall cannot be read (halfway, on a flat or rising one, reads its first
 # rate, 6e-7, which trains nothing; minimum a tenth of that). Then 1e-3: fastai's and Adam's
 # default rate, a rate from-scratch networks train at; the rates that scored best from scratch
@@ -113,16 +127,62 @@ def describe(lr: float, rule: str) -> str:
     return f"fixed by --lr {lr:g}" if lr else f"{rule} rule: {MEANING[rule]}"
 
 
+def sweep(rule: str) -> tuple[float, float, int]:
+    """(first rate, last rate, most steps) of the finder's run for `rule`: fastai's for its own
+    rules, from START_LR at fastai's step for the kit's (75 steps, not 100)."""
+    if rule not in OWN:
+        return 1e-7, 10.0, NUM_IT
+    steps = round(math.log(END_LR / START_LR) / math.log(STEP))
+    return START_LR, START_LR * STEP**steps, steps
+
+
+def climbed(losses: list[float]) -> bool:
+    """Whether the smoothed loss, having fallen by FALL of where it started, has climbed back
+    BACK of that fall: the curve is past its lowest point."""
+    first = NUM_IT // 10  # curve()'s start
+    if len(losses) <= first + START:
+        return False
+    start, low = float(np.mean(losses[first : first + START])), min(losses[first:])
+    return start - low > FALL * abs(start) and losses[-1] > low + BACK * (start - low)
+
+
+class ClimbBack(Callback):
+    """Ends the finder's sweep TAIL steps after its loss climbed back (`climbed`), after the
+    Recorder (50) and fastai's LRFinder (60) have seen the step."""
+
+    order = 61
+
+    def before_fit(self):
+        self.left = None
+
+    def after_batch(self):
+        if self.left is None and climbed([float(v) for v in self.recorder.losses]):
+            self.left = TAIL
+        elif self.left is not None:
+            self.left -= 1
+        if self.left == 0:
+            raise CancelFitException()
+
+
+def run_sweep(learn: Learner, rule: str, stop_div=True) -> tuple[list, list]:
+    """One finder run of `sweep(rule)`: its rates and smoothed losses."""
+    low, high, steps = sweep(rule)
+    # minimum reads a curve that falls to the end (a frozen body) or barely falls (a trained
+    # head), where noise can look like a climb: it runs to fastai's divergence
+    cbs = [ClimbBack()] if rule == "halfway" and rule in OWN else []
+    with learn.added_cbs(cbs):
+        learn.lr_find(low, high, steps, stop_div=stop_div, suggest_funcs=None, show_plot=False)
+    return list(learn.recorder.lrs), [float(v) for v in learn.recorder.losses]
+
+
 def find_lr(learn: Learner, png: Path, rule: str, show: bool = False) -> float:
     """fastai's learning-rate finder: the rate `rule` reads from its curve, marked on the plot;
     the plot and the curve (lr_find.csv: rate and smoothed loss per step) saved beside it."""
     # in a DDP run every process records the same (mean) loss (ddp.SharedLoss): all stop
     # at the same step, and all agree on whether to look on
-    learn.lr_find(suggest_funcs=None, show_plot=False)
-    lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
+    lrs, losses = run_sweep(learn, rule)
     if len(curve(lrs, losses)[0]) < 2:  # the loss rose at once (a trained head): look on
-        learn.lr_find(suggest_funcs=None, show_plot=False, stop_div=False)
-        lrs, losses = learn.recorder.lrs, [float(v) for v in learn.recorder.losses]
+        lrs, losses = run_sweep(learn, rule, stop_div=False)
     rate, point = choose(lrs, losses, rule)
     if distributed.is_main() and (why := fallback(lrs, losses, rule)):
         print(f"{why}: the {rule} rule cannot read it; learning rate {rate:.0e} instead")
