@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,12 +25,15 @@ THRESHOLD = 0.5  # two epochs' model is unsure: this takes some of the test imag
 
 
 @contextlib.contextmanager
-def recorded():
-    """kit.run with no plots, each model's training data kept: (fold folder name, Data)."""
+def recorded(stop_at: str = ""):
+    """kit.run with no plots, each model's training data kept: (fold folder name, Data); an
+    interrupt (as Ctrl-C) where the model in the folder named `stop_at` would train."""
     seen = []
     train = pipeline.train_model
 
     def spy(r, data, *args, **kw):
+        if args[2].name == stop_at:
+            raise KeyboardInterrupt
         seen.append((args[2].name, data))
         return train(r, data, *args, **kw)
 
@@ -85,6 +89,27 @@ def test_fold_k_trains_on_exactly_fold_ks_confident_test_images(runs):
     assert recipe["pseudo_label"] == base_id and recipe["pseudo_threshold"] == THRESHOLD
 
 
+def test_a_resumed_pseudo_labelled_run_ends_as_an_uninterrupted_one(runs, tmp_path):
+    """Stopped before its second fold trains, resumed: the same test images and labels, the
+    same predictions (the data is assembled again, the same)."""
+    out, base_id, labelled, *_ = runs
+    out = shutil.copytree(out, tmp_path / "out")
+    with recorded(stop_at="fold1"), pytest.raises(KeyboardInterrupt):
+        kit.run("mnist", sample=True, out=out, pseudo_label=base_id,
+                pseudo_threshold=THRESHOLD, **FAST)  # fmt: skip
+    partial = next((out / "runs" / "mnist").glob(".*.partial"))
+    with recorded():
+        resumed = kit.run("mnist", resume=partial.name[1 : -len(".partial")], out=out)
+    whole, again = Path(labelled["run_dir"]), Path(resumed["run_dir"])
+    for k in (0, 1):
+        assert (whole / f"fold{k}/pseudo.csv").read_text() == (
+            again / f"fold{k}/pseudo.csv"
+        ).read_text()
+        a, b = np.load(whole / f"fold{k}/preds.npz"), np.load(again / f"fold{k}/preds.npz")
+        assert np.array_equal(a["valid"], b["valid"]) and np.array_equal(a["test"], b["test"])
+    assert resumed["valid_accuracy"] == labelled["valid_accuracy"]
+
+
 def nearest(train_x, train_y, x, classes=5) -> np.ndarray:
     """A 1-nearest-neighbour model's probabilities: 0.9 on its neighbour's label (it memorises)."""
     a, b = x.reshape(len(x), -1).float(), train_x.reshape(len(train_x), -1).float()
@@ -127,6 +152,19 @@ def test_labels_from_the_whole_ensemble_leak_fold_ks_validation_labels_and_the_k
     assert kits < 0.4 and abs(kits - kits_held) < 0.15  # chance (0.2) out of fold and held out
 
 
+def test_a_multi_label_image_is_taken_only_where_every_tag_is_sure():
+    probs = np.array([[0.97, 0.02, 0.99], [0.97, 0.6, 0.99], [0.5, 0.5, 0.5], [0.01, 0.08, 0.95]])
+    rows, labels, sure = confident(probs, 0.9, multi_label=True)
+    assert rows.tolist() == [0, 3] and sure == pytest.approx([0.97, 0.92])
+    assert labels.tolist() == [[1, 0, 1], [0, 0, 1]]
+    y = torch.tensor([[1, 1, 0]], dtype=torch.float32)
+    d = Data(torch.zeros(1, 1, 2, 2, dtype=torch.uint8), y, list("abc"), ["t0"],
+             torch.arange(16, dtype=torch.uint8).view(4, 1, 2, 2), list("wxyz"))  # fmt: skip
+    e = with_pseudo(d, rows, labels)
+    assert e.y.tolist() == [[1, 1, 0], [1, 0, 1], [0, 0, 1]] and e.y.dtype == torch.float32
+    assert torch.equal(e.x[1:], d.test_x[[0, 3]]) and e.names == ["t0", "test:w", "test:z"]
+
+
 def finished_copy(out, base_id, tmp_path, **changes):
     """A copy of the 2-fold run under a new id, its recipe.json or metrics.json changed."""
     runs = out / "runs" / "mnist"
@@ -147,6 +185,7 @@ def finished_copy(out, base_id, tmp_path, **changes):
         (["--pseudo-threshold", "1.5"], {}, "--pseudo-threshold must be between 0 and 1"),
         ([], "unfinished", "is still incomplete"),
         ([], "missing", "no finished run"),
+        (["--nproc", "2", "--device", "cpu"], {}, "drop --nproc"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys, argv, change, message):
