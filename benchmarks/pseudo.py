@@ -9,11 +9,12 @@ pseudo-labelled run per threshold on the same folds. Each row: the test images e
 (mean), how many of those labels were right, the out-of-fold and the held-out accuracy. The
 threshold is chosen on the out-of-fold column (the held-out one is the claim it is judged by).
 
-Run: `python benchmarks/pseudo.py [--work DIR] [--labelled 300] [--folds 5]`. About 10 minutes
-on 2 cores.
+Run: `python benchmarks/pseudo.py [--work DIR] [--labelled 300] [--folds 5] [--set lr=3e-3]`.
+About 10 minutes on 2 idle cores.
 """
 
 import argparse
+import ast
 from pathlib import Path
 
 import fastprogress.fastprogress as fastprogress
@@ -70,12 +71,15 @@ def main():
     parser.add_argument("--seed", default=0, type=int, help="seeds the labelled/test split")
     parser.add_argument("--thresholds", nargs="+", type=float, default=[0.5, 0.8, 0.9, 0.95, 0.99])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="recipe fields of every run, e.g. lr=3e-3 tta=False")  # fmt: skip
     args = parser.parse_args()
     fastprogress.NO_BAR = True
     out = args.work / f"digits-{args.labelled}-seed{args.seed}"
     folder = write_digits(out / "data", args.labelled, args.seed)
     truth = dict(pd.read_csv(folder / "solution.csv", dtype=str).values)
-    common = dict(data=folder, out=out, device=args.device)
+    fields = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    common = dict(data=folder, out=out, device=args.device, **fields)
     base = kit.run("mnist", folds=args.folds, **common)
     base_id = Path(base["run_dir"]).name
     rows = [["none (before)", 0, None, submitted(base), base["test_accuracy"]]]
