@@ -90,7 +90,7 @@ PRETRAINED_AUC = 0.9
 def test_run_end_to_end_offline(photos, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "kit.cli", "run", "invasive", "--data", str(photos), "--out",
-         str(tmp_path), "--size", "96", "--head-cycles", "1", "--cycles", "2",
+         str(tmp_path), "--size", "96", "--head-cycles", "1", "--cycles", "2", "--exact-cycles",
          "--time-limit", "600"],  # generous: the whole schedule fits, through every budget hook
         capture_output=True, text=True, timeout=3600,  # a guard against a hang: 3 min when quiet
     )  # fmt: skip

@@ -17,7 +17,7 @@ from kit.data.loader import dataloaders
 from kit.recipe import Recipe, override
 from kit.train.learner import make_learner
 from kit.train.models import create_model
-from kit.train.plan import Follow, Judge, Plan, standard_error
+from kit.train.plan import Follow, Judge, Plan, said, standard_error
 from kit.train.progress import Progress
 from kit.train.sgdr import fine_tune_sgdr
 
@@ -94,6 +94,12 @@ def test_the_noise_of_each_kind_of_score():
     losses = -np.log(probs[np.arange(len(y)), y])
     assert standard_error("logloss", losses.mean(), len(y), y, probs) == pytest.approx(
         losses.std() / math.sqrt(len(y))
+    )
+    # lower is better: a gain is a loss lowered, said as it is, not in points
+    decision = Plan(head_cycles=0, cycles=3).judge("all", 2, 0.01, 0.02)
+    assert said(decision, "logloss", up=False) == (
+        "unfrozen cycle 2 of 3 lowered valid logloss by 0.0100, under its noise 0.0200: "
+        "stopping after 2 of 3 cycles"
     )
 
 

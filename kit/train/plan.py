@@ -69,24 +69,29 @@ class Plan:
             self.head_cycles, self.cycles = budget["head_cycles"], budget["cycles"]
             self.tta, self.finder = budget["tta"], budget["finder"]
 
-    def judge(self, stage: str, cycle: int, gain: float, noise: float, what: str) -> str:
-        """Revise the plan after `stage`'s `cycle` (counted from 1) raised the score by `gain`
-        against its `noise`; the line that says what was decided, naming the score as `what`."""
-        most = self.shape(stage)[0]
+    def judge(self, stage: str, cycle: int, gain: float, noise: float) -> dict:
+        """Revise the plan after `stage`'s `cycle` (from 1) improved the score by `gain`, against
+        the score's `noise`: the stage goes on only if the gain is larger. Returns the decision."""
         going = gain > noise
         if not going:
             self.stopped[stage] = cycle
-        self.decisions.append({"stage": stage, "cycle": cycle, "of": most, "gain": gain,
-                               "noise": noise, "went_on": going})  # fmt: skip
-        verb = "raised" if gain >= 0 else "lowered"
-        size = f"{abs(gain) * 100:.2f} points" if what.endswith("points") else f"{abs(gain):.4f}"
-        noise_s = f"{noise * 100:.2f}" if what.endswith("points") else f"{noise:.4f}"
-        head = f"{NAMES[stage]} cycle {cycle} of {most} {verb} {what.removesuffix(' points')}"
-        then = "going on" if going else f"stopping after {cycle} of {most} cycles"
-        return f"{head} by {size}, {'over' if going else 'under'} its noise {noise_s}: {then}"
+        decision = {"stage": stage, "cycle": cycle, "of": self.shape(stage)[0], "gain": gain,
+                    "noise": noise, "went_on": going}  # fmt: skip
+        self.decisions.append(decision)
+        return decision
 
     def saved(self) -> dict:
         return asdict(self)
+
+
+def said(d: dict, monitor: str, up: bool) -> str:
+    """A decision in one line; a score out of 1 (`up`: greater is better) in points."""
+    scale, unit, digits = (100, " points", 2) if up else (1, "", 4)
+    verb = ("raised", "lowered")[(d["gain"] >= 0) != up]
+    then = "going on" if d["went_on"] else f"stopping after {d['cycle']} of {d['of']} cycles"
+    return (f"{NAMES[d['stage']]} cycle {d['cycle']} of {d['of']} {verb} valid {monitor} by "
+            f"{abs(d['gain']) * scale:.{digits}f}{unit}, {'over' if d['went_on'] else 'under'} "
+            f"its noise {d['noise'] * scale:.{digits}f}: {then}")  # fmt: skip
 
 
 def hanley_mcneil(a: float, positives: int, negatives: int) -> float:
@@ -158,11 +163,9 @@ class Judge(Callback):
             return
         measured = distributed.on_main if self.shares > 1 else (lambda f: f())
         gain, noise = measured(lambda: self.measure(now, before))
-        up = greater_is_better(self.metric)
-        what = f"valid {self.monitor}" + (" points" if up else "")
-        line = plan.judge(stage, cycle, gain, noise, what)
+        decision = plan.judge(stage, cycle, gain, noise)
         if distributed.is_main():
-            print(line, flush=True)
+            print(said(decision, self.monitor, greater_is_better(self.metric)), flush=True)
 
     def score_before(self, k: int) -> float | None:
         """The score at the end of the cycle before cycle `k` (from 0) of this stage, or at the
