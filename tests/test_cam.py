@@ -10,7 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
 from competitions import invasive, mnist
-from kit.evaluate.review import relabel, write_relabel
+from kit.evaluate.interpret import interpret, top_losses
+from kit.evaluate.review import relabel, where_it_looks, write_relabel
 from kit.files import write_json
 from kit.recipe import override
 from kit.runs.report import write_report
@@ -169,3 +170,26 @@ def test_the_report_shows_where_the_model_looks_and_the_labels_to_check(tmp_path
     assert "Where the model looks" in page and 'src="grad_cam.png"' in page
     assert "images whose out-of-fold prediction" in page and "(2 in <a" in page
     assert 'src="relabel.png"' in page and "<td>row 9</td>" in page
+
+
+def test_interpret_maps_the_top_losses_then_each_class_and_says_when_it_cannot(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % 3
+    probs = rng.dirichlet(np.ones(3), 30)
+    images = torch.randint(0, 256, (30, 3, 16, 16), dtype=torch.uint8)
+    asked = []
+
+    def maps(items, classes):
+        asked.append((items, classes))
+        return np.ones((len(items), 16, 16)) / 2
+
+    interpret(tmp_path, images, [f"i{n}" for n in range(30)], y, probs, list("abc"), maps=maps)
+    (items, classes), k = asked[0], 4
+    assert list(items[: 2 * k]) == list(top_losses(y, probs, 2 * k))
+    assert len(items) == 2 * k + 3 * k  # a full row per class: its wrong, then its right
+    assert (classes == probs.argmax(1)[items]).all()  # the map of the predicted class
+    assert (tmp_path / "grad_cam.png").stat().st_size > 5000
+    (tmp_path / "grad_cam.png").unlink()
+    rows = [[(0, "top loss")]]
+    where_it_looks(tmp_path, images, ["i0"], y, probs, y, list("abc"), rows, lambda *_: None, False)
+    assert "no Grad-CAM" in capsys.readouterr().out and not (tmp_path / "grad_cam.png").exists()

@@ -314,6 +314,13 @@ def test_a_fold_run_report_shows_every_fold(fold_runs):
         assert f'src="fold{k}/training_curves.png"' in page
         assert f'src="fold{k}/lr_find.png"' in page
     assert "out-of-fold accuracy" in page
+    assert 'src="grad_cam.png"' in page  # each image mapped by its fold's model
+    assert "whose out-of-fold prediction gives another label" in page
+    oof = pd.read_csv(run / "oof.csv")  # relabel.csv: from the whole run's out-of-fold predictions
+    tta = "_tta" if json.loads((run / "metrics.json").read_text())["submitted"] == "tta" else ""
+    probs = oof[[f"p_{d}{tta}" for d in range(10)]].to_numpy()
+    doubted = oof["item"][(probs.argmax(1) != oof["label"]) & (probs.max(1) > 0.5)]
+    assert set(pd.read_csv(run / "relabel.csv")["item"]) == set(doubted)
 
 
 def digits(mnist_sample, **changes):

@@ -105,7 +105,7 @@ def test_run_end_to_end_offline(photos, tmp_path):
     assert metrics["weights"].endswith("efficientnet-lite0-57934424.pth")
     for name in ["roc.png", "confusion_matrix.png", "class_0.png", "class_1.png",
                  "lr_find_frozen.png", "lr_find.png", "top_losses.png", "training_curves.png",
-                 "report.html"]:  # fmt: skip
+                 "grad_cam.png", "report.html"]:  # fmt: skip
         assert (run_dir / name).stat().st_size > 5000
     sub = pd.read_csv(next((tmp_path / "submissions" / "invasive").iterdir()))
     sample = pd.read_csv(photos / "sample_submission.csv")

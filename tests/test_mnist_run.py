@@ -81,6 +81,8 @@ def test_demo_writes_the_run_folder(demo_run):
         "report.html",
         "folds.csv",
         *(f"class_{d}.png" for d in range(10)),
+        "grad_cam.png",  # where the model looks
+        "relabel.csv",  # the labels its validation predictions doubt
     }
     assert expected <= {p.name for p in run_dir.iterdir()}
     assert json.loads((run_dir / "recipe.json").read_text())["cycles"] == 4
@@ -95,9 +97,8 @@ def test_demo_report_links_every_plot_relatively(demo_run):
     page = (run_dir / "report.html").read_text()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     sources = re.findall(r'<img src="([^"]+)"', page)
-    assert {"training_curves.png", "lr_find.png", "confusion_matrix.png", "class_7.png"} <= set(
-        sources
-    )
+    assert {"training_curves.png", "lr_find.png", "confusion_matrix.png", "class_7.png",
+            "grad_cam.png"} <= set(sources)  # fmt: skip
     assert all((run_dir / src).is_file() and not src.startswith("/") for src in sources)
     text = html.unescape(page)
     assert f"{metrics['valid_accuracy']:.4f}" in text and f"{metrics['lr']:.2e}" in text

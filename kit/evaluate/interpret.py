@@ -17,7 +17,7 @@ from kit.evaluate.thresholds import decide
 from kit.files import save_figure
 
 MAX_CLASS_PLOTS = 20  # per-class image grids for at most this many classes
-MAX_CAM_CLASSES = 6  # Grad-CAM rows (two right, two wrong) for the classes missed most
+MAX_CAM_CLASSES = 6  # Grad-CAM rows (its most confident wrong, the rest right) for the most missed
 
 
 def decided(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -185,9 +185,9 @@ def interpret(
         rows = [worst[:k], worst[k:]]
         for c in np.argsort(-errors, kind="stable")[:MAX_CAM_CLASSES]:
             found = by_class(y, probs, c, k, threshold)
-            right, wrong = found["most confidently right"], found["most confidently wrong"]
-            rows.append([(i, "right") for i in right[: k // 2]] +
-                        [(i, "wrong") for i in wrong[: k - k // 2]])  # fmt: skip
+            wrong = found["most confidently wrong"][: k - k // 2]  # the rest of the row: right
+            right = found["most confidently right"][: k - len(wrong)]
+            rows.append([(i, "right") for i in right] + [(i, "wrong") for i in wrong])
         where_it_looks(run_dir, images, names, y, probs, pred, classes, rows, maps, show)
 
 

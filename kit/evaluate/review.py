@@ -83,9 +83,17 @@ def fitted(line: str, font, width: int) -> str:
     return line
 
 
+def sized_font(size: int):
+    """PIL's own font at `size` px (Pillow 10.1+ with FreeType), else its fixed bitmap font."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # an older Pillow: load_default takes no size
+        return ImageFont.load_default()
+
+
 def write_grid(rows: list, path: Path, show: bool, title: str) -> None:
     """A PNG grid of captioned images: `rows` is a list of [(image, map or None, caption), ...]."""
-    font, bold = ImageFont.load_default(size=11), ImageFont.load_default(size=13)
+    font, bold = sized_font(11), sized_font(13)
     lines = max([1, *(c.count("\n") + 1 for row in rows for _, _, c in row)])
     cols, band = max([1, *map(len, rows)]), lines * LINE + 4
     width = max(GAP + cols * (CELL + GAP), round(bold.getlength(title)) + 2 * GAP)
