@@ -144,7 +144,8 @@ class Recipe:
         "a finished k-fold run (or ensemble) of this recipe: fold k adds the test images its "
         "fold-k model labelled confidently; the run takes that run's folds",
     )
-    # chosen on the out-of-fold score (benchmarks/pseudo.py), never on the test set
+    # 0.9 is not measured yet: choose it on the out-of-fold score (benchmarks/pseudo.py), never
+    # on the test set; an underconfident model (few labels, from scratch) may pass none
     pseudo_threshold: float = field(
         0.9, "--pseudo-label: the least confidence (top class's probability) of a test image used"
     )
