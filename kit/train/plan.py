@@ -163,6 +163,8 @@ class Judge(Callback):
             return
         measured = distributed.on_main if self.shares > 1 else (lambda f: f())
         gain, noise = measured(lambda: self.measure(now, before))
+        if not math.isfinite(gain):  # a score undefined on this set (AUC of one class)
+            return
         decision = plan.judge(stage, cycle, gain, noise)
         if distributed.is_main():
             print(said(decision, self.monitor, greater_is_better(self.metric)), flush=True)
