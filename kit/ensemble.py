@@ -26,6 +26,7 @@ from kit.evaluate.blend import (
 )
 from kit.evaluate.metrics import MULTI_LABEL, ON_PROBABILITIES, score
 from kit.evaluate.predictions import Predictions, multi_hot, table
+from kit.evaluate.review import relabel
 from kit.evaluate.thresholds import decide, threshold_tuning
 from kit.files import read_json, write_json, write_new
 from kit.paths import output_root
@@ -170,6 +171,9 @@ def ensemble(name: str, runs: list, method="mean", tune=False, out=None, data=No
         test = Predictions(first["test_ids"], blend_test)
         table(test, "id", classes).to_csv(partial / "test_preds.csv", index=False)
         write_new(sub.to_csv(index=False), partial / "submission.csv")
+        if not first["multi_label"]:  # the labels the blend's out-of-fold predictions doubt
+            doubted = relabel(first["items"], y, blend_oof, blend_oof.argmax(1), classes)
+            doubted.to_csv(partial / "relabel.csv", index=False)
         record = Record.from_json({**result, "classes": classes, "data": str(folder)})
         metrics = write_record(partial, record)
         final = finish_run_dir(partial, run_id)

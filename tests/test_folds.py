@@ -120,6 +120,10 @@ def test_each_ensemble_method_blends_the_runs_out_of_fold(fold_runs, out, capsys
         assert min(w) >= 0 and sum(w) == pytest.approx(1)
     submission = out / "submissions" / "mnist" / f"{blend.name}.csv"
     assert pd.read_csv(submission)["Label"].between(0, 9).all()
+    doubted = pd.read_csv(blend / "relabel.csv", dtype={"item": str})  # the blend's doubts
+    wrong = (got.argmax(1) != y) & (got.max(1) > 0.5)
+    assert len(doubted) == min(100, wrong.sum()) > 0
+    assert (doubted["predicted"] != doubted["label"]).all() and (doubted["p_predicted"] > 0.5).all()
     # a blend is itself a run with out-of-fold predictions: it can be blended again
     code = main(["ensemble", "mnist", blend.name, a_id, "--out", str(out)])
     assert code == 0
