@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint bench bench-lr bench-tricks bench-glyphs
+.PHONY: demo test install lint docs screenshots bench bench-lr bench-tricks bench-glyphs
 
 demo: install  ## install, then train the Digit Recognizer recipe on the bundled sample
 	$(BIN)/kit run mnist --sample
@@ -18,6 +18,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --upgrade -q pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
+
+docs: install  ## the documentation site, built strictly (no broken link) into build/site/
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+screenshots: install  ## the docs' pictures, from a real `kit run mnist --sample` (needs chromium)
+	$(BIN)/python docs/screenshots.py
 
 lint: install
 	$(BIN)/ruff check kit competitions tests benchmarks
