@@ -1,13 +1,14 @@
 """mkdocs hook: the reference pages are generated from the code as the site is built, so they
 cannot drift from it. A page asks for a table with a marker line:
 
-    <!-- kit: recipe-fields -->   every Recipe field: flag, type, default, its field(help=...)
+    <!-- kit: recipe-fields -->   every Recipe field: its default and its field(help=...)
     <!-- kit: commands -->        every command: usage and arguments, from kit/cli.py's parser
 """
 
 import argparse
 import dataclasses
 import html
+import os
 
 from kit.cli import build_parser
 from kit.recipe import Recipe, field_help, recipe_fields
@@ -26,23 +27,15 @@ def code(text) -> str:
     return f"`{text}`" if str(text) else ""
 
 
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def recipe_table() -> str:
     helps = field_help()
     overridable = {f.name for f in recipe_fields()}
-    rows = ["| field | flag | type | default | what it sets |", "|---|---|---|---|---|"]
+    rows = ["| field | default | what it sets |", "|---|---|---|"]
     for f in dataclasses.fields(Recipe):
         default = "" if f.default is dataclasses.MISSING else repr(f.default)
+        note = "" if f.name in overridable else " (the recipe's own: no flag)"
         name = f'<span id="{f.name}"></span>`{f.name}`'
-        type_ = f.type if isinstance(f.type, str) else f.type.__name__
-        switch = flag(f.name) if f.name in overridable else "(the recipe's own)"
-        if f.type is bool and f.name in overridable:
-            switch = f"{flag(f.name)}, --no-{flag(f.name)[2:]}"
-        row = [name, code(switch) if "--" in switch else switch, code(type_), code(default)]
-        rows.append("| " + " | ".join([*row, cell(helps[f.name])]) + " |")
+        rows.append(f"| {name} | {code(default)} | {cell(helps[f.name])}{note} |")
     return "\n".join(rows)
 
 
@@ -90,6 +83,7 @@ def arguments_table(p: argparse.ArgumentParser) -> str:
 
 
 def commands() -> str:
+    os.environ["COLUMNS"] = "90"  # argparse wraps usage to the terminal: the same on every build
     parser = build_parser()
     parts = [
         f"```\n{parser.format_usage().strip().removeprefix('usage: ')}\n```",
