@@ -90,4 +90,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import pages  # the docs page: what this printed
+
+    sys.exit(pages.run(main, "ensemble"))

@@ -288,4 +288,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import pages  # the docs page: what this printed
+
+    sys.exit(pages.run(main, "memory"))
