@@ -9,14 +9,15 @@
 2. The same comparison on a transfer task of a few thousand photos (`--transfer`, 3,000 by
    default, and a third as many test photos) at 64 px: crops of the temple and portrait photos
    with a small patch pasted in, the dahlia (invasive) or leaves of the same photo (not), saved
-   at 85x64 as a competition's resized copy would be (`write_transfer`).
+   at 85x64 as a competition's resized copy would be, once as JPEGs and once as PNGs, which are
+   cheap to decode, where plain fastai is at its best (`benchmarks/photo_sets.py`).
 3. Images/s the data pipeline delivers at 224 px: the kit's resized cache (batches from uint8
    tensors, augmented on the batch) against decoding full-size 1154x866 JPEGs per item with
    PIL (as a loader without a cache does), and the one-off cost of building the cache.
 4. One epoch of the kit's training loop against the bare model's forward/backward on
    preloaded tensors.
 
-Run: `python benchmarks/invasive.py [--work DIR]`. About 20 minutes on 2 CPU cores.
+Run: `python benchmarks/invasive.py [--work DIR]`. About 25 minutes on 2 CPU cores.
 """
 
 import argparse
@@ -26,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import fastprogress.fastprogress as fastprogress
@@ -47,6 +47,9 @@ from kit.data.loader import TensorLoader
 from kit.pipeline import prepare
 from kit.train.learner import build_learner
 from kit.train.weights import find_weights, load_weights
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from photo_sets import write_transfer  # noqa: E402  (benchmarks/photo_sets.py)
 
 
 def kit_run(out: Path, *flags: str) -> dict:
@@ -71,7 +74,9 @@ def timm_checkpoint(arch: str, work: Path) -> Path:
     return path
 
 
-def plain_fastai(folder: Path, size: int, epochs: int, freeze_epochs: int, weights: Path) -> dict:
+def plain_fastai(
+    folder: Path, size: int, epochs: int, freeze_epochs: int, weights: Path, ext: str = ".jpg"
+) -> dict:
     """What a competitor writes in a notebook with fastai's high-level API: `pretrained=True`
     (here pointed at `weights`, the same ImageNet weights, instead of a download), so fastai
     freezes the body, normalises as the weights expect and finds the rate on the frozen body."""
@@ -86,7 +91,7 @@ def plain_fastai(folder: Path, size: int, epochs: int, freeze_epochs: int, weigh
 
     df = pd.read_csv(folder / "train_labels.csv")
     dls = ImageDataLoaders.from_df(
-        df, folder, folder="train", suff=".jpg", valid_pct=0.2, seed=42, bs=32,
+        df, folder, folder="train", suff=ext, valid_pct=0.2, seed=42, bs=32,
         item_tfms=Resize(size), batch_tfms=aug_transforms(size=size, max_zoom=1.1, max_rotate=10),
     )  # fmt: skip
     learn = vision_learner(dls, invasive.RECIPE.arch, pretrained=True, metrics=RocAucBinary(),
@@ -94,31 +99,11 @@ def plain_fastai(folder: Path, size: int, epochs: int, freeze_epochs: int, weigh
     lr = learn.lr_find(show_plot=False).valley
     learn.fine_tune(epochs, lr, freeze_epochs=freeze_epochs)
     test = pd.read_csv(folder / "sample_submission.csv")
-    test_dl = dls.test_dl([folder / "test" / f"{n}.jpg" for n in test["name"]])
+    test_dl = dls.test_dl([folder / "test" / f"{n}{ext}" for n in test["name"]])
     probs, _ = learn.tta(dl=test_dl)
     truth = pd.read_csv(folder / "solution.csv").set_index("name").loc[test["name"], "invasive"]
     return {"test_auc": roc_auc_score(truth, probs[:, 1].numpy()), "lr": lr,
             "seconds": time.perf_counter() - start}  # fmt: skip
-
-
-LEAVES = (0, 0, 170, 170)  # the top left of scikit-learn's flower.jpg: leaves, no bloom
-
-
-def transfer_photo(photos: dict, invasive_: bool, rng, side: int) -> Image.Image:
-    """A harder photo than the sample's: a temple or portrait crop with a small patch pasted in
-    (12-30% of the height), the dahlia if invasive, else leaves from the same photo; saved small
-    (`side` px high), as a competition's resized copy would be."""
-    photo = invasive.scene(photos[rng.choice(["temple", "hopper"])], rng)
-    patch = photos["flower"].crop(invasive.BLOOM if invasive_ else LEAVES)
-    invasive.paste(photo, patch, rng, (0.12, 0.3))
-    return invasive.lit(photo, rng).resize((side * 4 // 3, side))
-
-
-def write_transfer(dest: Path, n_train: int, n_test: int, side: int, seed: int = 1) -> None:
-    """The transfer task in the competition's layout, as the sample is written (60% invasive;
-    test labels in solution.csv)."""
-    dest.mkdir(parents=True)
-    invasive.write_sample(dest, n_train, n_test, seed, partial(transfer_photo, side=side))
 
 
 def synthetic_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -202,23 +187,24 @@ def loop_overhead(sample: Path, out: Path, copies: int = 5) -> tuple[float, floa
     return timer.seconds[-1], seconds[-1], n
 
 
-def transfer_table(work: Path, n: int, arch: str, size: int = 64) -> None:
+def transfer_table(work: Path, n: int, arch: str, size: int = 64, ext: str = ".jpg") -> None:
     """The kit's defaults against plain fastai on the transfer task: `n` training photos and
-    n // 3 test photos at `size` px."""
-    folder = work / f"transfer-{n}"
+    n // 3 test photos at `size` px, saved as `ext` (JPEG or PNG: benchmarks/photo_sets.py)."""
+    folder = work / f"transfer-{n}{'-png' * (ext == '.png')}"
     if not folder.exists():
-        write_transfer(folder, n, n // 3, size)
-    kit = kit_run(work / "out", "--data", str(folder), "--size", str(size))
+        write_transfer(folder, n, n // 3, size, ext=ext)
+    kit = kit_run(work / "out", "--data", str(folder), "--size", str(size), "--ext", ext)
     epochs, head = kit["epochs"], invasive.RECIPE.head_cycles
-    fastai = plain_fastai(folder, size, epochs - head, head, timm_checkpoint(arch, work))
-    print(f"\n| transfer task: {n:,} training photos, {n // 3:,} test, {size} px, {epochs} epochs "
-          "each | test AUC | wall time | vs plain fastai |\n|---|---|---|---|")  # fmt: skip
+    fastai = plain_fastai(folder, size, epochs - head, head, timm_checkpoint(arch, work), ext)
+    kind = "PNG" if ext == ".png" else "JPEG"
+    print(f"\n| transfer task: {n:,} training photos, {n // 3:,} test, {size} px {kind}, {epochs} "
+          "epochs each | test AUC | wall time | vs plain fastai |\n|---|---|---|---|")  # fmt: skip
     print(f"| plain fastai: from_df, vision_learner, lr_find (valley: {fastai['lr']:.1e}), "
           f"fine_tune({epochs - head}, freeze_epochs={head}), tta | {fastai['test_auc']:.4f} | "
           f"{fastai['seconds']:.0f} s | 1.00x |")  # fmt: skip
     rule = kit["lr_rule"].split(":")[0]
-    print(f"| `kit run invasive --size {size}` ({rule}: head {kit['head_lr']:.1e}, then "
-          f"{kit['lr']:.1e}) | {kit['test_auc']:.4f} | {kit['seconds']:.0f} s | "
+    print(f"| `kit run invasive --size {size} --ext {ext}` ({rule}: head {kit['head_lr']:.1e}, "
+          f"then {kit['lr']:.1e}) | {kit['test_auc']:.4f} | {kit['seconds']:.0f} s | "
           f"{kit['seconds'] / fastai['seconds']:.2f}x |")  # fmt: skip
 
 
@@ -248,7 +234,8 @@ def main() -> None:
           f"{kit['lr']:.1e}) | {kit['test_auc']:.4f} | {kit['seconds']:.0f} s | "
           f"{kit['seconds'] / fastai['seconds']:.2f}x |")  # fmt: skip
 
-    transfer_table(args.work, args.transfer, r.arch)
+    for ext in (".jpg", ".png"):  # PNG: cheap to decode, where plain fastai is at its best
+        transfer_table(args.work, args.transfer, r.arch, ext=ext)
 
     files = synthetic_photos(args.work / "full-size", args.photos)
     shutil.rmtree(args.work / "cache-224", ignore_errors=True)  # built afresh, timed
