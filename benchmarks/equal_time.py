@@ -57,7 +57,7 @@ def sets(work: Path, quick: bool) -> dict:
                                ("invasive", "--size", "64", "--ext", ".png"), "auc"),
         "breeds 64 px PNG": (work / f"breeds-{n}", ("breeds", "--size", "64"), "logloss"),
         "seedlings 32 px PNG": (work / "seedlings", ("seedlings",), "f1"),
-        "digits 28 px, scratch": (work / f"digits-{rows}", ("mnist",), "accuracy"),
+        "digits 28 px from scratch": (work / f"digits-{rows}", ("mnist",), "accuracy"),
     }  # fmt: skip
 
 
