@@ -133,6 +133,9 @@ class Recipe:
         False, "--nproc on GPUs: batch-norm statistics over every process's batch"
     )
     seed: int = field(42, "seeds the new weights, the batch order and augmentation (not the folds)")
+    log: str = field(
+        "", "tensorboard: also log losses, rates and metrics to each model's tensorboard/ folder"
+    )
     time_limit: float = field(
         0.0, "minutes for the run; cycles, finder and TTA cut to fit (0: none)"
     )
@@ -257,6 +260,12 @@ def check(r: Recipe) -> Recipe:
         ),  # fmt: skip
         (r.folds == 0 or r.folds >= 2, "folds", "0 (one validation split) or at least 2"),
         (r.time_limit >= 0, "time_limit", "0 (no limit) or a positive number of minutes"),
+        (r.log in ("", "tensorboard"), "log", "'' (none) or tensorboard"),
+        (
+            r.log != "tensorboard" or importlib.util.find_spec("tensorboard") is not None,
+            "log",
+            "'' until the tensorboard package is installed (pip install tensorboard)",
+        ),
     ]
     for ok, field, want in rules:
         if not ok:

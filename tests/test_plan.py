@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from competitions import mnist
 from kit.data.folds import split
 from kit.data.loader import dataloaders
+from kit.errors import KitError
 from kit.recipe import Recipe, override
 from kit.train.learner import make_learner
 from kit.train.models import create_model
@@ -110,7 +111,7 @@ def digits(mnist_sample):
 
 def fitted(digits, folder, checkpoint=None, **changes):
     """fine_tune_sgdr from scratch on the sample digits, 4 one-epoch cycles at most."""
-    r = override(mnist.RECIPE, cycles=4, cycle_mult=1, bs=128, **changes)
+    r = override(mnist.RECIPE, **({"cycles": 4, "cycle_mult": 1, "bs": 128} | changes))
     folder.mkdir(exist_ok=True)
     torch.manual_seed(0)
     model = create_model(r.arch, 10, in_chans=1)
@@ -153,3 +154,32 @@ def test_a_saved_plan_comes_back_whole():
     again = Progress.from_saved(progress.saved())
     assert again == progress and again.finished(r, "accuracy")
     assert not Progress(plan=Plan.of(r)).finished(r, "accuracy", "all")
+
+
+def test_tensorboard_logs_the_whole_schedule_on_one_step_axis(digits, tmp_path):
+    """--log tensorboard: fastai's TensorBoardCallback, read back by TensorBoard's own event
+    reader: the training loss at every training step of both stages (the head's fit, then the
+    unfrozen one's, numbered on), the validation metric once an epoch."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    fitted(digits, tmp_path, lr=3e-3, head_cycles=1, cycles=1, log="tensorboard")
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    losses = [e.step for e in events.Scalars("train_loss")]
+    accuracy = [e.step for e in events.Scalars("accuracy")]
+    assert losses == list(range(1, len(losses) + 1))  # no step twice: the stages follow on
+    assert len(accuracy) == 2 and accuracy[1] == 2 * accuracy[0] == losses[-1]
+
+
+def test_tensorboard_without_its_package_is_one_line(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "tensorboard" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(KitError, match="pip install tensorboard"):
+        override(mnist.RECIPE, log="tensorboard")

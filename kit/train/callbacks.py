@@ -170,3 +170,33 @@ class Snapshots(Callback):
         if self.progress.stage == self.stage and done in self.ends:
             with replacing(self.folder / f"snapshot-{self.ends.index(done)}.pth") as tmp:
                 torch.save(get_model(self.learn.model).state_dict(), tmp)
+
+
+def tensorboard(folder: Path) -> Callback:
+    """fastai's TensorBoardCallback into `folder`, its steps counted across the schedule's fits
+    (fastai counts each fit's from 0, so the unfrozen stage would draw over the head's) and its
+    losses logged while training only (fastai's after_batch also fires on validation batches)."""
+    from fastai.callback.tensorboard import TensorBoardCallback
+
+    class Logged(TensorBoardCallback):
+        def __init__(self):
+            super().__init__(log_dir=str(folder), trace_model=False, log_preds=False)
+            self.done = 0  # steps of the fits before this one
+
+        @property
+        def train_iter(self):
+            return self.done + self.learn.train_iter
+
+        def after_batch(self):  # fastai's, less what is not a number (a hyper set to None)
+            if self.training:
+                self.writer.add_scalar("train_loss", self.smooth_loss, self.train_iter)
+                for i, h in enumerate(self.opt.hypers):
+                    for k, v in h.items():
+                        if isinstance(v, (int, float)):
+                            self.writer.add_scalar(f"{k}_{i}", v, self.train_iter)
+
+        def after_fit(self):
+            self.done += self.learn.train_iter
+            super().after_fit()
+
+    return Logged()

@@ -13,7 +13,7 @@ from kit.evaluate.metrics import greater_is_better
 from kit.recipe import Recipe
 from kit.train import ddp, distributed
 from kit.train.budget import Budget
-from kit.train.callbacks import Checkpoint, Continue, Snapshots, epoch_row, restore
+from kit.train.callbacks import Checkpoint, Continue, Snapshots, epoch_row, restore, tensorboard
 from kit.train.curves import Steps, plot_curves
 from kit.train.finder import find_lr, resolve, stage_rule
 from kit.train.learner import monitor_name
@@ -85,6 +85,8 @@ def fine_tune_sgdr(
         early = EarlyStoppingCallback(monitor=monitor, comp=np.greater if up else np.less,
                                       patience=r.patience, min_delta=r.min_delta)  # fmt: skip
         cbs.append(early)
+    if r.log == "tensorboard":
+        cbs.append(tensorboard(run_dir / "tensorboard"))
     learn.create_opt()
     if clock is not None:
         cbs.append(Budget(clock, r, plan))
