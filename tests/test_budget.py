@@ -1,5 +1,6 @@
 """--time-limit: the schedule chosen for a budget (never wall time: these machines are noisy)."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import kit
 from competitions import invasive, mnist
 from kit.cli import main
 from kit.data.augment import tta_views
-from kit.recipe import override
+from kit.recipe import Recipe, override
 from kit.train import budget
 from kit.train.budget import MARGIN, UNFROZEN, fit_schedule
 
@@ -134,3 +135,15 @@ def test_the_probe_reads_the_clock_once_a_gpu_has_finished_and_never_waits_on_a_
     learn = Learner(DataLoaders(loader, loader), model, loss_func=torch.nn.CrossEntropyLoss())
     budget.probe(learn, n=2)  # before and after each step, after each prediction
     assert waited[1:] == [torch.device("cpu")] * 6
+
+
+def test_the_time_plan_counts_the_finder_steps_its_rule_takes():
+    """The kit's rules sweep fewer steps than fastai's 100 (kit/train/finder.py): the plan
+    counts what the run's rule will take, not fastai's most."""
+    from kit.train.budget import finder_steps
+    from kit.train.finder import NUM_IT, sweep
+
+    r = Recipe(name="t", slug="t")
+    assert finder_steps(r) == sweep("minimum")[2] < NUM_IT
+    assert finder_steps(dataclasses.replace(r, pretrained=False)) == sweep("halfway")[2] < NUM_IT
+    assert finder_steps(dataclasses.replace(r, lr_rule="valley")) == NUM_IT

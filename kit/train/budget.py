@@ -20,11 +20,11 @@ from kit.errors import KitError
 from kit.files import read_json, write_json
 from kit.recipe import Recipe
 from kit.train import ddp, distributed
+from kit.train.finder import resolve, sweep
 from kit.train.plan import Plan, epochs
 
 UNFROZEN = 1.5  # an unfrozen epoch over a frozen one: weight gradients add a third pass to the
 # forward and input-gradient passes that a frozen body (batch norm still trains) already costs
-FINDER_STEPS = 100  # fastai's lr_find: 100 training steps at most
 MARGIN = 0.9  # plan to use 90% of the time left: interpretation and writing files take the rest
 
 
@@ -190,6 +190,11 @@ def probe(learn, n: int = 3) -> tuple[float, float]:
     return min(step), min(pred)
 
 
+def finder_steps(r: Recipe) -> int:
+    """The most training steps one finder run takes under `r`'s rule (kit/train/finder.py)."""
+    return sweep(resolve(r.lr_rule, r.pretrained))[2]
+
+
 def check_up_front(learn, r: Recipe, clock: Clock) -> None:
     """Refuse, before training, a limit too short for the least a run does: per model the
     finder (when the rate is not pinned), one epoch and one prediction pass."""
@@ -198,7 +203,7 @@ def check_up_front(learn, r: Recipe, clock: Clock) -> None:
     train, valid = len(learn.dls.train), -(-len(learn.dls.valid) // shares)  # batches here
     epoch_s = train * step_s + valid * pred_s
     test = clock.n_test / shares / learn.dls.valid.bs
-    least = max(1, r.folds) * (epoch_s + (0 if r.lr else FINDER_STEPS * step_s)
+    least = max(1, r.folds) * (epoch_s + (0 if r.lr else finder_steps(r) * step_s)
                                + (valid + test) * pred_s)  # fmt: skip
 
     def verdict():
@@ -237,6 +242,6 @@ class Budget(Callback):
         valid_s = epoch_s - self.train_s
         steps = len(self.dls.train)
         predict = valid_s * (1 + self.clock.n_test / max(1, self.dls.valid.n)) / epoch_s
-        finder = FINDER_STEPS / steps * self.train_s / epoch_s
+        finder = finder_steps(self.r) / steps * self.train_s / epoch_s
         self.clock.decide(lambda: fit_schedule(self.r, epoch_s, self.clock.left(), finder, predict))
         print(self.clock.plan["note"], flush=True)
