@@ -25,10 +25,14 @@ from kit.train.sgdr import fine_tune_sgdr
 NAMES = ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
 
 
-def judged(plan: Plan, scores: list, n: int = 1000) -> tuple[int, list]:
-    """Feed one accuracy per epoch to the rule, as a fit's callbacks see them; returns the epochs
-    trained before the plan ended the stage, and the lines printed."""
+def judged(plan: Plan, scores: list, n: int = 1000, head=()) -> tuple[int, list]:
+    """Feed one accuracy per epoch of the unfrozen stage to the rule (after the `head` stage's
+    epochs), as a fit's callbacks see them; returns the epochs trained before the plan ended
+    the stage, and the lines printed."""
     progress, lines = Progress(plan=plan), []
+    progress.begin("head")
+    for s in head:
+        progress.end_epoch({"accuracy": s})
     progress.begin("all")
     recorder = SimpleNamespace(metric_names=NAMES, values=[])
     valid = SimpleNamespace(valid=SimpleNamespace(n=n))
@@ -63,6 +67,16 @@ def test_a_stage_stops_at_the_end_of_a_cycle_that_gained_less_than_its_noise(cap
         "unfrozen cycle 3 of 4 raised valid accuracy by 0.50 points, under its noise 1.11: "
         "stopping after 3 of 4 cycles",
     ]
+
+
+def test_a_stage_s_first_cycle_always_goes_on_even_below_the_stage_before():
+    """Unfreezing restarts the optimizer: the first unfrozen epoch often scores below the head
+    (the Invasive sample's fell 0.25 AUC), and the cycles after it gain. Only a stage's later
+    cycles are judged, against its own earlier ones."""
+    plan = Plan(head_cycles=1, cycles=3, cycle_mult=1)
+    trained, decisions = judged(plan, [0.70, 0.92, 0.95], head=[0.90])
+    assert trained == 3 and plan.stopped == {}
+    assert [(d["cycle"], d["went_on"]) for d in decisions] == [(2, True)]
 
 
 def test_a_stage_goes_on_while_each_cycle_gains_more_than_its_noise():
