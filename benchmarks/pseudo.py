@@ -20,33 +20,15 @@ from pathlib import Path
 import fastprogress.fastprogress as fastprogress
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 import kit
+from competitions import mnist
 
 
 def write_digits(dest: Path, labelled: int, seed: int) -> Path:
     """The digits as competitions/mnist.py's sample writes them, `labelled` for training."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] * (255 / 16)
-    x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
-    x = F.pad(x, (4, 4, 4, 4)).round().clamp(0, 255).to(torch.uint8).view(len(x), -1).numpy()
-    train, test = train_test_split(np.arange(len(x)), train_size=labelled, random_state=seed,
-                                   stratify=digits.target)  # fmt: skip
     dest.mkdir(parents=True, exist_ok=True)
-    cols = [f"pixel{i}" for i in range(784)]
-    train_df = pd.DataFrame(x[train], columns=cols)
-    train_df.insert(0, "label", digits.target[train])
-    train_df.to_csv(dest / "train.csv", index=False)
-    pd.DataFrame(x[test], columns=cols).to_csv(dest / "test.csv", index=False)
-    ids = np.arange(1, len(test) + 1)
-    pd.DataFrame({"ImageId": ids, "Label": 0}).to_csv(dest / "sample_submission.csv", index=False)
-    truth = pd.DataFrame({"ImageId": ids, "Label": digits.target[test]})
-    truth.to_csv(dest / "solution.csv", index=False)
+    mnist.write_sample(dest, seed, labelled)
     return dest
 
 

@@ -51,8 +51,9 @@ def load(folder: Path, r: Recipe) -> Data:
     return d
 
 
-def write_sample(dest: Path, seed: int = 0) -> None:
-    """scikit-learn's 1,797 real handwritten digits in Kaggle's layout, test labels aside.
+def write_sample(dest: Path, seed: int = 0, labelled: int | None = None) -> None:
+    """scikit-learn's 1,797 real handwritten digits in Kaggle's layout, test labels aside: a
+    fifth as the test set, or all but `labelled` of them (benchmarks/pseudo.py).
 
     The 8x8 scans (0-16) are scaled to 20x20 and centred in a 28x28 frame of 0-255, as MNIST is.
     """
@@ -63,8 +64,9 @@ def write_sample(dest: Path, seed: int = 0) -> None:
     x = torch.tensor(digits.images, dtype=torch.float32)[:, None] * (255 / 16)
     x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
     x = F.pad(x, (4, 4, 4, 4)).round().clamp(0, 255).to(torch.uint8).view(len(x), -1).numpy()
+    split = {"train_size": labelled} if labelled else {"test_size": 0.2}
     train, test = train_test_split(
-        np.arange(len(x)), test_size=0.2, random_state=seed, stratify=digits.target
+        np.arange(len(x)), random_state=seed, stratify=digits.target, **split
     )
     cols = [f"pixel{i}" for i in range(784)]
     train_df = pd.DataFrame(x[train], columns=cols)
