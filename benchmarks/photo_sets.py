@@ -64,18 +64,14 @@ def write_transfer(dest: Path, n_train: int, n_test: int, side: int, seed=1, ext
     """The invasive transfer task in the competition's layout, as the sample is written (60%
     invasive; test labels in solution.csv), its photos saved as `ext` (.jpg or .png)."""
     dest.mkdir(parents=True)
-    rng, photos = np.random.default_rng(seed), sources()
-    for split, n in (("train", n_train), ("test", n_test)):
-        (dest / split).mkdir()
-        labels = (rng.random(n) < 0.6).astype(int)  # invasive the larger class, as on Kaggle
-        for i, label in enumerate(labels, 1):
-            save(transfer_photo(photos, bool(label), rng, side), dest / split / f"{i}{ext}")
-        df = pd.DataFrame({"name": range(1, n + 1), "invasive": labels})
-        if split == "train":
-            df.to_csv(dest / "train_labels.csv", index=False)
-        else:
-            df.to_csv(dest / "solution.csv", index=False)
-            df.assign(invasive=0.5).to_csv(dest / "sample_submission.csv", index=False)
+    invasive.write_sample(
+        dest,
+        n_train,
+        n_test,
+        seed,
+        ext=ext,
+        photo=lambda photos, label, rng: transfer_photo(photos, label, rng, side),
+    )
 
 
 def save(photo: Image.Image, path: Path) -> None:

@@ -98,19 +98,21 @@ def sample_photo(photos: dict, invasive: bool, rng) -> Image.Image:
     return lit(photo, rng)
 
 
-def write_sample(
-    dest: Path, n_train: int = 120, n_test: int = 48, seed: int = 0, photo=sample_photo
-) -> None:
+def write_sample(dest: Path, n_train: int = 120, n_test: int = 48, seed: int = 0,
+                 photo=sample_photo, ext: str = ".jpg") -> None:  # fmt: skip
     """Invasive-style photos cut from real photos that installed wheels ship, labels 1 where
     the flower is in the photo (whole, or small in a temple or portrait scene), else 0;
-    test labels go to solution.csv. `photo(photos, invasive, rng)` makes each one."""
+    test labels go to solution.csv. `photo(photos, invasive, rng)` makes each one, saved as
+    `ext` (.jpg at quality 90, or .png: benchmarks/photo_sets.py)."""
     rng = np.random.default_rng(seed)
     photos = {name: source_photo(name) for name in SOURCES}
     for split, n in (("train", n_train), ("test", n_test)):
         (dest / split).mkdir()
         labels = (rng.random(n) < 0.6).astype(int)  # invasive the larger class, as on Kaggle
         for i, label in enumerate(labels, 1):
-            photo(photos, bool(label), rng).save(dest / split / f"{i}.jpg", quality=90)
+            photo(photos, bool(label), rng).save(
+                dest / split / f"{i}{ext}", **({"quality": 90} if ext == ".jpg" else {})
+            )
         df = pd.DataFrame({"name": range(1, n + 1), "invasive": labels})
         if split == "train":
             df.to_csv(dest / "train_labels.csv", index=False)
