@@ -3,8 +3,8 @@ kit/evaluate/review.py)."""
 
 import numpy as np
 import pandas as pd
-import timm
 import torch
+from imagenet_data import imagenet_lite0
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
@@ -17,7 +17,6 @@ from kit.recipe import override
 from kit.runs.report import write_report
 from kit.train.cam import grad_cam, run_maps
 from kit.train.models import create_model, head
-from kit.train.weights import find_weights
 
 SIZE, PATCH = 32, 8  # the from-scratch net's last map is 4x4 here: one cell is 8 px
 
@@ -71,12 +70,7 @@ def test_the_map_of_a_net_trained_from_scratch_peaks_on_the_patch_that_decides_i
 def test_the_map_of_pretrained_imagenet_weights_peaks_on_the_photo_it_names():
     """The ported EfficientNet-Lite0 with its ImageNet classifier: a daisy pasted into a grey
     frame, in each corner and the middle; the map of 'daisy' (985) lies on it."""
-    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000).eval()
-    theirs = torch.load(find_weights("tf_efficientnet_lite0"), map_location="cpu",
-                        weights_only=True)  # fmt: skip
-    own = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
-    tensors = [v for k, v in theirs.items() if not k.endswith("num_batches_tracked")]
-    model.load_state_dict(dict(zip(own, tensors)), strict=False)
+    model = imagenet_lite0()
     size, part = 224, 96
     photo = invasive.source_photo("flower").resize((part, part))
     photo = torch.tensor(np.asarray(photo)).permute(2, 0, 1)

@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-import timm
 import torch
+from imagenet_data import imagenet_lite0
 
 import kit
 from competitions import invasive
@@ -62,12 +62,7 @@ def test_imagenet_weights_load_into_a_network_for_grey_images(tmp_path):
 
 def test_the_ported_weights_recognise_imagenet_classes():
     """With its ImageNet classifier, the ported network names the sample photos' subjects."""
-    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000).eval()
-    theirs = torch.load(find_weights("tf_efficientnet_lite0"), map_location="cpu",
-                        weights_only=True)  # fmt: skip
-    own = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
-    tensors = [v for k, v in theirs.items() if not k.endswith("num_batches_tracked")]
-    model.load_state_dict(dict(zip(own, tensors)), strict=False)
+    model = imagenet_lite0()
     for name, imagenet_class in [("flower", 985), ("hopper", 652)]:  # daisy, military uniform
         photo = invasive.source_photo(name).resize((224, 224))
         x = (torch.tensor(np.asarray(photo)).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
