@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import f1_score, log_loss, roc_auc_score
 
-from benchmarks import layouts, mnist
+from benchmarks import layouts, mnist, pages
 from benchmarks.invasive import plain_fastai, timm_checkpoint
 from benchmarks.photo_sets import write_breeds, write_transfer
 from competitions import invasive
@@ -232,4 +232,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main() if "--peer" in sys.argv else pages.run(main, "equal_time"))

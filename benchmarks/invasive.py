@@ -255,4 +255,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import pages  # the docs page: what this printed
+
+    sys.exit(pages.run(main, "invasive"))

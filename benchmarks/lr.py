@@ -201,4 +201,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from benchmarks import pages  # the docs page: what this printed
+
+    sys.exit(pages.run(main, "lr"))

@@ -268,4 +268,6 @@ def speed_table(folder: Path, repeats: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import pages  # the docs page: what this printed
+
+    sys.exit(pages.run(main, "mnist"))

@@ -15,6 +15,7 @@ About 10 minutes on 2 idle cores.
 
 import argparse
 import ast
+import sys
 from pathlib import Path
 
 import fastprogress.fastprogress as fastprogress
@@ -80,4 +81,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import pages  # the docs page: what this printed
+
+    sys.exit(pages.run(main, "pseudo"))
