@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--torchrun", metavar="OPTS", default="", help="torchrun's own options for "
                      "--nproc, e.g. \"--nnodes 2 --rdzv-endpoint HOST:PORT\"")  # fmt: skip
     add_recipe_flags(command(sub, "lr-find", "run only the learning-rate finder"))
+    distill = command(sub, "distill", "train one student on a k-fold run's or ensemble's "
+                      "out-of-fold probabilities: `kit run NAME --distill RUN`")  # fmt: skip
+    distill.add_argument("teacher", metavar="RUN", help="the finished k-fold run or ensemble "
+                         "(its id or folder) whose probabilities the student learns")  # fmt: skip
+    add_recipe_flags(distill)
     new = sub.add_parser("new", help="inspect a competition folder and write a recipe for it")
     new.add_argument("name", help="the new recipe's name (competitions/NAME.py, written here)")
     new.add_argument("--data", metavar="DIR", required=True, help="the downloaded competition")
@@ -134,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
 
             run(args.name, resume=args.resume, nproc=args.nproc, torchrun=args.torchrun,
                 **overrides(args))  # fmt: skip
+        elif args.command == "distill":
+            from kit.pipeline import run
+
+            run(args.name, **{**overrides(args), "distill": args.teacher})
         elif args.command == "lr-find":
             from kit.pipeline import lr_find
 

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from fastcore.imports import IN_NOTEBOOK
 
-from kit import pseudo
+from kit import distill, pseudo
 from kit.data.folds import FOLDS_CSV, assign_folds, read_folds
 from kit.data.layouts import Data
 from kit.data.layouts import load as read_layout
@@ -143,13 +143,16 @@ def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun=""
         n = launch.resolve_nproc(nproc, options.get("device") or "auto", options.get("sync_bn"))
         if n > 1:
             pseudo.one_process(options)
+            distill.one_process(options)
             root = output_root(options.get("out"))
             show = IN_NOTEBOOK if show is None else show
             return launch.launch(name, n, root, options, resume, torchrun, show)
     with distributed.timeouts_in_one_line():  # in a process started by torchrun
         if resume:
             return resume_run(name, resume, show, **options)
+        options = distill.run_options(name, options)  # --distill RUN: one student, checked
         job = prepare(name, **pseudo.run_options(name, options))  # --pseudo-label: RUN's folds
+        distill.check(job)  # --distill: RUN's probabilities are this data's
         run_id, partial = distributed.on_main(lambda: start_run(job, name))
         return complete_run(job, name, run_id, partial, show)
 
@@ -227,6 +230,7 @@ def train_and_predict(job: Job, run_dir: Path, sample, show, clock: Clock | None
 
     def train(k: int) -> Trained:
         data = pseudo.fold_data(job, k, models[k][0])  # --pseudo-label: test images added
+        data = distill.fold_data(job, data, models[k][0])  # --distill: RUN's soft targets
         return train_model(r, data, job.device, job.weights, *models[k], show, clock)
 
     for k in distributed.my_folds(r.folds):  # all, or this process's folds

@@ -152,6 +152,21 @@ class Recipe:
     pseudo_threshold: float = field(
         0.9, "--pseudo-label: the least confidence (top class's probability) of a test image used"
     )
+    # distillation (kit/distill.py, `kit distill NAME RUN`): one student learns RUN's out-of-fold
+    # probabilities, validated on the held-out split's true labels
+    distill: str = field(
+        "",
+        "a finished k-fold run (or ensemble) of this recipe: train one student on its out-of-fold "
+        "probabilities as soft targets",
+    )
+    # 0.5: the true class keeps at least half of every target, so no known-wrong label is taught
+    distill_alpha: float = field(
+        0.5, "--distill: the true label's share of a training image's target (0: RUN's alone)"
+    )
+    # the test images have no labels to leak, and they are the images the student is asked about
+    distill_test: bool = field(
+        True, "--distill: also train on the test images, RUN's test probabilities their targets"
+    )
 
 
 LR_RULES = ("auto", "halfway", "valley", "slide", "minimum", "steep")  # kit/train/finder.py

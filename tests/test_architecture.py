@@ -15,7 +15,7 @@ LAYERS = [
     {"train"},
     {"runs"},
     {"kaggle"},
-    {"pipeline", "resume", "ensemble", "pseudo", "inference", "new", "cli", "__init__"},
+    {"pipeline", "resume", "ensemble", "pseudo", "distill", "inference", "new", "cli", "__init__"},
 ]
 
 

@@ -139,6 +139,9 @@ def build_learner(
     else:
         model = create_model(r.arch, n, chans, size=r.size)
     dls = dataloaders(data, r, norm_stats(model, data.x), device, valid_idx)
+    soft = getattr(data, "soft", None)  # --distill (kit/distill.py): the teacher's targets
+    if soft is not None:  # served to training only: validation scores the true labels
+        dls.train.y = soft
     learn = make_learner(model, dls, r, path, resolve_precision(r.precision, device))
     return ddp.attach(learn, r.folds, r.sync_bn)
 
@@ -177,9 +180,12 @@ def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
 def loss_function(r: Recipe, weight: torch.Tensor | None = None):
     """Cross-entropy (softmax), label-smoothed if asked; binary cross-entropy (a sigmoid per tag)
     for a multi-label task, its positives weighted by `weight`. fastai's predictions apply the
-    loss's activation."""
+    loss's activation. With --distill, cross-entropy takes probability targets (training) as
+    well as class indices (validation), unflattened: torch's takes both, smoothing either."""
     if r.multi_label:
-        return BCEWithLogitsLossFlat(pos_weight=weight)
+        return BCEWithLogitsLossFlat(pos_weight=weight)  # soft tags as they are
+    if r.distill:
+        return CrossEntropyLossFlat(weight=weight, label_smoothing=r.label_smoothing, flatten=False)
     if r.label_smoothing:
         return LabelSmoothingCrossEntropyFlat(weight=weight, eps=r.label_smoothing)
     return CrossEntropyLossFlat(weight=weight)
@@ -195,7 +201,10 @@ def class_weights(r: Recipe, train) -> torch.Tensor | None:
     if r.multi_label:
         pos = y.float().sum(0).clamp(min=1)
         return ((len(y) - pos) / pos).clamp(max=100).to(train.device)
-    counts = torch.bincount(y, minlength=int(train.y.max()) + 1).float().clamp(min=1)
+    if y.is_floating_point():  # --distill's soft targets: each class's share of them
+        counts = y.sum(0).clamp(min=1)
+    else:
+        counts = torch.bincount(y, minlength=int(train.y.max()) + 1).float().clamp(min=1)
     return (counts.sum() / (len(counts) * counts)).to(train.device)
 
 
