@@ -4,7 +4,8 @@ knows is submitted at one model's inference time.
 
 RUN is a finished k-fold run or `kit ensemble` run of this recipe: its oof.csv holds, for every
 training image, probabilities from models that never trained on that image (an ensemble's: the
-blend its own out-of-fold score is computed from). A training image's target is
+blend its own out-of-fold score is computed from; a log-loss run's at the temperature its
+submission is calibrated with, as it submits them). A training image's target is
 (1 - alpha) x those probabilities + alpha x its true label (--distill-alpha, 0.5 by default: the
 true class keeps at least half of the target, so no label known to be wrong is taught, and the
 teacher's other classes still carry what it learnt of look-alikes). With --distill-test (the
@@ -32,10 +33,12 @@ import torch
 from kit.data.layouts import Data
 from kit.ensemble import load_member
 from kit.errors import KitError
+from kit.evaluate.calibration import calibrate
 from kit.paths import output_root
 from kit.pseudo import with_pseudo
 from kit.recipe import load_competition
 from kit.runs.folder import finished_run
+from kit.runs.record import read_record
 from kit.train import distributed
 
 
@@ -107,12 +110,16 @@ def targets(job) -> tuple[np.ndarray, np.ndarray]:
     if sorted(m["items"]) != sorted(names):
         raise KitError(f"run {r.distill} holds out-of-fold probabilities for other training "
                        "images than this data's; distill a run of the same data")  # fmt: skip
+    probs, test = m["oof"], m["test"]
+    record = read_record(m["path"])
+    if record.calibrated:  # the probabilities RUN submits: an overconfident net's, softened
+        probs, test = calibrate(probs, record.temperature), calibrate(test, record.temperature)
     index = {n: i for i, n in enumerate(names)}
     oof = np.zeros((len(names), len(d.classes)), np.float32)
-    oof[[index[i] for i in m["items"]]] = m["oof"]
+    oof[[index[i] for i in m["items"]]] = probs
     y = d.y.numpy()
     truth = y.astype(np.float32) if r.multi_label else np.eye(len(d.classes), dtype=np.float32)[y]
-    return (1 - r.distill_alpha) * oof + r.distill_alpha * truth, m["test"].astype(np.float32)
+    return (1 - r.distill_alpha) * oof + r.distill_alpha * truth, test.astype(np.float32)
 
 
 def fold_data(job, data: Data, folder: Path) -> Data:

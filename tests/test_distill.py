@@ -17,6 +17,7 @@ import kit
 from kit import distill, pipeline
 from kit.cli import main
 from kit.ensemble import ensemble
+from kit.evaluate.calibration import calibrate
 from kit.kaggle.kernel import kernel
 from kit.train import fit
 
@@ -140,6 +141,26 @@ def test_an_ensembles_targets_are_its_blended_out_of_fold_probabilities(runs, tm
     assert np.allclose(soft[rows], 0.5 * oof[columns(d.classes)].to_numpy() + 0.05, atol=1e-5)
     mine = pd.read_csv(teacher / "test_preds.csv", dtype=TEXT)[columns(d.classes)].to_numpy()
     assert np.allclose(test, 0.5 * mine + 0.05, atol=1e-5)
+
+
+def test_a_calibrated_teacher_teaches_the_probabilities_it_submits(runs, tmp_path):
+    """A log-loss run's temperature (here set by hand) applies to its targets, as to its
+    submission."""
+    out, teacher, *_ = runs
+    out = shutil.copytree(out, tmp_path / "out")
+    copy = out / "runs" / "mnist" / teacher.name
+    record = json.loads((copy / "metrics.json").read_text())
+    (copy / "metrics.json").write_text(
+        json.dumps({**record, "calibrated": True, "temperature": 3.0})
+    )
+    job = pipeline.prepare("mnist", sample=True, out=out, distill=teacher.name, distill_alpha=0.0)
+    soft, test = distill.targets(job)
+    d, oof = job.data, pd.read_csv(teacher / "oof.csv", dtype=TEXT)
+    rows = [d.names.index(i) for i in oof["item"]]
+    assert np.allclose(soft[rows], calibrate(oof[columns(d.classes)].to_numpy(), 3.0), atol=1e-5)
+    assert soft[rows].max() < oof[columns(d.classes)].to_numpy().max()  # softened
+    mine = pd.read_csv(teacher / "test_preds.csv", dtype=TEXT)[columns(d.classes)].to_numpy()
+    assert np.allclose(test, calibrate(mine, 3.0), atol=1e-5)
 
 
 def test_a_resumed_student_is_the_student_again(runs, tmp_path):
