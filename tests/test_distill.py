@@ -7,19 +7,24 @@ import io
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 import kit
+from competitions import invasive
 from kit import distill, pipeline
 from kit.cli import main
 from kit.ensemble import ensemble
 from kit.evaluate.calibration import calibrate
 from kit.kaggle.kernel import kernel
+from kit.recipe import override
 from kit.train import fit
+from kit.train.learner import class_weights, loss_function
 
 # one epoch per model, a pinned rate (no finder), no TTA and no plots
 FAST = ["--cycles", "1", "--cycle-len", "1", "--cycle-mult", "1", "--lr", "3e-3", "--seed", "3",
@@ -223,3 +228,20 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys, argv, 
     err = capsys.readouterr().err
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in runs_dir.iterdir()) == before
+
+
+def test_the_students_loss_takes_probability_targets_and_class_indices():
+    """Training batches carry probability vectors (MixUp's blend too), validation class indices:
+    one loss for both, smoothed and weighted as asked; soft class weights count the targets."""
+    r = override(invasive.RECIPE, distill="RUN", label_smoothing=0.1, balance="weights")
+    logits, soft = torch.randn(6, 2), torch.softmax(torch.randn(6, 2), 1)
+    loss = loss_function(r, torch.tensor([1.0, 3.0]))
+    smoothed = 0.9 * soft + 0.05
+    expected = -(torch.tensor([1.0, 3.0]) * smoothed * F.log_softmax(logits, 1)).sum(1).mean()
+    assert torch.allclose(loss(logits, soft), expected, atol=1e-6)
+    hard = torch.tensor([0, 1, 1, 0, 1, 1])
+    assert torch.allclose(loss(logits, hard), F.cross_entropy(logits, hard, torch.tensor(
+        [1.0, 3.0]), label_smoothing=0.1))  # fmt: skip
+    train = SimpleNamespace(y=torch.tensor([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8]]), rows=None,
+                            device=torch.device("cpu"))  # fmt: skip
+    assert torch.allclose(class_weights(r, train), torch.tensor([3 / 3.6, 3 / 2.4]))
