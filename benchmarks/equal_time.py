@@ -151,7 +151,9 @@ def kit_run(folder: Path, how: tuple, metric: str, out: Path, limit_s: float = 0
     cwd = out.parent / f"{recipe}-recipe"
     if recipe not in ("invasive", "mnist") and not (cwd / "competitions").exists():
         cwd.mkdir(parents=True, exist_ok=True)
-        subprocess.run([*kit, "new", recipe, "--data", str(folder)], cwd=cwd, check=True)
+        given = {"f1": "f1_micro"}.get(metric, metric)  # a folder name says no Kaggle slug
+        subprocess.run([*kit, "new", recipe, "--data", str(folder), "--metric", given], cwd=cwd,
+                       check=True)  # fmt: skip
     flags += ["--time-limit", f"{limit_s / 60:.3f}"] if limit_s else []
     seconds, last = timed([*kit, "run", recipe, "--data", str(folder), "--out", str(out),
                            *flags], cwd.resolve() if cwd.exists() else Path.cwd())  # fmt: skip

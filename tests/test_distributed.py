@@ -92,7 +92,7 @@ SCORES = """
     class Score(Callback):
         order = 50.5  # after the Recorder has the epoch's scores, before what reads them
         def after_epoch(self):
-            self.recorder.values[-1][-1] = SIGN * self.epoch
+            self.recorder.values[-1][-1] = SIGN * self.epoch / 10  # an accuracy: 0, 0.1, 0.2
 
     make_scored = learner.make_learner
     learner.make_learner = lambda *a, **k: make_scored(*a, **k).add_cb(Score())

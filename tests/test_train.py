@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from fastai.callback.core import Callback, CancelFitException
 
 from competitions import mnist
 from kit.data.augment import affine, random_augment, tta_views
@@ -49,6 +50,28 @@ def test_sgdr_restarts_at_every_cycle(digits, tmp_path, n_cycles, cycle_len, cyc
         assert lrs[start] == pytest.approx(3e-3, rel=0.05)  # a restart at the top
         assert lrs[end - 1] < 3e-4  # annealed near zero by the cycle's end
     assert history[-1]["accuracy"] > LEARNED  # and it learned something
+
+
+def test_a_cycle_the_plan_shortens_during_the_fit_anneals_by_its_new_end(digits, tmp_path):
+    """The time limit may cut the last cycle after the first epoch: the rate reads the plan's
+    ends at every step, so the shortened cycle still ends annealed (a schedule fixed when the
+    fit began would stop at half the top rate)."""
+    learn, _ = learner(digits, tmp_path, bs=256)
+    learn.create_opt()
+    ends = [1, 3]
+
+    class Cut(Callback):
+        def after_epoch(self):
+            if self.epoch == 0:
+                ends[-1] = 2  # the time plan, made after the first epoch
+            elif self.epoch == 1:
+                raise CancelFitException()  # Follow ends the stage at the plan's end
+
+    fit_sgdr(learn, 2, 1, 2, 3e-3, [Cut()], ends=lambda: ends)
+    lrs, per_epoch = np.array(learn.recorder.lrs), len(learn.dls.train)
+    assert len(lrs) == 2 * per_epoch
+    assert lrs[per_epoch] == pytest.approx(3e-3, rel=0.05)  # the second cycle's restart
+    assert lrs[-1] < 0.25 * 3e-3  # near the end of a 1-epoch cycle (of a 2-epoch one: 0.69)
 
 
 def test_discriminative_rates_span_the_three_groups(digits, tmp_path):

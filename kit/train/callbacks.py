@@ -1,6 +1,6 @@
 """The callbacks the house schedule trains with: a moving average of the weights, a checkpoint
 after every epoch (and what a resumed run needs to go on as if never stopped), snapshots at the
-end of each SGDR cycle."""
+end of each SGDR cycle, gradient accumulation."""
 
 import random
 from pathlib import Path
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.tracker import EarlyStoppingCallback
+from fastai.callback.training import GradientAccumulation
 from fastai.learner import Learner
 from fastai.torch_core import get_model
 
@@ -69,6 +70,24 @@ class WeightAverage(Callback):
         if kept is not None and self.run:
             self.average.module.load_state_dict(kept["average"])
             self.updates = kept["updates"]
+
+
+class Accumulate(GradientAccumulation):
+    """fastai's gradient accumulation, one optimizer step per `steps` batches of this process
+    (fastai counts images: this process's batch times `steps`), in training proper only: the
+    finder's sweep stays a step per batch, as its length, its stopping rules and the time limit
+    count it. What a fit leaves unstepped is dropped, never added to the next fit's first step."""
+
+    def __init__(self, steps: int):
+        super().__init__(n_acc=steps)
+        self.steps = steps
+
+    def before_fit(self):
+        self.run = trains(self.learn)
+        if self.run:
+            super().before_fit()
+            self.n_acc = self.dls.train.bs * self.steps
+            self.learn.opt.zero_grad()
 
 
 def epoch_row(learn: Learner, i: int) -> dict:
@@ -162,13 +181,13 @@ class Snapshots(Callback):
 
     order = 56  # after Checkpoint has counted the epoch
 
-    def __init__(self, folder: Path, progress: Progress, stage: str, ends: list):
+    def __init__(self, folder: Path, progress: Progress, stage: str, ends):
         self.folder, self.progress, self.stage, self.ends = folder, progress, stage, ends
 
     def after_epoch(self):
-        done = self.progress.done(self.stage)
-        if self.progress.stage == self.stage and done in self.ends:
-            with replacing(self.folder / f"snapshot-{self.ends.index(done)}.pth") as tmp:
+        done, ends = self.progress.done(self.stage), self.ends()  # the plan's, as revised
+        if self.progress.stage == self.stage and done in ends:
+            with replacing(self.folder / f"snapshot-{ends.index(done)}.pth") as tmp:
                 torch.save(get_model(self.learn.model).state_dict(), tmp)
 
 

@@ -2,10 +2,11 @@
 everything with discriminative rates, each stage's rate read off the finder's curve, as many
 cycles as the plan keeps; the best model kept, a checkpoint after every epoch."""
 
+import math
 from pathlib import Path
 
 import numpy as np
-from fastai.callback.schedule import ParamScheduler, SchedCos, combine_scheds
+from fastai.callback.schedule import ParamScheduler
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.learner import Learner
 
@@ -17,28 +18,39 @@ from kit.train.callbacks import Checkpoint, Continue, Snapshots, epoch_row, rest
 from kit.train.curves import Steps, plot_curves
 from kit.train.finder import find_lr, resolve, stage_rule
 from kit.train.learner import monitor_name
-from kit.train.plan import STAGES, Follow, Judge, Plan
+from kit.train.plan import STAGES, Follow, Judge, Plan, epochs
 from kit.train.progress import Progress
 
 
-def fit_sgdr(learn, n_cycles, cycle_len, cycle_mult, lr, cbs=(), start_epoch=0) -> list[dict]:
+def cosine_at(ends: list[int], e: float) -> float:
+    """SGDR's rate at epoch position `e`, as a share of the top rate: each cycle (ending at the
+    epochs in `ends`) starts at 1 and anneals by a cosine to 0 at its end."""
+    start = 0
+    for end in ends:
+        if e < end:
+            return (1 + math.cos(math.pi * (e - start) / (end - start))) / 2
+        start = end
+    return 0.0
+
+
+def fit_sgdr(learn, n_cycles, cycle_len, cycle_mult, lr, cbs=(), start_epoch=0, ends=None):
     """SGDR: `n_cycles` cosine cycles, each `cycle_mult` times longer than the last; from
     `start_epoch` on when continuing an interrupted stage (the schedule resumes where it was).
+    `ends()`, where given, says the cycles' ends at every step: the plan's, which the time limit
+    may revise during the fit (a shorter last cycle anneals sooner; Follow then ends the fit).
 
     fastai's `Learner.fit_sgdr` divides by `cycle_mult - 1`, so it cannot run the seed's
-    `cycle_mult=1` stage; this builds the same schedule from fastai's public schedulers.
+    `cycle_mult=1` stage; this is the same schedule on fastai's ParamScheduler.
     """
     learn.opt.set_hyper("lr", lr)
     lr_max = np.array([h["lr"] for h in learn.opt.hypers])
-    lengths = [cycle_len * cycle_mult**i for i in range(n_cycles)]
-    n_epoch = sum(lengths)
-    sched = combine_scheds([n / n_epoch for n in lengths], [SchedCos(lr_max, 0) for _ in lengths])
-    done = start_epoch / n_epoch
+    ends = ends or (lambda: [epochs(k, cycle_len, cycle_mult) for k in range(1, n_cycles + 1)])
+    n_epoch = ends()[-1]
 
-    def rest(pos):
-        return sched(done + pos * (1 - done))
+    def rate(pos):  # pos: the share of this fit done, from start_epoch to n_epoch
+        return lr_max * cosine_at(ends(), start_epoch + pos * (n_epoch - start_epoch))
 
-    learn.fit(n_epoch - start_epoch, cbs=[ParamScheduler({"lr": rest}), *cbs])
+    learn.fit(n_epoch - start_epoch, cbs=[ParamScheduler({"lr": rate}), *cbs])
     return [epoch_row(learn, i) for i in range(len(learn.recorder.values))]
 
 
@@ -92,7 +104,7 @@ def fine_tune_sgdr(
         cbs.append(Budget(clock, r, plan))
     if r.snapshots:
         last = plan.last_stage()
-        cbs.append(Snapshots(run_dir, progress, last, plan.ends(last)))
+        cbs.append(Snapshots(run_dir, progress, last, lambda: plan.ends(last)))
     if checkpoint is not None:
         learn.freeze() if progress.stage == "head" else learn.unfreeze()  # clears opt state
         restore(learn, checkpoint)
@@ -129,7 +141,8 @@ def fine_tune_sgdr(
                 else rates["lr"]
             )
         # SGDR's first k cycles are a whole schedule: the plan may end the fit at any cycle's end
-        fit_sgdr(learn, *plan.shape(stage), lr, cbs, start_epoch=start)  # ends on the best
+        ends = lambda stage=stage: plan.ends(stage)  # noqa: E731 (as the plan is revised)
+        fit_sgdr(learn, *plan.shape(stage), lr, cbs, start, ends)  # ends on the best
     history = progress.history
     plot_curves(progress.steps, history, monitor, run_dir / "training_curves.png", show)
     return dict(rates), history, plan
