@@ -48,6 +48,7 @@ KNOWN_METRICS = {
 SMALL = 48  # pixels: up to this side, a small CNN from scratch at the images' own size, unless
 SCRATCH_FROM = 5000  # small colour photos are fewer: ImageNet weights upscaled (a guess)
 UPSCALED = 96  # px for ImageNet weights on small photos; not yet measured (benchmarks/augment.py)
+BIGGER = 320  # px kit new proposes (in the recipe's comment) for photos of twice 224 or more
 LOOK = 200  # images looked at for their colours and orientation; under 100 cannot tell no up
 TWO_TONE = 0.1  # colours off the line between an image's ink and background, as a share
 TURNED_ALIKE = 2.0  # mean image vs itself turned: squared z per pixel, about 1 if alike
@@ -105,6 +106,10 @@ def model_fields(side: int, grey: bool, summary: str, n: int = 0, look=(True, Fa
         )
     size = min(224, max(64, 32 * round(side / 32)))
     why = f"median side {side} px" + (": resized once into the cache" if side > size else "")
+    if side >= 2 * size:  # a proposal only: the house size stays the size the weights learned at
+        more = (BIGGER / size) ** 2
+        why += (f"; photos at least twice {size} px may keep more of their detail at --size "
+                f"{BIGGER} ({more:.1f}x the pixels per image; not measured)")  # fmt: skip
     if side <= SMALL:
         size = UPSCALED
         why = (f"median side {side} px, upscaled: {n:,} small photos are too few to learn from "

@@ -90,6 +90,16 @@ class Recipe:
     auto_augment: str = field("", "torchvision's trivial (TrivialAugment) or rand (RandAugment)")
     # imbalance: auto weights the classes where the metric weighs each class alike (learner.py)
     balance: str = field("auto", "auto | weights (classes in inverse proportion) | none")
+    # big networks on small devices: each off by default (kit/train/learner.py)
+    accumulate: int = field(1, "batches per optimizer step: an effective batch of bs x accumulate")
+    clip: float = field(0.0, "the largest gradient norm a step takes; larger ones scaled (0: off)")
+    drop_path: float = field(0.0, "timm networks' drop_path_rate: stochastic depth (0: off)")
+    # a pretrained body's lowest layers need the least change: a rate per layer, not three groups
+    layer_decay: float = field(
+        0.0, "each layer learns this times the rate of the layer above (0: --lr-mult's groups)"
+    )
+    # squash distorts a wide photo; pad keeps all of it, crop its centre square (kit/data/photos.py)
+    resize: str = field("squash", "photos to size x size: squash | pad (black borders) | crop")
     # the house schedule: SGDR on the head (body frozen), unfreeze, SGDR on everything
     lr: float = field(
         0.0, "max learning rate; 0 takes the rate lr_rule reads from the finder's curve"
@@ -179,6 +189,7 @@ SHAPES = ("auto", "label", "probability", "probabilities", "tags", "top_k")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PAD_MODES = ("reflection", "zeros", "border")
 AUTO_AUGMENTS = ("", "trivial", "rand")  # kit/data/augment.py
+RESIZES = ("squash", "pad", "crop")  # kit/data/photos.py
 
 
 def field_help() -> dict[str, str]:
@@ -256,6 +267,11 @@ def check(r: Recipe) -> Recipe:
         (0 <= r.hue <= 0.5, "hue", "between 0 and 0.5 (half the colour wheel)"),
         (r.auto_augment in AUTO_AUGMENTS, "auto_augment", "'' (off), trivial or rand"),
         (r.balance in ("auto", "weights", "none"), "balance", "auto, weights or none"),
+        (r.accumulate >= 1, "accumulate", "at least 1 (1: a step per batch)"),
+        (r.clip >= 0, "clip", "0 (off) or a positive gradient norm, e.g. 1.0"),
+        (0 <= r.drop_path < 1, "drop_path", "between 0 (off) and 1, e.g. 0.1"),
+        (0 <= r.layer_decay < 1, "layer_decay", "0 (off) or a decay between 0 and 1, e.g. 0.75"),
+        (r.resize in RESIZES, "resize", f"one of {', '.join(RESIZES)}"),
         (r.patience >= 0, "patience", "0 (off) or more epochs"),
         (r.min_delta >= 0, "min_delta", "0 or more"),
         (0 <= r.label_smoothing < 1, "label_smoothing", "between 0 and 1, e.g. 0.1"),

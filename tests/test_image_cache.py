@@ -37,10 +37,10 @@ def decoded(tmp_path, monkeypatch):
     build's worker processes (forked with this patch in place) are counted too."""
     log, real = tmp_path / "decoded.log", images.decode
 
-    def counting(src, size, channels):
+    def counting(src, *how):  # size, channels, resize
         with open(log, "a") as f:
             f.write(f"{src}\n")
-        return real(src, size, channels)
+        return real(src, *how)
 
     monkeypatch.setattr(images, "decode", counting)
     return lambda: len(log.read_text().splitlines()) if log.exists() else 0

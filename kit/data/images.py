@@ -39,10 +39,12 @@ def cache_root() -> Path:
     return Path("/tmp/kit-cache") if in_kaggle_notebook() else Path.home() / ".cache" / "kit"
 
 
-def cache_dir(folder: Path, size: int, channels: int = 3) -> Path:
-    """One cache per data folder, image size and colour (RGB, or grey)."""
+def cache_dir(folder: Path, size: int, channels: int = 3, resize: str = "squash") -> Path:
+    """One cache per data folder, image size, colour (RGB, or grey) and resize (squash keeps the
+    name it always had: the caches built before pad and crop existed stay valid)."""
     key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:10]
-    return cache_root() / f"{folder.name}-{key}" / f"{size}px{'-grey' if channels == 1 else ''}"
+    grey, mode = "-grey" if channels == 1 else "", "" if resize == "squash" else f"-{resize}"
+    return cache_root() / f"{folder.name}-{key}" / f"{size}px{grey}{mode}"
 
 
 def manifest_key(files: list[Path]) -> str:
@@ -106,14 +108,14 @@ def start_or_resume(partial: Path, marks_path: Path, shape: tuple) -> np.ndarray
     return np.memmap(marks_path, np.uint8, "w+", shape=shape[:1])
 
 
-def decode_rows(job: tuple[Path, list[int], list[Path], int, int]) -> list[bool]:
+def decode_rows(job: tuple[Path, list[int], list[Path], int, int, str]) -> list[bool]:
     """In a worker: decode photos (`decode`) into their rows of the array being built, on disk
     before their marks are; which ones could be read."""
-    partial, rows, files, size, channels = job
+    partial, rows, files, size, channels, resize = job
     x = np.load(partial, mmap_mode="r+")
     ok = []
     for row, f in zip(rows, files):
-        pixels = decode(f, size, channels)
+        pixels = decode(f, size, channels, resize)
         if pixels is not None:
             x[row] = pixels.reshape(size, size, channels).transpose(2, 0, 1)
         ok.append(pixels is not None)
@@ -122,13 +124,13 @@ def decode_rows(job: tuple[Path, list[int], list[Path], int, int]) -> list[bool]
 
 
 def decode_all(partial: Path, marks: np.ndarray, files: list[Path], size: int, channels: int,
-               what: str) -> None:  # fmt: skip
+               what: str, resize: str = "squash") -> None:  # fmt: skip
     """Decode the photos not yet marked, in parallel, marking each chunk as it lands."""
     todo = np.flatnonzero(marks == 0)
     workers = min(len(todo), os.cpu_count() or 1)
     step = max(1, min(ROWS_PER_JOB, len(todo) // (4 * workers)))
     jobs = [(partial, todo[i : i + step].tolist(), [files[j] for j in todo[i : i + step]], size,
-             channels) for i in range(0, len(todo), step)]  # fmt: skip
+             channels, resize) for i in range(0, len(todo), step)]  # fmt: skip
     start = time.perf_counter()
     pool = ProcessPoolExecutor(workers)
     try:
@@ -151,14 +153,15 @@ def compact(partial: Path, unreadable: np.ndarray) -> int:
     return len(keep)
 
 
-def build(files: list[Path], cache: Path, name: str, shape: tuple, what: str) -> None:
+def build(files: list[Path], cache: Path, name: str, shape: tuple, what: str,
+          resize: str = "squash") -> None:  # fmt: skip
     """Write `name`.npy (one row per photo, the unreadable ones' rows last and unused) and its
     record `name`.json; resumable: an interrupted build carries on from its marks. The array
     takes its name only when complete."""
     partial, marks_path = cache / f".{name}.npy.partial", cache / f".{name}.marks"
     marks = start_or_resume(partial, marks_path, shape)
     if (marks == 0).any():
-        decode_all(partial, marks, files, shape[2], shape[1], what)
+        decode_all(partial, marks, files, shape[2], shape[1], what, resize)
     unreadable = np.flatnonzero(marks == UNREADABLE)
     marks_path.unlink()  # rows move from here on: an interruption now starts over
     rows = compact(partial, unreadable) if len(unreadable) else shape[0]
@@ -193,9 +196,11 @@ def locked(folder: Path) -> FileLock:
     return FileLock(folder / ".lock")
 
 
-def load_photos(files: list[Path], cache: Path, size: int, what: str, channels: int = 3):
-    """(uint8 tensor (N, channels, size, size) memory-mapped from the cache folder `cache`,
-    built there first if needed; the files that could not be read, left out of it)."""
+def load_photos(files: list[Path], cache: Path, size: int, what: str, channels: int = 3,
+                resize: str = "squash"):  # fmt: skip
+    """(uint8 tensor (N, channels, size, size) memory-mapped from the cache folder `cache` (one
+    per resize: `cache_dir`), built there first if needed; the files that could not be read, left
+    out of it)."""
     shape = (len(files), channels, size, size)
     if not files:
         return torch.zeros(shape, dtype=torch.uint8), []
@@ -205,7 +210,7 @@ def load_photos(files: list[Path], cache: Path, size: int, what: str, channels: 
         with locked(cache):  # two runs at once: one builds, the other waits and reads it
             found = open_cached(cache / f"{name}.npy", cache / f"{name}.json", shape)
             if found is None:
-                build(files, cache, name, shape, what)
+                build(files, cache, name, shape, what, resize)
                 remove_stale(cache, what, name)
                 found = open_cached(cache / f"{name}.npy", cache / f"{name}.json", shape)
     x, unreadable = found

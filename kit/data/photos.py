@@ -83,16 +83,34 @@ def opened(src: Path) -> Image.Image:
     return im
 
 
-def decode(src: Path, size: int, channels: int) -> np.ndarray | None:
-    """One image decoded at reduced scale, turned upright and squashed to (size, size) or
-    (size, size, 3) uint8; None for a file that cannot be decoded (corrupt or truncated); a
-    KitError for one past the pixel limit. Training (through the cache) and `kit predict`
-    (streaming) both read images through here, so they see the same pixels."""
+def resized(im: Image.Image, size: int, resize: str = "squash") -> Image.Image:
+    """`im` as size x size: squashed (the aspect lost), padded (the whole image, its aspect kept,
+    centred on black: borders a network sees as nothing, where reflection would invent a mirrored
+    photo) or cropped (the centre square, scaled)."""
+    w, h = im.size
+    if resize == "crop":
+        side = min(w, h)
+        box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+        return im.crop(box).resize((size, size), Image.BICUBIC)
+    if resize == "pad":
+        scale = size / max(w, h)
+        fit = (max(1, round(w * scale)), max(1, round(h * scale)))
+        canvas = Image.new(im.mode, (size, size))  # black, in any mode
+        canvas.paste(im.resize(fit, Image.BICUBIC), ((size - fit[0]) // 2, (size - fit[1]) // 2))
+        return canvas
+    return im.resize((size, size), Image.BICUBIC)
+
+
+def decode(src: Path, size: int, channels: int, resize: str = "squash") -> np.ndarray | None:
+    """One image decoded at reduced scale, turned upright and made (size, size) or
+    (size, size, 3) uint8 as `resize` says; None for a file that cannot be decoded (corrupt or
+    truncated); a KitError for one past the pixel limit. Training (through the cache) and
+    `kit predict` (streaming) both read images through here, so they see the same pixels."""
     mode = "L" if channels == 1 else "RGB"
     try:
         with opened(src) as im:
             im.draft(mode, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, much faster
-            return np.asarray(as_mode(upright(im), mode).resize((size, size), Image.BICUBIC))
+            return np.asarray(resized(as_mode(upright(im), mode), size, resize))
     except Image.DecompressionBombError as e:  # a frame past PIL's limit, found on decoding
         raise too_big(src, f"has {e}") from None
     except (OSError, SyntaxError, ValueError):

@@ -34,14 +34,14 @@ class Stream:
 class Files(torch.utils.data.Dataset):
     """Image files decoded and resized one by one, as training decoded them."""
 
-    def __init__(self, files: list[Path], size: int, channels: int):
-        self.files, self.size, self.channels = files, size, channels
+    def __init__(self, files: list[Path], size: int, channels: int, resize: str = "squash"):
+        self.files, self.size, self.channels, self.resize = files, size, channels, resize
 
     def __len__(self):
         return len(self.files)
 
     def __getitem__(self, i) -> tuple[np.ndarray | None, Path]:
-        pixels = decode(self.files[i], self.size, self.channels)
+        pixels = decode(self.files[i], self.size, self.channels, self.resize)
         return (None if pixels is None else pixels.reshape(self.size, self.size, -1)), self.files[i]
 
 
@@ -64,7 +64,7 @@ def workers(device: torch.device) -> int:
 
 def file_batches(files: list[Path], r: Recipe, bs: int, device) -> Iterator[torch.Tensor]:
     loader = torch.utils.data.DataLoader(
-        Files(files, r.size, r.channels),
+        Files(files, r.size, r.channels, r.resize),
         batch_size=bs,
         num_workers=workers(device),
         collate_fn=collate,

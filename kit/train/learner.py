@@ -5,11 +5,13 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.mixup import CutMix, MixUp
 from fastai.callback.progress import ProgressCallback
+from fastai.callback.training import GradientClip
 from fastai.learner import Learner
 from fastai.losses import (
     BCEWithLogitsLossFlat,
@@ -26,8 +28,8 @@ from kit.errors import KitError
 from kit.evaluate.metrics import learner_metric
 from kit.recipe import Recipe
 from kit.train import ddp
-from kit.train.callbacks import WeightAverage
-from kit.train.models import create_model, layer_groups, timm_body
+from kit.train.callbacks import Accumulate, WeightAverage
+from kit.train.models import create_model, depth_groups, layer_groups, timm_body
 from kit.train.weights import pretrained_model
 
 # PyTorch's AdamW (one fused multi-tensor step) through fastai's wrapper, which keeps freezing
@@ -38,6 +40,23 @@ ADAMW = partial(OptimWrapper, opt=torch.optim.AdamW)
 # class's recall counts as much as a common one's (accuracy and log loss score the test's own
 # shares, which a weighted loss moves away from; AUC ranks, whatever the shares)
 BALANCED_METRICS = ("f1_macro",)
+
+
+class DecayedRates(OptimWrapper):
+    """PyTorch's AdamW through fastai's wrapper, with layer-wise rate decay: a rate, or a slice's
+    top (the decay sets the rest, not the slice's bottom), is the last group's (the head's), and
+    each group below learns `decay` times the rate of the group above it. Rates per group (the
+    schedulers' steps, which start from these) are set as given."""
+
+    def __init__(self, params, decay: float, **kwargs):
+        super().__init__(params, opt=torch.optim.AdamW, **kwargs)
+        self.decay = decay
+
+    def set_hyper(self, k, v):
+        if k == "lr" and (isinstance(v, slice) or np.ndim(v) == 0):
+            top, n = (v.stop if isinstance(v, slice) else v), len(self.param_lists)
+            v = [top * self.decay ** (n - 1 - i) for i in range(n)]
+        super().set_hyper(k, v)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -135,9 +154,9 @@ def build_learner(
     set_seed(r.seed, reproducible=True)
     n, chans = len(data.classes), data.x.shape[1]
     if r.pretrained:
-        model = pretrained_model(r.arch, n, chans, weights)
+        model = pretrained_model(r.arch, n, chans, weights, r.drop_path)
     else:
-        model = create_model(r.arch, n, chans, size=r.size)
+        model = create_model(r.arch, n, chans, size=r.size, drop_path=r.drop_path)
     dls = dataloaders(data, r, norm_stats(model, data.x), device, valid_idx)
     soft = getattr(data, "soft", None)  # --distill (kit/distill.py): the teacher's targets
     if soft is not None:  # served to training only: validation scores the true labels
@@ -149,7 +168,8 @@ def build_learner(
 def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
     """A fastai Learner with the recipe's metric and loss (binary cross-entropy on a sigmoid per
     tag for a multi-label task), its tricks (label smoothing, MixUp, CutMix, a moving average of
-    the weights), three layer groups and clean logs."""
+    the weights), gradient accumulation and clipping, three layer groups (or one per layer, with
+    layer-wise rate decay) and clean logs."""
     cbs = {"bf16": [Autocast(dls.device.type)], "fp16": [MixedPrecision()], "fp32": []}[precision]
     if r.mixup:
         cbs.append(MixUp(r.mixup))
@@ -157,16 +177,20 @@ def make_learner(model, dls, r: Recipe, path: Path, precision: str) -> Learner:
         cbs.append(CutMix(r.cutmix))
     if r.ema:
         cbs.append(WeightAverage(r.ema))
+    if r.accumulate > 1:  # before MixedPrecision (order 10): a skipped batch leaves no scaler step
+        cbs.append(Accumulate(r.accumulate))
+    if r.clip:  # after MixedPrecision's unscaling, so that fp16's loss scale is not clipped
+        cbs.append(GradientClip(r.clip))
     loss = loss_function(r, class_weights(r, dls.train))
     if r.channels_last:
         model = model.to(memory_format=torch.channels_last)
     learn = Learner(
         dls,
         model,
-        opt_func=ADAMW,
+        opt_func=partial(DecayedRates, decay=r.layer_decay) if r.layer_decay else ADAMW,
         loss_func=loss,
         metrics=[learner_metric(r.metric, r.multi_label)],
-        splitter=layer_groups,
+        splitter=depth_groups if r.layer_decay else layer_groups,
         wd=r.wd,
         path=path,
         model_dir=".",

@@ -103,21 +103,39 @@ def source_arch(source: str, model_id: str) -> str:
 
 
 def create_model(
-    arch: str, num_classes: int, in_chans: int = 3, pretrained=False, size: int = 28
+    arch: str, num_classes: int, in_chans: int = 3, pretrained=False, size: int = 28, drop_path=0.0
 ) -> nn.Module:
     """A network with a new `num_classes` head. A timm network gets fastai's head, as
     `vision_learner` builds it (concat pooling, batch norm, dropout, two linear layers);
-    `pretrained=True` asks timm to download its weights (see kit/train/weights.py for offline)."""
+    `pretrained=True` asks timm to download its weights (see kit/train/weights.py for offline).
+    `drop_path` is timm's drop_path_rate (stochastic depth, rising towards it over the blocks)."""
     check_arch(arch)
     if arch in KIT_NETS:
         if pretrained:
             raise KitError(f"{arch} has no published weights; pass --weights FILE of your own "
                            "checkpoint, or use --no-pretrained")  # fmt: skip
+        if drop_path:
+            raise KitError(no_drop_path(arch))
         return KIT_NETS[arch](in_chans=in_chans, num_classes=num_classes, size=size)
     from fastai.vision.learner import create_timm_model
 
-    model, _ = create_timm_model(arch, num_classes, pretrained=pretrained, n_in=in_chans)
+    extra = {"drop_path_rate": drop_path} if drop_path else {}
+    try:
+        model, _ = create_timm_model(arch, num_classes, pretrained=pretrained, n_in=in_chans,
+                                     **extra)  # fmt: skip
+    except TypeError as e:
+        if extra and "drop_path_rate" in str(e):
+            raise KitError(no_drop_path(arch)) from None
+        raise
+    if drop_path and not any(isinstance(getattr(m, "drop_prob", None), float)
+                             for m in model.modules()):  # fmt: skip
+        raise KitError(no_drop_path(arch))  # taken and ignored: say so rather than train without
     return model
+
+
+def no_drop_path(arch: str) -> str:
+    return (f"--drop-path: {arch} has no drop path (stochastic depth); use a timm network that "
+            "has one (resnet*, efficientnet*, convnext*, vit*...), or --drop-path 0")  # fmt: skip
 
 
 def timm_body(model: nn.Module) -> nn.Module | None:
@@ -138,3 +156,31 @@ def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
     body = [p for p in model.parameters() if id(p) not in head_ids]
     half = len(body) // 2
     return [body[:half], body[half:], head_params]
+
+
+def depth_groups(model: nn.Module) -> list[list[nn.Parameter]]:
+    """One parameter group per layer for layer-wise rate decay, the input's first and the head
+    last: timm's own layers (its group_matcher, fine: a block each, as timm's
+    param_groups_layer_decay groups them), else each block of the body's top-level sequences."""
+    head_params = list(head(model).parameters())
+    seen = {id(p) for p in head_params}
+    body = timm_body(model)
+    if body is not None and hasattr(body, "group_matcher"):
+        from timm.models import group_parameters
+
+        layers = group_parameters(body, body.group_matcher(coarse=False), return_values=True)
+        groups = [list(g) for g in layers.values()]
+    else:
+        groups = [list(m.parameters()) for m in blocks(model, head(model))]
+    groups = [[p for p in g if id(p) not in seen and not seen.add(id(p))] for g in groups]
+    rest = [p for p in model.parameters() if id(p) not in seen]  # not in any block: lowest
+    return [g for g in [rest, *groups] if g] + [head_params]
+
+
+def blocks(model: nn.Module, skip: nn.Module):
+    """The model's children holding parameters, in order, a sequence's opened one level."""
+    for child in model.children():
+        if child is skip:
+            continue
+        parts = child.children() if isinstance(child, (nn.Sequential, nn.ModuleList)) else [child]
+        yield from (m for m in parts if any(True for _ in m.parameters()))

@@ -249,11 +249,13 @@ def fixes(arch: str) -> str:
     return f"pass --weights FILE, {where}, or use --no-pretrained to train from scratch"
 
 
-def pretrained_model(arch: str, num_classes: int, in_chans: int, path: Path | None) -> nn.Module:
+def pretrained_model(
+    arch: str, num_classes: int, in_chans: int, path: Path | None, drop_path: float = 0.0
+) -> nn.Module:
     """`arch` with ImageNet weights in its body and a new head; never silently random."""
     if path is None:
         try:
-            return create_model(arch, num_classes, in_chans, pretrained=True)
+            return create_model(arch, num_classes, in_chans, pretrained=True, drop_path=drop_path)
         except KitError:
             raise
         except Exception as e:  # offline, or no published weights: say what to do instead
@@ -261,6 +263,6 @@ def pretrained_model(arch: str, num_classes: int, in_chans: int, path: Path | No
                 f"could not download pretrained weights for {arch} ({type(e).__name__}); "
                 f"{fixes(arch)}"
             ) from None
-    model = create_model(arch, num_classes, in_chans)
+    model = create_model(arch, num_classes, in_chans, drop_path=drop_path)
     load_weights(model, path)
     return model

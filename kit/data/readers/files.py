@@ -102,13 +102,13 @@ def read_photos(folder: Path, r: Recipe, sample, items: tuple) -> dict:
     cache; unreadable training images are skipped, an unreadable test image stops the run."""
     files, labels, groups = items
     ids, test_files = held_out_items(folder, r, sample)
-    cache = cache_dir(folder, r.size, r.channels)
-    x, bad = load_photos(files, cache, r.size, "train", r.channels)
+    cache = cache_dir(folder, r.size, r.channels, r.resize)
+    x, bad = load_photos(files, cache, r.size, "train", r.channels, r.resize)
     if bad:
         print(f"warning: skipped {len(bad)} unreadable training images, e.g. {bad[0].name}")
     unreadable = set(bad)
     keep = [f not in unreadable for f in files]
-    test_x, bad_test = load_photos(test_files, cache, r.size, "test", r.channels)
+    test_x, bad_test = load_photos(test_files, cache, r.size, "test", r.channels, r.resize)
     if bad_test:
         raise KitError(f"test image {bad_test[0]} cannot be read, and every test image must be "
                        "predicted; download the test set again")  # fmt: skip
