@@ -7,6 +7,8 @@ import pytest
 import timm
 import torch
 from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.training import GradientClip
 from PIL import Image
 
 from competitions import mnist
@@ -18,6 +20,7 @@ from kit.data.stream import Files
 from kit.errors import KitError
 from kit.new import model_fields
 from kit.recipe import override
+from kit.train.callbacks import Accumulate
 from kit.train.learner import make_learner
 from kit.train.models import create_model
 from kit.train.weights import pretrained_model
@@ -91,6 +94,9 @@ def test_clipping_caps_the_gradient_norm_each_step_takes(digits, tmp_path):
     learner(digits, tmp_path, clip=0.05).fit(1, 1e-3, cbs=[clipped])
     assert min(free.norms) > 0.1  # a new network's gradients: well above the cap
     assert max(clipped.norms) <= 0.05 * 1.001
+    # with fp16 (a GPU): a batch that only accumulates skips before the loss scaler steps, and
+    # clipping comes after the scaler has unscaled the gradients (fastai's orders)
+    assert Accumulate.order < MixedPrecision.order < GradientClip.order
 
 
 def drop_rates(model: torch.nn.Module) -> list[float]:
