@@ -53,7 +53,10 @@ def where_it_looks(run_dir, images, names, y, probs, pred, classes, rows, maps, 
     items = np.array([i for row in rows for i, _ in row], int)
     cams = maps(items, pred[items])
     if cams is None:
-        print("no Grad-CAM: the network's head takes no spatial map (a vision transformer)")
+        print(
+            "no Grad-CAM: the network's head takes no spatial map (a vision transformer's "
+            "tokens, or a 1x1 map: a larger --size gives one)"
+        )
         return
     cams = iter(cams)
     cells = [[(images[i], next(cams), f"{why}: {names[i]}\nactual {classes[y[i]]}\nmap of "

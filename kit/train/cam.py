@@ -23,7 +23,8 @@ BATCH = 32  # images per forward and backward pass: a few dozen are mapped per r
 def grad_cam(net: nn.Module, layer: nn.Module, x: torch.Tensor, targets) -> torch.Tensor | None:
     """One map per image of the network input `x`, at its size and scaled to a peak of 1, for the
     class `targets[i]`; `layer` is the module whose input is the map (the head). None when that
-    input has no two spatial dimensions (a vision transformer's tokens)."""
+    input has no two spatial dimensions (a vision transformer's tokens) or is 1x1 (a CNN on
+    images small enough to pool down to one position)."""
     targets = torch.as_tensor(targets, device=x.device).long()
     with Hook(layer, lambda m, i, o: i[0], detach=False) as features, torch.enable_grad():
         logits = net(x)
