@@ -42,6 +42,7 @@ from benchmarks import layouts, mnist, pages
 from benchmarks.invasive import plain_fastai, timm_checkpoint
 from benchmarks.photo_sets import write_breeds, write_transfer
 from competitions import invasive
+from competitions import mnist as digits
 
 ARCH = "tf_efficientnet_lite0"  # the packaged ImageNet weights, for both sides
 FASTAI_EPOCHS = 3  # fine_tune(3): fastai's own freeze_epochs=1 first, 4 epochs in all
@@ -77,7 +78,7 @@ def make(name: str, folder: Path, quick: bool) -> None:
         sample = folder.parent / "digits-sample"
         if not sample.exists():
             sample.mkdir(parents=True)
-            mnist.write_sample(sample)
+            digits.write_sample(sample)  # the sample writer lives with the recipe
         mnist.build_folder(sample, folder, int(folder.name.split("-")[1]))
 
 
