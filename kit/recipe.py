@@ -108,6 +108,11 @@ class Recipe:
     lr_rule: str = field(
         "auto", "the finder's curve to a rate: auto|halfway|valley|slide|minimum|steep"
     )
+    # unfrozen, the first layer group's rate: read off a second finder run, at least lr/lr_mult;
+    # off, fastai's fine_tune rates (the head's half, and a hundredth of that): one finder run less
+    refind: bool = field(
+        True, "run the finder again once the body unfreezes (off: fastai's fine_tune rates)"
+    )
     head_cycles: int = field(1, "SGDR cycles with the body frozen (0 skips the stage)")
     head_cycle_len: int = field(1, "epochs in each head cycle (the head's cycles do not grow)")
     cycles: int = field(3, "SGDR cycles with everything trainable")

@@ -47,7 +47,7 @@ class Plan:
     @classmethod
     def of(cls, r: Recipe) -> "Plan":
         return cls(r.head_cycles, r.cycles, r.head_cycle_len, r.cycle_len, r.cycle_mult,
-                   not r.exact_cycles, r.tta)  # fmt: skip
+                   not r.exact_cycles, r.tta, r.refind)  # fmt: skip
 
     def shape(self, stage: str) -> tuple[int, int, int]:
         """(most cycles, first cycle's epochs, growth) of `stage`."""
