@@ -30,6 +30,7 @@ in DIR/results.jsonl: a run that was cut off goes on where it stopped.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -77,9 +78,12 @@ def make(name: str, folder: Path, quick: bool) -> None:
     else:
         sample = folder.parent / "digits-sample"
         if not sample.exists():
-            sample.mkdir(parents=True)
-            digits.write_sample(sample)  # the sample writer lives with the recipe
-        mnist.build_folder(sample, folder, int(folder.name.split("-")[1]))
+            partial = sample.with_name(sample.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            digits.write_sample(partial)  # the sample writer lives with the recipe
+            partial.rename(sample)
+        mnist.build_folder(sample, folder, int(folder.name.split("-")[1].split(".")[0]))
 
 
 def score(metric: str, folder: Path, sub: pd.DataFrame) -> float:
@@ -180,8 +184,11 @@ def measure(work: Path, names: list[str], quick: bool) -> list[dict]:
     have = {(r["set"], r["run"]) for r in rows}
     for name in names:
         folder, how, metric = sets(work, quick)[name]
-        if not folder.exists():
-            make(name, folder, quick)
+        if not folder.exists():  # made whole under another name, then renamed: a set cut off
+            partial = folder.with_name(folder.name + ".partial")  # while made is made again
+            shutil.rmtree(partial, ignore_errors=True)
+            make(name, partial, quick)
+            partial.rename(folder)
         if (name, "peer") not in have:
             cmd = [sys.executable, "-m", "benchmarks.equal_time", "--peer", name, "--work",
                    str(work)] + ["--quick"] * quick  # fmt: skip
