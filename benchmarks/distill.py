@@ -143,7 +143,8 @@ def main():
     work = args.work.resolve() / ("quick" if args.quick else f"labelled-{args.labelled}")
     work.mkdir(parents=True, exist_ok=True)
     os.chdir(work)  # kit new writes, and kit finds, the breeds recipe in ./competitions
-    rows = [r for name in args.sets for r in one_set(name, args, work)]
+    with pages.quiet(work / "runs.log"):  # the runs' lines; the page is the table
+        rows = [r for name in args.sets for r in one_set(name, args, work)]
     print(f"\n{args.labelled} labelled images a set, three times as many test images "
           f"(digits: all {1797 - args.labelled} others); {args.folds} folds; the house "
           "schedule")  # fmt: skip

@@ -22,7 +22,6 @@ DIR/results.jsonl: a run that was cut off goes on where it stopped. About 3 hour
 """
 
 import argparse
-import contextlib
 import json
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from benchmarks import pages
 from benchmarks.mnist import build_folder
 from competitions import invasive, mnist
 from kit.pipeline import run
@@ -88,7 +88,7 @@ def train(work: Path, recipe: str, folder: Path, options: dict, score, seed: int
     """One `kit run` with the data set's options and `changes`: its test score, rates and run
     folder."""
     start = time.perf_counter()
-    with open(work / "runs.log", "a") as log, contextlib.redirect_stdout(log):
+    with pages.quiet(work / "runs.log"):
         out = run(recipe, data=folder, out=work / "out", show=False, seed=seed, fold_seed=seed,
                   **(options | changes))  # fmt: skip
     return {
@@ -201,6 +201,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from benchmarks import pages  # the docs page: what this printed
-
     sys.exit(pages.run(main, "lr"))

@@ -5,6 +5,7 @@ The file is written only when the script finishes (an interrupted or failed run 
 page) and never by a `--quick` run, whose numbers mean nothing.
 """
 
+import contextlib
 import datetime
 import io
 import os
@@ -57,6 +58,13 @@ def header(argv: list[str]) -> str:
     command = shlex.join(["python", str(script), *argv[1:]])
     day = datetime.date.today().isoformat()
     return f"Printed by `{command}` on {day} ({machine()}).\n\n"
+
+
+@contextlib.contextmanager
+def quiet(log: Path):
+    """The kit's own lines (runs, epochs) go to `log` instead of the page, which keeps the table."""
+    with open(log, "a") as stream, contextlib.redirect_stdout(stream):
+        yield
 
 
 def write(name: str, printed: str, argv: list[str]) -> Path:
