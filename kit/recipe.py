@@ -72,6 +72,13 @@ class Recipe:
         0, "seeds the folds and the validation split (a folds.csv in the data wins)"
     )
     bs: int = field(64, "images per batch")
+    # a few hundred digits at bs 128 made one step an epoch, 7 in all: from scratch they learnt
+    # nothing (benchmarks/batches.py); a pretrained body's finder read rates off on small batches
+    min_batches: int = field(
+        0,
+        "batches an epoch makes at least, the batch shrinking to 8 at least (0: 16 from "
+        "scratch, 1 for pretrained weights)",
+    )
     # augmentation, applied to whole batches as tensors
     rotate: float = field(10.0, "max degrees either way")
     shift: float = field(0.0, "max translation, as a fraction of the image side")
@@ -260,6 +267,7 @@ def check(r: Recipe) -> Recipe:
         (r.size >= 8, "size", "at least 8 pixels"),
         (0 < r.valid_pct < 1, "valid_pct", "between 0 and 1, e.g. 0.2"),
         (r.bs >= 1, "bs", "at least 1"),
+        (r.min_batches >= 0, "min_batches", "0 (auto) or more (1: the batch is always bs)"),
         (r.lr >= 0, "lr", "positive, or 0 for the finder's suggestion"),
         (r.lr_rule in LR_RULES, "lr_rule", f"one of {', '.join(LR_RULES)}"),
         (r.head_cycles >= 0 and r.cycles >= 0, "cycles", "0 or more"),

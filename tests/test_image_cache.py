@@ -136,7 +136,7 @@ def test_loaders_gather_batches_from_the_mapped_file_as_the_copied_parts_did(pho
     assert read_rows(data.x.clone(), np.array([7, 2])) is None  # in memory: gathered there
     # before: each part copied out of the data, the batches drawn from the copy
     train = np.setdiff1d(np.arange(120), valid)
-    copied = TensorLoader(data.x[train].clone(), data.y[train], R.bs, stats, shuffle=True,
+    copied = TensorLoader(data.x[train].clone(), data.y[train], dls.train.bs, stats, shuffle=True,
                           drop_last=True, augment=dls.train.augment, seed=R.seed,
                           channels_last=R.channels_last)  # fmt: skip
     for (xb, yb), (xc, yc) in zip(dls.train, copied, strict=True):

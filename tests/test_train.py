@@ -1,6 +1,7 @@
 """The shared training pieces on the real sample digits: SGDR, augmentation, TTA, layer groups."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def digits(mnist_sample):
 
 
 def learner(digits, tmp_path, **changes):
-    r = override(mnist.RECIPE, **changes)
+    r = override(mnist.RECIPE, **{"min_batches": 1, **changes})  # the batch as each test sets it
     torch.manual_seed(0)
     model = create_model(r.arch, 10, in_chans=1)
     dls = dataloaders(digits, r, ([0.1], [0.3]), torch.device("cpu"), split(digits.y, 0.2, 0)[1])
@@ -80,6 +81,25 @@ def test_discriminative_rates_span_the_three_groups(digits, tmp_path):
     fit_sgdr(learn, 1, 1, 1, slice(1e-4, 1e-2))
     tops = [h["lr"] for h in learn.opt.hypers]
     assert len(layer_groups(learn.model)) == 3 and len(tops) == 3
+
+
+def test_a_small_set_from_scratch_trains_on_batches_small_enough_for_16_steps_an_epoch(digits):
+    """At the recipe's 128, the sample's 1,149 training digits would make 8 steps an epoch (and a
+    few hundred, one): the batch shrinks, not under 8; validation and pretrained bodies keep
+    theirs, and --min-batches 1 keeps the recipe's."""
+    stats, valid = ([0.1], [0.3]), split(digits.y, 0.2, 0)[1]
+
+    def loaders(n=1437, **changes):  # the whole sample
+        r = override(mnist.RECIPE, **changes)
+        part = replace(digits, x=digits.x[:n], y=digits.y[:n])
+        return dataloaders(part, r, stats, torch.device("cpu"), valid[valid < n])
+
+    dls = loaders()
+    assert (dls.train.n, dls.train.bs, len(dls.train), dls.valid.bs) == (1149, 71, 16, 128)
+    assert {xb.shape[0] for xb, _ in dls.train} == {71}
+    assert loaders(pretrained=True).train.bs == loaders(min_batches=1).train.bs == 128
+    assert loaders(min_batches=4).train.bs == 128  # 8 batches already
+    assert loaders(n=100).train.bs == 8  # 80 images: 10 steps of the smallest batch
 
 
 def test_split_is_stratified_and_seeded(digits):

@@ -142,25 +142,35 @@ class TensorLoader:
         )
 
 
+def train_batch(r: Recipe, n: int) -> int:
+    """The training batch for `n` images: the recipe's bs, smaller where that would make fewer
+    than r.min_batches batches an epoch (auto: 16 from scratch, where the steps are what
+    learns), but not under 8 (batch-norm statistics need a few)."""
+    least = r.min_batches or (1 if r.pretrained else 16)
+    return min(r.bs, max(n // least, 8))
+
+
 def dataloaders(data: Data, r: Recipe, stats, device, valid: np.ndarray) -> DataLoaders:
     """fastai DataLoaders: the items at `valid` for validation, the rest for training."""
     train = np.setdiff1d(np.arange(len(data.y)), valid)
+    bs = train_batch(r, len(train))
 
     def augment(xb, gen):
         return random_augment(xb, r, gen)
 
-    common = dict(bs=r.bs, stats=stats, device=device, channels_last=r.channels_last)
+    common = dict(stats=stats, device=device, channels_last=r.channels_last)
     train_dl = TensorLoader(
         data.x,
         data.y,
+        bs,
         rows=train,
         shuffle=True,
-        drop_last=len(train) > r.bs,
+        drop_last=len(train) > bs,
         augment=augment,
         seed=r.seed,
         **common,
     )
-    valid_dl = TensorLoader(data.x, data.y, rows=valid, **common)
+    valid_dl = TensorLoader(data.x, data.y, r.bs, rows=valid, **common)
     return DataLoaders(train_dl, valid_dl, device=device)
 
 

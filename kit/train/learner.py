@@ -158,6 +158,9 @@ def build_learner(
     else:
         model = create_model(r.arch, n, chans, size=r.size, drop_path=r.drop_path)
     dls = dataloaders(data, r, norm_stats(model, data.x), device, valid_idx)
+    if dls.train.bs < r.bs:
+        print(f"{dls.train.n} training images: batches of {dls.train.bs}, not {r.bs}, so that "
+              f"an epoch has {len(dls.train)} steps (see --min-batches)")  # fmt: skip
     soft = getattr(data, "soft", None)  # --distill (kit/distill.py): the teacher's targets
     if soft is not None:  # served to training only: validation scores the true labels
         dls.train.y = soft
