@@ -49,6 +49,7 @@ from kit.train.learner import build_learner
 from kit.train.weights import find_weights, load_weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pages  # noqa: E402  (benchmarks/pages.py: the docs page, what this printed)
 from photo_sets import write_transfer  # noqa: E402  (benchmarks/photo_sets.py)
 
 
@@ -96,11 +97,12 @@ def plain_fastai(
     )  # fmt: skip
     learn = vision_learner(dls, invasive.RECIPE.arch, pretrained=True, metrics=RocAucBinary(),
                            pretrained_cfg_overlay=dict(file=str(weights)))  # fmt: skip
-    lr = learn.lr_find(show_plot=False).valley
-    learn.fine_tune(epochs, lr, freeze_epochs=freeze_epochs)
     test = pd.read_csv(folder / "sample_submission.csv")
-    test_dl = dls.test_dl([folder / "test" / f"{n}{ext}" for n in test["name"]])
-    probs, _ = learn.tta(dl=test_dl)
+    with pages.quiet(folder.parent / "fastai.log"):  # its epoch tables: the log, not the page
+        lr = learn.lr_find(show_plot=False).valley
+        learn.fine_tune(epochs, lr, freeze_epochs=freeze_epochs)
+        test_dl = dls.test_dl([folder / "test" / f"{n}{ext}" for n in test["name"]])
+        probs, _ = learn.tta(dl=test_dl)
     truth = pd.read_csv(folder / "solution.csv").set_index("name").loc[test["name"], "invasive"]
     return {"test_auc": roc_auc_score(truth, probs[:, 1].numpy()), "lr": lr,
             "seconds": time.perf_counter() - start}  # fmt: skip
@@ -255,6 +257,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import pages  # the docs page: what this printed
-
     sys.exit(pages.run(main, "invasive"))

@@ -32,6 +32,7 @@ from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pages  # noqa: E402  (benchmarks/pages.py: the docs page, what this printed)
 from invasive import timm_checkpoint  # noqa: E402  (benchmarks/invasive.py)
 from layouts_data import PLANTS, digit_image  # noqa: E402
 
@@ -81,10 +82,11 @@ def plain_fastai(folder: Path, weights: Path, epochs: int = 5) -> dict:
     )  # fmt: skip
     learn = vision_learner(dls, "tf_efficientnet_lite0", pretrained=True, metrics=accuracy,
                            pretrained_cfg_overlay=dict(file=str(weights)))  # fmt: skip
-    lr = learn.lr_find(show_plot=False).valley
-    learn.fine_tune(epochs, lr)
     sample = pd.read_csv(folder / "sample_submission.csv")
-    probs, _ = learn.tta(dl=dls.test_dl([folder / "test" / f for f in sample["file"]]))
+    with pages.quiet(folder.parent / "fastai.log"):  # its epoch tables: the log, not the page
+        lr = learn.lr_find(show_plot=False).valley
+        learn.fine_tune(epochs, lr)
+        probs, _ = learn.tta(dl=dls.test_dl([folder / "test" / f for f in sample["file"]]))
     labels = [dls.vocab[i] for i in probs.argmax(1)]
     return {"f1": score(folder, labels), "lr": lr, "seconds": time.perf_counter() - start}
 
@@ -123,6 +125,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import pages  # the docs page: what this printed
-
     sys.exit(pages.run(main, "layouts"))
