@@ -35,6 +35,11 @@ from competitions import mnist
 SAMPLE = "digits sample"  # the bundled Digit Recognizer sample, 1,437 training digits
 
 
+def set_of(name: str) -> tuple:
+    """(recipe, metric, fields) of a set: the sample is trained as the digits set is."""
+    return SETS["digits" if name == SAMPLE else name]
+
+
 def folder_of(name: str, work: Path) -> Path:
     folder = work / name.replace(" ", "-") / "data"
     if not folder.exists():
@@ -48,7 +53,7 @@ def folder_of(name: str, work: Path) -> Path:
 
 def one(name: str, floor: int, seed: int, work: Path, device: str) -> tuple[float, float]:
     """(held-out score, seconds) of one run with `--min-batches floor`."""
-    recipe, metric, fields = SETS["digits" if name == SAMPLE else name]
+    recipe, metric, fields = set_of(name)
     folder = folder_of(name, work)
     start = time.perf_counter()
     out = kit.run(recipe, data=folder, out=work / "out", device=device, min_batches=floor,
@@ -79,7 +84,7 @@ def main():
     print("| set (metric) | --min-batches | " + " | ".join(f"seed {s}" for s in range(args.seeds))
           + " | mean | mean time |\n|---|---|" + "---|" * (args.seeds + 2))  # fmt: skip
     for name in args.sets:
-        metric = SETS["digits" if name == SAMPLE else name][1]
+        metric = set_of(name)[1]
         for floor in args.floors:
             runs = [results[name, floor, s] for s in range(args.seeds)]
             cells = " | ".join(f"{score:.4f} ({secs:.0f} s)" for score, secs in runs)

@@ -99,7 +99,7 @@ def test_a_small_set_from_scratch_trains_on_batches_small_enough_for_16_steps_an
     assert {xb.shape[0] for xb, _ in dls.train} == {71}
     assert loaders(pretrained=True).train.bs == loaders(min_batches=1).train.bs == 128
     assert loaders(min_batches=4).train.bs == 128  # 8 batches already
-    assert loaders(n=100).train.bs == 8  # 80 images: 10 steps of the smallest batch
+    assert loaders(n=100).train.bs == 8  # 82 images: 10 steps of the smallest batch
 
 
 def test_split_is_stratified_and_seeded(digits):
