@@ -12,13 +12,17 @@ make them), each scored on held-out test labels no run saw:
 - skewed digits: the bundled sample with class c kept at a share 0.1**(c/9) (digit 0 whole, 9 at
   a tenth), train and test alike, scored by accuracy and macro F1 (`--balance`);
 - small colour photos: the photos at 25 px and 150 of them, as `kit new` would see a small set
-  (the network and size `kit new` chooses).
+  (the network and size `kit new` chooses);
+- small photos, pretrained, at their own size and upscaled (`--size`): 600 transfer photos of
+  64 px saved as PNG (benchmarks/photo_sets.py; invasive's recipe, AUC on 1,000 test photos) and
+  600 photos of nine breeds at 64 px (the recipe `kit new` writes; log loss and accuracy on 900).
 
-Run: `python -m benchmarks.augment [--work DIR] [--seeds 1]`. Results are kept in
-DIR/augment.jsonl: a run that was cut off goes on where it stopped.
+Run: `python -m benchmarks.augment [--work DIR] [--seeds 2]` (about 70 minutes on 2 idle cores).
+Results are kept in DIR/augment.jsonl: a run that was cut off goes on where it stopped.
 """
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -28,9 +32,13 @@ import pandas as pd
 from PIL import Image
 from sklearn.metrics import f1_score, roc_auc_score
 
+from benchmarks import pages
+from benchmarks.equal_time import score
 from benchmarks.lr import keep, read_rows, train
 from benchmarks.mnist import build_folder
+from benchmarks.photo_sets import write_breeds, write_transfer
 from competitions import invasive, mnist
+from kit.new import write_recipe
 
 AUGMENT = {  # name: recipe fields; "colour" tricks only on colour sets
     "the recipe's defaults": {},
@@ -49,6 +57,9 @@ SMALL = {
     "EfficientNet-Lite0 at 96 px": dict(size=96),
     "EfficientNet-Lite0 at 128 px": dict(size=128),
 }  # fmt: skip
+# ImageNet weights learned at 224 px: small photos at their own size, or upscaled once in the cache
+SIZES = {"`--size 64` (the photos' own)": {}, "`--size 96`": {"size": 96},
+         "`--size 128`": {"size": 128}}  # fmt: skip
 
 
 def accuracy(sub, folder):
@@ -63,6 +74,11 @@ def macro_f1(sub, folder):
 def auc(sub, folder):
     truth = pd.read_csv(folder / "solution.csv").set_index("name").loc[sub["name"]]
     return float(roc_auc_score(truth["invasive"], sub["invasive"]))
+
+
+def breeds_accuracy(sub, folder):
+    truth = pd.read_csv(folder / "solution.csv").set_index("id").loc[sub["id"], "breed"]
+    return float((sub.set_index("id").idxmax(axis=1).to_numpy() == truth.to_numpy()).mean())
 
 
 def turned(src: Path, dest: Path, seed: int = 0) -> None:
@@ -127,6 +143,14 @@ def data_sets(work: Path, digits: int, photos: int) -> dict:
         skewed(sample, work / "skewed")
     if not (work / "small").exists():
         shrunk(pics, work / "small", 25, 150)
+    png, breeds = work / "transfer-64px-png", work / "breeds-64px"
+    if not png.exists():
+        write_transfer(png, 600, 1000, 64, ext=".png")
+    if not breeds.exists():
+        write_breeds(breeds, 600, 900, 64)
+    if not (work / "competitions" / "breeds.py").exists():  # kit new, as a user would
+        with pages.quiet(work / "runs.log"):
+            write_recipe("breeds", breeds, "logloss", "dog-breed-identification")
     grey = {k: v for k, v in AUGMENT.items() if "saturation" not in v}
     photo = {"size": 64}
     return {
@@ -136,6 +160,10 @@ def data_sets(work: Path, digits: int, photos: int) -> dict:
         "skewed digits, from scratch": ("mnist", work / "skewed", {"metric": "f1_macro"},
                                         {"accuracy": accuracy, "macro F1": macro_f1}, BALANCE),
         "150 photos at 25 px": ("invasive", work / "small", {}, {"auc": auc}, SMALL),
+        "transfer 64 px PNG, pretrained": ("invasive", png, {"size": 64}, {"auc": auc}, SIZES),
+        "breeds 64 px PNG, pretrained": ("breeds", breeds, {},
+                                         {"log loss": lambda sub, f: score("logloss", f, sub),
+                                          "accuracy": breeds_accuracy}, SIZES),
     }  # fmt: skip
 
 
@@ -161,43 +189,53 @@ def measure(work: Path, sets: dict, seeds: int, only: list | None) -> list[dict]
     return done
 
 
+LOWER = ("log loss",)  # scores where lower is better
+
+
 def report(rows: list[dict], sets: dict) -> None:
+    """One row per (data set, trick): the mean score, each seed's gain over the set's first row
+    at the same seed, in points of the first score (log loss: its own units), and the time."""
     df = pd.DataFrame(rows)
-    print("\n| data set | training | held-out score (mean of seeds) | points from the first row | "
-          "seconds per run | time against the first row |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print(
+        "\n| data set | training | held-out score (mean of seeds) | points from the first row, "
+        "seed by seed (mean) | better at | seconds per run | time against the first row |"
+    )
+    print("|---|---|---|---|---|---|---|")  # fmt: skip
     for name, d in df.groupby("data", sort=False):
         tricks = list(sets[name][-1])
-        base = d[d["trick"] == tricks[0]]
+        base = d[d["trick"] == tricks[0]].set_index("seed")
         for trick in tricks:
-            t = d[d["trick"] == trick]
-            if t.empty:
+            t = d[d["trick"] == trick].set_index("seed")
+            if t.empty or base.empty:
                 continue
-            cells, gains = [], []
-            for score in t["score"].iloc[0]:
-                mean = np.mean([s[score] for s in t["score"]])
-                base_mean = np.mean([s[score] for s in base["score"]]) if len(base) else mean
-                cells.append(f"{score} {mean:.4f}")
-                gains.append(f"{100 * (mean - base_mean):+.2f}")
-            ratio = t["seconds"].mean() / base["seconds"].mean() if len(base) else 1.0
-            print(f"| {name} | {trick} | {', '.join(cells)} | {', '.join(gains)} | "
+            metrics = list(t["score"].iloc[0])
+            cells = [f"{m} {np.mean([s[m] for s in t['score']]):.4f}" for m in metrics]
+            seeds = [i for i in t.index if i in base.index]
+            m = metrics[0]
+            diffs = [t.at[i, "score"][m] - base.at[i, "score"][m] for i in seeds]
+            better = sum(d < 0 if m in LOWER else d > 0 for d in diffs)
+            points = [d if m in LOWER else 100 * d for d in diffs]
+            gains = " ".join(f"{g:+.2f}" for g in points) + f" ({np.mean(points):+.2f})"
+            ratio = t["seconds"].mean() / base["seconds"].mean()
+            print(f"| {name} | {trick} | {', '.join(cells)} | "
+                  f"{gains if trick != tricks[0] else ''} | "
+                  f"{f'{better} of {len(seeds)}' if trick != tricks[0] else ''} | "
                   f"{t['seconds'].mean():.0f} | {ratio:.2f}x |")  # fmt: skip
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/kit-bench-augment"))
-    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--digits", type=int, default=3000, help="training rows of the digit set")
     p.add_argument("--photos", type=int, default=300, help="training photos")
     p.add_argument("--only", nargs="*", help="data sets whose names hold one of these words")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.work)  # kit new writes, and kit finds, the breeds recipe in ./competitions
     sets = data_sets(args.work, args.digits, args.photos)
     report(measure(args.work, sets, args.seeds, args.only), sets)
 
 
 if __name__ == "__main__":
-    from benchmarks import pages  # the docs page: what this printed
-
     sys.exit(pages.run(main, "augment"))

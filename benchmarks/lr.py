@@ -107,8 +107,8 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def keep(path: Path, row: dict) -> dict:
-    """One finished run, printed and appended to `path`."""
-    print(json.dumps(row), flush=True)
+    """One finished run, appended to `path` and shown on stderr (the page keeps the tables)."""
+    print(json.dumps(row), file=sys.stderr, flush=True)
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
     return row
