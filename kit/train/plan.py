@@ -130,20 +130,35 @@ def standard_error(metric: str, score: float, n: int, targets=None, probs=None) 
     Log loss: the standard deviation of the images' own losses over sqrt(n). Every other score:
     the binomial sqrt(s(1-s)/n), exact for accuracy and an upper bound for any mean of per-image
     scores in [0, 1] (MAP@k, samples-F; a variable in [0, 1] with mean s has variance at most
-    s(1-s)); for F1-macro and QWK, an approximation at n images."""
+    s(1-s)); for F1-macro and QWK, an approximation at n images.
+
+    A score out of 1 is taken as if the set held one more image of each kind that the model
+    could not tell (Laplace's rule of succession): a set the model gets all right says its error
+    is small, not nought, so a score at or near 1 keeps a noise of about one image's worth
+    (accuracy on n images: 1/n) instead of none, and a stage stops there unless its cycle set
+    right more than about one image (without it, any gain at all went on where validation AUC
+    reached 0.9999: a noise of nought)."""
     if metric == "logloss" and probs is not None:
         p = np.clip(np.asarray(probs, np.float64), 1e-15, 1)
         losses = -np.log(p[np.arange(len(p)), np.asarray(targets).astype(int)])
         return float(losses.std() / math.sqrt(len(losses)))
+    s = min(max(score, 0.0), 1.0)
     if metric in ("auc", "mauc") and targets is not None:
         y = np.asarray(targets)
         columns = probs.shape[1] if probs is not None and probs.ndim == 2 else 2
         truth = y if y.ndim == 2 else np.eye(columns)[y.astype(int)]
         cols = [truth[:, 1]] if columns == 2 and y.ndim == 1 else list(truth.T)
-        s = min(max(score, 0.0), 1.0)
-        return float(np.mean([hanley_mcneil(s, int(c.sum()), int(len(c) - c.sum())) for c in cols]))
-    s = min(max(score, 0.0), 1.0)
+        counts = [(int(c.sum()), int(len(c) - c.sum())) for c in cols]
+        return float(np.mean([hanley_mcneil(smoothed_auc(s, p, q), p, q) for p, q in counts]))
+    s = (s * n + 1) / (n + 2)
     return math.sqrt(s * (1 - s) / max(n, 1))
+
+
+def smoothed_auc(a: float, positives: int, negatives: int) -> float:
+    """AUC `a` with one more positive and one more negative image ranked at chance against all
+    the others: the rule of succession for a share of pairs."""
+    pairs = positives * negatives
+    return (a * pairs + 0.5 * (positives + negatives + 1)) / ((positives + 1) * (negatives + 1))
 
 
 def kept_by(learn) -> tuple:
