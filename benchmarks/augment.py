@@ -15,7 +15,9 @@ make them), each scored on held-out test labels no run saw:
   (the network and size `kit new` chooses);
 - small photos, pretrained, at their own size and upscaled (`--size`): 600 transfer photos of
   64 px saved as PNG (benchmarks/photo_sets.py; invasive's recipe, AUC on 1,000 test photos) and
-  600 photos of nine breeds at 64 px (the recipe `kit new` writes; log loss and accuracy on 900).
+  600 photos of nine breeds at 64 px (the recipe `kit new` writes; log loss and accuracy on 900);
+  upscaled once more with `--time-limit` set to the 64 px run's own time at that seed (the
+  score at equal wall time).
 
 Run: `python -m benchmarks.augment [--work DIR] [--seeds 3]` (about an hour on 2 idle cores).
 Results are kept in DIR/augment.jsonl: a run that was cut off goes on where it stopped.
@@ -58,8 +60,12 @@ SMALL = {
     "EfficientNet-Lite0 at 128 px": dict(size=128),
 }  # fmt: skip
 # ImageNet weights learned at 224 px: small photos at their own size, or upscaled once in the cache
+# and at equal time: `--time-limit` set to the first row's own seconds at the same seed
 SIZES = {"`--size 64` (the photos' own)": {}, "`--size 96`": {"size": 96},
-         "`--size 128`": {"size": 128}}  # fmt: skip
+         "`--size 128`": {"size": 128},
+         "`--size 96` in the 64 px run's time": {"size": 96, "time_limit": "first row"},
+         "`--size 128` in the 64 px run's time": {"size": 128,
+                                                   "time_limit": "first row"}}  # fmt: skip
 
 
 def accuracy(sub, folder):
@@ -183,6 +189,12 @@ def measure(work: Path, sets: dict, seeds: int, only: list | None) -> list[dict]
                 def score_all(sub, folder, scores=scores):
                     return {k: f(sub, folder) for k, f in scores.items()}
 
+                if changes.get("time_limit") == "first row":
+                    first = (name, next(iter(tricks)), seed)
+                    limit = next(
+                        d["seconds"] for d in done if (d["data"], d["trick"], d["seed"]) == first
+                    )
+                    changes = changes | {"time_limit": limit / 60}
                 row = {"data": name, "trick": trick, "seed": seed}
                 row.update(train(work, recipe, folder, options, score_all, seed, **changes))
                 done.append(keep(path, row))
