@@ -11,6 +11,8 @@ make them), each scored on held-out test labels no run saw:
   of 90 degrees (an orientation-free set: aerial, microscopy), AUC;
 - skewed digits: the bundled sample with class c kept at a share 0.1**(c/9) (digit 0 whole, 9 at
   a tenth), train and test alike, scored by accuracy and macro F1 (`--balance`);
+- skewed breeds, pretrained: the breeds below with the c-th breed kept at a share 0.1**(c/8),
+  train and test alike, macro F1 (`--balance`);
 - small colour photos: the photos at 25 px and 150 of them, as `kit new` would see a small set
   (the network and size `kit new` chooses);
 - small photos, pretrained, at their own size and upscaled (`--size`): 600 transfer photos of
@@ -131,6 +133,29 @@ def skewed(sample: Path, dest: Path, seed: int = 0) -> None:
     pd.DataFrame({"ImageId": ids, "Label": 0}).to_csv(dest / "sample_submission.csv", index=False)
 
 
+def skewed_breeds(src: Path, dest: Path, seed: int = 0) -> None:
+    """A copy of the breeds folder `src` with the c-th breed (alphabetically) kept at a share
+    0.1**(c/8), train and test alike."""
+    shutil.copytree(src, dest)
+    rng = np.random.default_rng(seed)
+    names = sorted(pd.read_csv(src / "labels.csv")["breed"].unique())
+    for split, table in (("train", "labels.csv"), ("test", "solution.csv")):
+        df = pd.read_csv(dest / table)
+        share = 0.1 ** (df["breed"].map(names.index) / (len(names) - 1))
+        kept = rng.random(len(df)) < share
+        for i in df["id"][~kept]:
+            (dest / split / f"{i}.png").unlink()
+        df[kept].to_csv(dest / table, index=False)
+        if split == "test":
+            sample = pd.read_csv(dest / "sample_submission.csv")
+            sample[kept.to_numpy()].to_csv(dest / "sample_submission.csv", index=False)
+
+
+def breeds_f1(sub, folder):
+    truth = pd.read_csv(folder / "solution.csv").set_index("id").loc[sub["id"], "breed"]
+    return float(f1_score(truth, sub.set_index("id").idxmax(axis=1), average="macro"))
+
+
 def data_sets(work: Path, digits: int, photos: int) -> dict:
     """name: (recipe, folder, options, {score name: score(submission, folder)}, tricks)"""
     sample = work / "digits-1.4k"
@@ -154,6 +179,8 @@ def data_sets(work: Path, digits: int, photos: int) -> dict:
         write_transfer(png, 600, 1000, 64, ext=".png")
     if not breeds.exists():
         write_breeds(breeds, 600, 900, 64)
+    if not (work / "skewed-breeds").exists():
+        skewed_breeds(breeds, work / "skewed-breeds")
     if not (work / "competitions" / "breeds.py").exists():  # kit new, as a user would
         with pages.quiet(work / "runs.log"):
             write_recipe("breeds", breeds, "logloss", "dog-breed-identification")
@@ -165,6 +192,9 @@ def data_sets(work: Path, digits: int, photos: int) -> dict:
         "turned photos, pretrained": ("invasive", work / "turned", photo, {"auc": auc}, AUGMENT),
         "skewed digits, from scratch": ("mnist", work / "skewed", {"metric": "f1_macro"},
                                         {"accuracy": accuracy, "macro F1": macro_f1}, BALANCE),
+        "skewed breeds, pretrained": ("breeds", work / "skewed-breeds", {"metric": "f1_macro"},
+                                      {"macro F1": breeds_f1, "accuracy": breeds_accuracy},
+                                      BALANCE),
         "150 photos at 25 px": ("invasive", work / "small", {}, {"auc": auc}, SMALL),
         "transfer 64 px PNG, pretrained": ("invasive", png, {"size": 64}, {"auc": auc}, SIZES),
         "breeds 64 px PNG, pretrained": ("breeds", breeds, {},

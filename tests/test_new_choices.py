@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from competitions import invasive
-from kit.new import SCRATCH_FROM, UPSCALED, inspect_folder, looks, model_fields
+from kit.new import LEAST, SCRATCH_FROM, UPSCALED, inspect_folder, looks, model_fields
 
 TURNS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
 
@@ -55,6 +55,10 @@ def test_few_small_colour_photos_get_imagenet_weights_upscaled():
     assert many["arch"][0] == "digitnet" and "enough to learn from" in many["arch"][1]
     glyphs = model_fields(25, False, "25x25 RGB", 150, (True, False))
     assert glyphs["arch"][0] == "digitnet" and glyphs["flip"][0] is False
+    # photos between: never under LEAST px for ImageNet weights, larger ones at their own size
+    mid = model_fields(64, False, "64x64 RGB", 600, (False, False))["size"]
+    assert mid[0] == LEAST > 64 and "upscaled" in mid[1]
+    assert model_fields(160, False, "160x160 RGB", 600, (False, False))["size"][0] == 160
     grey = model_fields(28, True, "28x28 grey", 150, (True, False))
     assert grey["arch"][0] == "digitnet" and "dihedral" not in grey
 
