@@ -41,6 +41,9 @@ def alive(pid: int) -> bool:
 
 def test_an_interrupted_launch_stops_torchrun_and_all_its_processes(tmp_path, monkeypatch):
     monkeypatch.setattr(launch, "GRACE_S", 1.0)  # the stubborn worker waits out each grace
+    # Python's own handler, as a terminal or a notebook kernel has it: a shell's background job
+    # (`nohup make test &`) starts with SIGINT ignored, and the interrupt would never arrive
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     script = tmp_path / "sleeper.py"
     script.write_text(SLEEPER)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
@@ -69,6 +72,7 @@ def test_an_interrupted_launch_stops_torchrun_and_all_its_processes(tmp_path, mo
         assert str(stopped.value) == "stopped torchrun and its 2 processes"
         assert time.monotonic() - started < 60
     finally:
+        signal.signal(signal.SIGINT, previous)
         for p in pids:
             if alive(p):
                 os.kill(p, signal.SIGKILL)
