@@ -199,7 +199,7 @@ def data_sets(work: Path, digits: int, photos: int) -> dict:
                                       BALANCE),
         "150 photos at 25 px": ("invasive", work / "small", {}, {"auc": auc}, SMALL),
         "transfer 64 px PNG, pretrained": ("invasive", png, {"size": 64}, {"auc": auc}, SIZES),
-        "breeds 64 px PNG, pretrained": ("breeds", breeds, {},
+        "breeds 64 px PNG, pretrained": ("breeds", breeds, {"size": 64},
                                          {"log loss": lambda sub, f: score("logloss", f, sub),
                                           "accuracy": breeds_accuracy}, SIZES),
     }  # fmt: skip
@@ -284,6 +284,7 @@ def main() -> None:
     p.add_argument("--photos", type=int, default=300, help="training photos")
     p.add_argument("--only", nargs="*", help="data sets whose names hold one of these words")
     args = p.parse_args()
+    args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     os.chdir(args.work)  # kit new writes, and kit finds, the breeds recipe in ./competitions
     sets = data_sets(args.work, args.digits, args.photos)
