@@ -85,9 +85,15 @@ def auc(sub, folder):
     return float(roc_auc_score(truth["invasive"], sub["invasive"]))
 
 
-def breeds_accuracy(sub, folder):
+def breed_labels(sub, folder) -> tuple[np.ndarray, np.ndarray]:
+    """(true breeds, the submission's likeliest breeds) of the test photos, in `sub`'s order."""
     truth = pd.read_csv(folder / "solution.csv").set_index("id").loc[sub["id"], "breed"]
-    return float((sub.set_index("id").idxmax(axis=1).to_numpy() == truth.to_numpy()).mean())
+    return truth.to_numpy(), sub.set_index("id").idxmax(axis=1).to_numpy()
+
+
+def breeds_accuracy(sub, folder):
+    truth, predicted = breed_labels(sub, folder)
+    return float((predicted == truth).mean())
 
 
 def turned(src: Path, dest: Path, seed: int = 0) -> None:
@@ -153,8 +159,7 @@ def skewed_breeds(src: Path, dest: Path, seed: int = 0) -> None:
 
 
 def breeds_f1(sub, folder):
-    truth = pd.read_csv(folder / "solution.csv").set_index("id").loc[sub["id"], "breed"]
-    return float(f1_score(truth, sub.set_index("id").idxmax(axis=1), average="macro"))
+    return float(f1_score(*breed_labels(sub, folder), average="macro"))
 
 
 def data_sets(work: Path, digits: int, photos: int) -> dict:
