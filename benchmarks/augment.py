@@ -18,8 +18,9 @@ make them), each scored on held-out test labels no run saw:
 - small photos, pretrained, at their own size and upscaled (`--size`): 600 transfer photos of
   64 px saved as PNG (benchmarks/photo_sets.py; invasive's recipe, AUC on 1,000 test photos) and
   600 photos of nine breeds at 64 px (the recipe `kit new` writes; log loss and accuracy on 900);
-  upscaled once more with `--time-limit` set to the 64 px run's own time at that seed (the
-  score at equal wall time).
+  trained at 64 px with a final cycle at 96 (`--start-size 64 --size 96`: progressive
+  resizing); upscaled once more with `--time-limit` set to the 64 px run's own time at that
+  seed (the score at equal wall time).
 
 Run: `python -m benchmarks.augment [--work DIR] [--seeds 3]` (about an hour on 2 idle cores).
 Results are kept in DIR/augment.jsonl: a run that was cut off goes on where it stopped.
@@ -66,6 +67,7 @@ SMALL = {
 # and at equal time: `--time-limit` set to the first row's own seconds at the same seed
 SIZES = {"`--size 64` (the photos' own)": {}, "`--size 96`": {"size": 96},
          "`--size 128`": {"size": 128},
+         "`--size 96 --start-size 64`": {"size": 96, "start_size": 64},
          "`--size 96` in the 64 px run's time": {"size": 96, "time_limit": "first row"},
          "`--size 128` in the 64 px run's time": {"size": 128,
                                                    "time_limit": "first row"}}  # fmt: skip

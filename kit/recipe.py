@@ -64,6 +64,14 @@ class Recipe:
         True, "start from ImageNet weights (found offline first, see --weights)"
     )
     size: int = field(224, "pixels; images are resized (and cached) to size x size")
+    # progressive resizing: most epochs at a smaller size, then a final cycle at --size, where the
+    # model is validated and predicts (kit/train/plan.py; measured in benchmarks/augment.py)
+    start_size: int = field(
+        0,
+        "train at this smaller size first (the cached images shrunk on the device), then a final "
+        "cycle of --final-epochs at --size (0: off)",
+    )
+    final_epochs: int = field(2, "with --start-size: epochs of the final cycle at --size")
     # data
     valid_pct: float = field(0.2, "stratified validation split, seeded by fold_seed")
     # The folds belong to the data, not the run: runs that differ in --seed, arch or size share
@@ -265,6 +273,27 @@ def check(r: Recipe) -> Recipe:
         (r.top_k >= 1, "top_k", "at least 1"),
         (r.channels in (1, 3), "channels", "1 (grey) or 3 (RGB)"),
         (r.size >= 8, "size", "at least 8 pixels"),
+        (
+            r.start_size == 0 or 8 <= r.start_size < r.size,
+            "start_size",
+            "0 (off), or at least 8 pixels and under --size",
+        ),
+        (
+            not r.start_size or r.cycles >= 1,
+            "start_size",
+            "0 without an unfrozen stage (--cycles 0): the final cycle takes its rates",
+        ),
+        (
+            not r.start_size or r.arch not in ("digitnet",),
+            "start_size",
+            "0 for digitnet, whose head is sized for --size; timm networks pool any size",
+        ),
+        (
+            not r.start_size or not r.snapshots,
+            "start_size",
+            "0 with --snapshots: snapshots average one size's cycles, and the final stage has one",
+        ),
+        (r.final_epochs >= 1, "final_epochs", "at least 1"),
         (0 < r.valid_pct < 1, "valid_pct", "between 0 and 1, e.g. 0.2"),
         (r.bs >= 1, "bs", "at least 1"),
         (r.min_batches >= 0, "min_batches", "0 (auto) or more (1: the batch is always bs)"),

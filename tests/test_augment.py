@@ -159,6 +159,8 @@ def test_tta_views_with_dihedral_are_the_eight_symmetries_first_the_image(photos
         ("erase", -0.1, "--erase must be between 0 and 1"),
         ("hue", 0.7, "--hue must be between 0 and 0.5"),
         ("auto_augment", "auto", "--auto-augment must be '' (off), trivial or rand"),
+        ("start_size", 224, "--start-size must be 0 (off), or at least 8 pixels and under --size"),
+        ("final_epochs", 0, "--final-epochs must be at least 1"),
     ],
 )
 def test_bad_augmentation_values_are_one_line(field, value, says):
@@ -204,3 +206,21 @@ def test_balance_weights_each_class_by_the_inverse_of_its_share(tmp_path, fields
         lp = out.log_softmax(1)
         want = eps * (-lp.sum(1)).mean() / 3 + (1 - eps) * F.nll_loss(lp, y, weight=w)
     assert torch.allclose(learn.loss_func(out, y), want, rtol=1e-4)
+
+
+def test_a_loader_with_a_start_size_shrinks_each_batch_averaging_as_the_cache_does():
+    """--start-size: batches shrunk on the device from the cached size. Every 4th column lit
+    (255, 0, 0, 0, 255...) shrunk 4 times averages to a quarter lit inside the image; sampling
+    without averaging (plain bilinear) would read between the dark columns: 0."""
+    from kit.data.loader import TensorLoader
+
+    x = torch.zeros(6, 3, 32, 32, dtype=torch.uint8)
+    x[..., ::4] = 255
+    dl = TensorLoader(x, torch.zeros(6, dtype=torch.long), 4, ([0.0] * 3, [1 / 255] * 3))
+    assert next(iter(dl))[0].shape == (4, 3, 32, 32)  # unset: the cached size
+    dl.size = 8
+    batches = [xb for xb, _ in dl]
+    assert [b.shape for b in batches] == [(4, 3, 8, 8), (2, 3, 8, 8)]
+    inner = torch.cat(batches)[..., 1:-1]  # the edges average fewer columns
+    assert torch.allclose(inner, torch.full_like(inner, 255 / 4), atol=1e-3)
+    assert F.interpolate(x[:1].float(), size=8, mode="bilinear")[..., 1:-1].max() == 0

@@ -81,6 +81,21 @@ def test_every_fold_gets_the_same_cut():
     assert (cut["cycles"], cut["last_len"]) == (2, 1)
 
 
+def test_the_final_stage_at_the_full_size_is_priced_by_its_pixels_and_never_cut():
+    """--start-size 64, --size 96 after 15 epochs: each final epoch (unfrozen) costs (96/64)^2
+    = 2.25 unfrozen epochs at 64 px, and so does each prediction pass; the unfrozen cycles make
+    room for it."""
+    r = override(DIGITS, arch="resnet18", size=96, start_size=64, final_epochs=2, tta=False)
+    final = 2 * 2.25
+    whole = fit_schedule(r, 10, left_for(14 + final + 2.25 * 0.5), finder=0, predict=0.5)
+    assert (whole["cycles"], whole["last_len"]) == (4, 0) and whole["fits"]
+    cut = fit_schedule(r, 10, left_for(14 + final + 2.25 * 0.5 - 0.01), finder=0, predict=0.5)
+    assert (cut["cycles"], cut["last_len"]) == (4, 7)
+    assert "the final 2 at 96 px" in cut["note"]
+    tiny = fit_schedule(r, 10, left_for(final), finder=0, predict=0.5)  # room for no more
+    assert (tiny["cycles"], tiny["last_len"]) == (1, 0) and not tiny["fits"]
+
+
 @pytest.mark.parametrize("value", ["-1", "-0.5"])
 def test_a_negative_limit_is_one_line(tmp_path, capsys, value):
     code = main(["run", "mnist", "--sample", "--time-limit", value, "--out", str(tmp_path)])

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from fastai.callback.core import CancelFitException
+from fastai.callback.core import Callback, CancelFitException
 from sklearn.metrics import roc_auc_score
 
 from competitions import mnist
@@ -129,8 +129,9 @@ def digits(mnist_sample):
     return mnist.load(mnist_sample, mnist.RECIPE)
 
 
-def fitted(digits, folder, checkpoint=None, **changes):
-    """fine_tune_sgdr from scratch on the sample digits, 4 one-epoch cycles at most."""
+def fitted(digits, folder, checkpoint=None, watch=None, **changes):
+    """fine_tune_sgdr from scratch on the sample digits, 4 one-epoch cycles at most; `watch`, a
+    callback added to the Learner."""
     r = override(mnist.RECIPE, **({"cycles": 4, "cycle_mult": 1, "bs": 128} | changes))
     folder.mkdir(exist_ok=True)
     torch.manual_seed(0)
@@ -138,7 +139,39 @@ def fitted(digits, folder, checkpoint=None, **changes):
     valid = split(digits.y, 0.2, 0)[1]
     dls = dataloaders(digits, r, ([0.1], [0.3]), torch.device("cpu"), valid)
     learn = make_learner(model, dls, r, folder, "fp32")
+    if watch is not None:
+        learn.add_cb(watch)
     return fine_tune_sgdr(learn, r, folder, checkpoint=checkpoint)
+
+
+class Sides(Callback):
+    """The sides of the batches each fit trained and validated on."""
+
+    def __init__(self):
+        self.fits = []
+
+    def before_fit(self):
+        self.fits.append(set())
+
+    def before_batch(self):
+        self.fits[-1].add(self.xb[0].shape[-1])
+
+
+def test_a_start_size_trains_small_then_a_final_cycle_at_the_full_size_and_keeps_that(
+    digits, tmp_path
+):
+    """--start-size 16 on the 28 px digits (a timm network: it pools any size): the unfrozen
+    cycles train and validate on batches shrunk to 16 px, then one final cycle of
+    --final-epochs on everything at 28 px; the model kept is that cycle's (its score, at 28 px,
+    is what validation gives after the fit), and predictions take 28 px batches."""
+    seen = Sides()
+    _, history, plan = fitted(digits, tmp_path, watch=seen, arch="resnet10t", lr=3e-3,
+                              start_size=16, cycles=1, final_epochs=1, bs=256)  # fmt: skip
+    assert [h["stage"] for h in history] == ["all", "final"]
+    assert seen.fits == [{16}, {28}] and plan.final_epochs == 1
+    learn = seen.learn
+    assert learn.dls.train.size is learn.dls.valid.size is None
+    assert learn.validate()[1] == pytest.approx(history[-1]["accuracy"])
 
 
 def test_a_real_fit_stops_where_a_cycle_gained_nothing_and_a_resume_keeps_that(digits, tmp_path):

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from fastai.data.core import DataLoaders
 
 from kit.data.augment import random_augment
@@ -15,11 +16,16 @@ from kit.data.layouts import Data
 from kit.recipe import Recipe
 
 
-def model_input(xb, mean, std, augment=None, gen=None, channels_last=False) -> torch.Tensor:
-    """A uint8 batch as the network takes it: augmented (on 0-1 pixels) if `augment` is given,
-    normalised by `mean` and `std` (per channel, on the 0-255 scale), NHWC if asked. Training,
-    validation, TTA and `kit predict` all make their inputs here."""
+def model_input(
+    xb, mean, std, augment=None, gen=None, channels_last=False, size=None
+) -> torch.Tensor:
+    """A uint8 batch as the network takes it: shrunk to `size` pixels if given (antialiased, as
+    the cache's own resize), augmented (on 0-1 pixels) if `augment` is given, normalised by `mean`
+    and `std` (per channel, on the 0-255 scale), NHWC if asked. Training, validation, TTA and
+    `kit predict` all make their inputs here."""
     xb = xb.float()
+    if size and size != xb.shape[-1]:
+        xb = F.interpolate(xb, size=(size, size), mode="bilinear", antialias=True)
     if augment is not None:
         xb = augment(xb.div_(255), gen).mul_(255)
     xb = (xb - mean.to(xb.device)) / std.to(xb.device)
@@ -56,6 +62,7 @@ class TensorLoader:
 
     `rows` is this loader's part of `x` and `y` (None: all): each batch is gathered from the
     full array, so a part is never copied out of it (a memory-mapped cache stays one copy).
+    `size`, where set, shrinks every batch to that size on the device (--start-size).
     Implements what a fastai Learner asks of a data loader (`len`, iteration, `to`, `new`).
     """
 
@@ -81,6 +88,7 @@ class TensorLoader:
         self.gen = torch.Generator().manual_seed(seed)
         self.n = len(x) if rows is None else len(self.rows)
         self.rank, self.world = 0, 1  # serves every world-th item of each epoch, from rank on
+        self.size = None  # None: the images' own (cached) size
 
     def shard(self, rank: int, world: int):
         """Serve only this process's share of every epoch (several processes). A training
@@ -118,7 +126,8 @@ class TensorLoader:
         batches = ahead(host, len(self)) if cuda else map(host, range(len(self)))
         for xb, yb in batches:
             xb = xb.to(self.device, non_blocking=True)
-            xb = model_input(xb, self.mean, self.std, self.augment, self.gen, self.channels_last)
+            xb = model_input(xb, self.mean, self.std, self.augment, self.gen, self.channels_last,
+                             self.size)  # fmt: skip
             yield xb, yb.to(self.device, non_blocking=True)
 
     def to(self, device):

@@ -32,12 +32,14 @@ def cost(r: Recipe, p: dict, finder: float, predict: float) -> float:
     """Every model's schedule under plan `p`, in first-epoch units (`finder` and `predict`: one
     finder run and one prediction pass over validation and test, in the same units)."""
     unfrozen = UNFROZEN if r.head_cycles else 1.0  # the first epoch was frozen if a head stage
-    unit = epochs(p["head_cycles"], r.head_cycle_len, 1)
+    area = (r.size / r.start_size) ** 2 if r.start_size else 1.0  # pixels at --size per pixel
+    unit = epochs(p["head_cycles"], r.head_cycle_len, 1)  # of the first epoch's (--start-size)
     unit += epochs(p["cycles"], r.cycle_len, r.cycle_mult, p["last_len"]) * unfrozen
+    unit += (r.final_epochs if r.start_size else 0) * unfrozen * area  # never cut
     if not r.lr:
         unit += finder  # the first stage's finder
         unit += finder * unfrozen if p["head_cycles"] and p["cycles"] and p["finder"] else 0
-    unit += predict * (len(tta_views(r)) if p["tta"] else 1)  # the plain pass is TTA's first
+    unit += predict * area * (len(tta_views(r)) if p["tta"] else 1)  # plain: TTA's first view
     return unit * max(1, r.folds)
 
 
@@ -100,6 +102,8 @@ def note(r: Recipe, p: dict, epoch_s: float, need: float, left_s: float) -> str:
         )
         if not r.lr and r.cycles and p["cycles"]:
             parts.append("second finder " + ("on" if p["finder"] else "off (fine_tune's rates)"))
+    if r.start_size:
+        parts.append(f"the final {r.final_epochs} at {r.size} px")
     parts.append("TTA " + ("on" if p["tta"] else "off"))
     text = f"time limit {r.time_limit:g} min: first epoch {epoch_s:.0f} s; keeping " + ", ".join(
         parts

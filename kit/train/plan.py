@@ -1,10 +1,11 @@
 """The house schedule as one object, the Plan: two stages (the head with the body frozen, then
-everything), each at most a number of SGDR cycles that grow by cycle_mult. Decided up front from
-the recipe, cut by the time limit after the first epoch (kit/train/budget.py), and revised at
-the end of every cycle by the rule: a stage goes on only while its last cycle raised the
-validation score by more than that score's noise on this validation set, else it stops there
-(SGDR has annealed at a cycle's end) and the best model is kept. fine_tune_sgdr runs it; the
-checkpoint keeps it inside Progress, so a resumed run keeps its decisions."""
+everything), each at most a number of SGDR cycles that grow by cycle_mult, and with --start-size
+a third (one cycle of everything at --size, after the two at the smaller size). Decided up
+front from the recipe, cut by the time limit after the first epoch (kit/train/budget.py), and
+revised at the end of every cycle by the rule: a stage goes on only while its last cycle raised
+the validation score by more than that score's noise on this validation set, else it stops
+there (SGDR has annealed at a cycle's end) and the best model is kept. fine_tune_sgdr runs it;
+the checkpoint keeps it inside Progress, so a resumed run keeps its decisions."""
 
 import math
 from dataclasses import asdict, dataclass, field
@@ -17,8 +18,9 @@ from kit.evaluate.metrics import greater_is_better
 from kit.recipe import Recipe
 from kit.train import distributed
 
-STAGES = ("head", "all")  # in the order they train: the body frozen, then everything
-NAMES = {"head": "head", "all": "unfrozen"}  # as a user reads them
+STAGES = ("head", "all", "final")  # in the order they train: the body frozen, then everything,
+# then (--start-size) everything at the full size
+NAMES = {"head": "head", "all": "unfrozen", "final": "final"}  # as a user reads them
 
 
 def epochs(cycles: int, cycle_len: int, mult: int, last_len: int = 0) -> int:
@@ -41,18 +43,22 @@ class Plan:
     tta: bool = True  # the time limit may turn off TTA and the second finder run
     finder: bool = True
     last_len: int = 0  # the time limit may shorten the unfrozen stage's last cycle (0: as grown)
+    final_epochs: int = 0  # the final stage's one cycle (--start-size; 0: no final stage)
     stopped: dict = field(default_factory=dict)  # stage -> its cycles when the rule stopped it
     decisions: list = field(default_factory=list)  # the rule's verdict at each cycle end judged
 
     @classmethod
     def of(cls, r: Recipe) -> "Plan":
         return cls(r.head_cycles, r.cycles, r.head_cycle_len, r.cycle_len, r.cycle_mult,
-                   not r.exact_cycles, r.tta, r.refind)  # fmt: skip
+                   not r.exact_cycles, r.tta, r.refind,
+                   final_epochs=r.final_epochs if r.start_size else 0)  # fmt: skip
 
     def shape(self, stage: str) -> tuple[int, int, int]:
         """(most cycles, first cycle's epochs, growth) of `stage`."""
         if stage == "head":
             return self.head_cycles, self.head_cycle_len, 1
+        if stage == "final":
+            return int(self.final_epochs > 0), self.final_epochs, 1
         return self.cycles, self.cycle_len, self.cycle_mult
 
     def ends(self, stage: str) -> list[int]:
