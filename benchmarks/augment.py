@@ -30,6 +30,7 @@ import argparse
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,10 @@ from PIL import Image
 from sklearn.metrics import f1_score, roc_auc_score
 
 from benchmarks import pages
-from benchmarks.equal_time import score
+from benchmarks.equal_time import ARCH, FASTAI_EPOCHS, fastai_breeds, score
+from benchmarks.invasive import plain_fastai, timm_checkpoint
 from benchmarks.lr import keep, read_rows, train
-from benchmarks.mnist import build_folder
+from benchmarks.mnist import build_folder, keras_baseline
 from benchmarks.photo_sets import write_breeds, write_transfer
 from competitions import invasive, mnist
 from kit.errors import KitError
@@ -71,6 +73,31 @@ SIZES = {"`--size 64` (the photos' own)": {}, "`--size 96`": {"size": 96},
          "`--size 96` in the 64 px run's time": {"size": 96, "time_limit": "first row"},
          "`--size 128` in the 64 px run's time": {"size": 128,
                                                    "time_limit": "first row"}}  # fmt: skip
+
+
+# each set's peer as a competitor writes it, timed whole in this process (as in equal_time.py)
+KERAS = {"the seed's Keras CNN (the peer)": {"peer": True}}
+FASTAI = {"plain fastai at 64 px, `fine_tune(3)` (the peer)": {"peer": True}}
+
+
+def peer(work: Path, recipe: str, folder: Path, seed: int) -> dict:
+    """The peer's held-out score and seconds on one set: the seed's Keras CNN on digits; plain
+    fastai (lr_find's valley, fine_tune(3), TTA; the same ImageNet weights) on photos at 64 px."""
+    from fastai.torch_core import set_seed
+
+    set_seed(seed)
+    start = time.perf_counter()
+    if recipe == "mnist":
+        got = {"accuracy": keras_baseline(folder, seed)["test_accuracy"]}
+    else:
+        weights = timm_checkpoint(ARCH, work)
+        with pages.quiet(work / "fastai.log"):  # its epoch tables: the log, not the page
+            if recipe == "invasive":
+                ext = ".png" if next((folder / "train").glob("*.png"), None) else ".jpg"
+                got = {"auc": plain_fastai(folder, 64, FASTAI_EPOCHS, 1, weights, ext)["test_auc"]}
+            else:
+                got = {"log loss": fastai_breeds(folder, weights)["score"]}
+    return {"score": got, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def accuracy(sub, folder):
@@ -195,9 +222,10 @@ def data_sets(work: Path, digits: int, photos: int) -> dict:
     grey = {k: v for k, v in AUGMENT.items() if "saturation" not in v}
     photo = {"size": 64}
     return {
-        "digits, from scratch": ("mnist", big, {}, {"accuracy": accuracy}, grey),
-        "photos, pretrained": ("invasive", pics, photo, {"auc": auc}, AUGMENT),
-        "turned photos, pretrained": ("invasive", work / "turned", photo, {"auc": auc}, AUGMENT),
+        "digits, from scratch": ("mnist", big, {}, {"accuracy": accuracy}, grey | KERAS),
+        "photos, pretrained": ("invasive", pics, photo, {"auc": auc}, AUGMENT | FASTAI),
+        "turned photos, pretrained": ("invasive", work / "turned", photo, {"auc": auc},
+                                      AUGMENT | FASTAI),
         "skewed digits, from scratch": ("mnist", work / "skewed", {"metric": "f1_macro"},
                                         {"accuracy": accuracy, "macro F1": macro_f1}, BALANCE),
         "skewed breeds, pretrained": ("breeds", work / "skewed-breeds",
@@ -205,10 +233,11 @@ def data_sets(work: Path, digits: int, photos: int) -> dict:
                                       {"macro F1": breeds_f1, "accuracy": breeds_accuracy},
                                       BALANCE),
         "150 photos at 25 px": ("invasive", work / "small", {}, {"auc": auc}, SMALL),
-        "transfer 64 px PNG, pretrained": ("invasive", png, {"size": 64}, {"auc": auc}, SIZES),
+        "transfer 64 px PNG, pretrained": ("invasive", png, {"size": 64}, {"auc": auc},
+                                           SIZES | FASTAI),
         "breeds 64 px PNG, pretrained": ("breeds", breeds, {"size": 64},
                                          {"log loss": lambda sub, f: score("logloss", f, sub),
-                                          "accuracy": breeds_accuracy}, SIZES),
+                                          "accuracy": breeds_accuracy}, SIZES | FASTAI),
     }  # fmt: skip
 
 
@@ -235,6 +264,9 @@ def measure(work: Path, sets: dict, seeds: int, only: list | None) -> list[dict]
                     )
                     changes = changes | {"time_limit": limit / 60}
                 row = {"data": name, "trick": trick, "seed": seed}
+                if changes.get("peer"):
+                    done.append(keep(path, row | peer(work, recipe, folder, seed)))
+                    continue
                 try:
                     row.update(train(work, recipe, folder, options, score_all, seed, **changes))
                 except KitError as e:  # a time limit too short for one epoch: said in the row

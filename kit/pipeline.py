@@ -53,7 +53,7 @@ from kit.runs.report import write_report
 from kit.train import distributed, launch
 from kit.train.budget import Clock, with_plan
 from kit.train.cam import maps_of
-from kit.train.finder import describe, find_lr, resolve
+from kit.train.finder import ceiling, describe, find_lr, resolve
 from kit.train.fit import Trained, train_model
 from kit.train.learner import build_learner, resolve_device
 from kit.train.models import check_arch
@@ -123,9 +123,8 @@ def lr_find(name: str, show=None, **options) -> float:
     if r.head_cycles:
         learn.freeze()
     png = folder / f"{datetime.now():%Y%m%d-%H%M%S}-{arch_label(r.arch)}.png"
-    return find_lr(
-        learn, png, resolve(r.lr_rule, r.pretrained), IN_NOTEBOOK if show is None else show
-    )
+    rule, show = resolve(r.lr_rule, r.pretrained), IN_NOTEBOOK if show is None else show
+    return find_lr(learn, png, rule, show, ceiling(r.pretrained))
 
 
 def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun="", **options):

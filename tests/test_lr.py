@@ -1,5 +1,7 @@
 """The rules that turn the learning-rate finder's curve into one rate (kit/train/finder.py)."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from sklearn.datasets import load_digits
 
+import kit
 from kit import recipe
 from kit.errors import KitError
 from kit.train import finder
@@ -218,3 +221,16 @@ def test_halfway_on_real_digits_reads_within_the_finders_noise_in_fewer_steps(tm
     assert steps <= sweep("halfway")[2] < len(learn.recorder.lrs)
     # two batch orders of fastai's own sweep read rates 1.2-1.5x apart on the benchmark sets
     assert 1 / 2 < rate / whole < 2
+
+
+def test_a_network_from_scratch_never_takes_a_rate_above_the_most_it_trained_well_at(
+    tmp_path, monkeypatch, capsys
+):
+    """On 15,000 glyphs of 62 classes the finder's loss fell slowly over the whole sweep and
+    halfway read 4.8e-2 to 5.8e-2, where the run learnt nothing: from scratch a reading above
+    SCRATCH_MOST gives SCRATCH_MOST, and the run says so; pretrained weights are not bounded."""
+    real = finder.choose
+    monkeypatch.setattr(finder, "choose", lambda x, y, rule: (0.05, real(x, y, rule)[1]))
+    assert kit.lr_find("mnist", sample=True, out=tmp_path, show=False) == finder.SCRATCH_MOST
+    assert "learning rate 3e-03 instead: 5.00e-02 is above the most" in capsys.readouterr().out
+    assert finder.ceiling(pretrained=True) == math.inf

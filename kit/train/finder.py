@@ -35,6 +35,13 @@ OWN = ("halfway", "minimum")  # fastai's own rules read fastai's whole sweep
 # in benchmarks/lr.py were higher still (valley's 1.3e-4 to 4.8e-4 were 5-10x too low).
 SAFE_LR = 1e-3
 FLAT = 0.01  # a fall under 1% of the starting loss is noise: real curves fall by a tenth or more
+# The most a network from scratch (AdamW) takes: 3e-3 was within 0.01 points of the best rate
+# on every from-scratch set measured, and 1e-2 lost on all of them: 0.16 and 8.7 points on
+# 8,000 and 1,437 digits (benchmarks/lr.py), 1.4 on 15,000 glyphs of 62 classes (3 epochs:
+# 0.876 at 3e-3, 0.862 at 1e-2, 0.785 at 2.3e-2). On those glyphs the finder's loss fell slowly
+# over the whole sweep (62 classes barely begin to learn in its 71 steps), and halfway read
+# 4.8e-2 and 5.8e-2, where they learnt nothing (test accuracy 0.017: chance).
+SCRATCH_MOST = 3e-3
 
 
 def crossing(losses: torch.Tensor) -> int:
@@ -175,9 +182,15 @@ def run_sweep(learn: Learner, rule: str, stop_div=True) -> tuple[list, list]:
     return list(learn.recorder.lrs), [float(v) for v in learn.recorder.losses]
 
 
-def find_lr(learn: Learner, png: Path, rule: str, show: bool = False) -> float:
-    """fastai's learning-rate finder: the rate `rule` reads from its curve, marked on the plot;
-    the plot and the curve (lr_find.csv: rate and smoothed loss per step) saved beside it."""
+def ceiling(pretrained: bool) -> float:
+    """The most rate a finder's reading gives: SCRATCH_MOST from scratch, no bound otherwise."""
+    return math.inf if pretrained else SCRATCH_MOST
+
+
+def find_lr(learn: Learner, png: Path, rule: str, show: bool = False, most=math.inf) -> float:
+    """fastai's learning-rate finder: the rate `rule` reads from its curve (at most `most`),
+    marked on the plot; the plot and the curve (lr_find.csv: rate and smoothed loss per step)
+    saved beside it."""
     # in a DDP run every process records the same (mean) loss (ddp.SharedLoss): all stop
     # at the same step, and all agree on whether to look on
     lrs, losses = run_sweep(learn, rule)
@@ -188,9 +201,12 @@ def find_lr(learn: Learner, png: Path, rule: str, show: bool = False) -> float:
         print(f"{why}: the {rule} rule cannot read it; learning rate {rate:.0e} instead")
     if distributed.is_main():
         print(f"learning rate {rate:.2e} from the finder ({describe(0, rule)}); plot: {png}")
+        if rate > most:
+            print(f"learning rate {most:.0e} instead: {rate:.2e} is above the most a network "
+                  "from scratch trained well at (kit/train/finder.py)")  # fmt: skip
     learn.recorder.plot_lr_find(suggestions=[point], nms=[f"{rule}: {rate:.2e}"])
     fig = plt.gcf()
     fig.axes[0].set_title(f"learning-rate finder: {rule} rule, {rate:.2e}")
     save_figure(fig, png, show)
     pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(png.with_suffix(".csv"), index=False)
-    return ddp.from_main(learn, rate)  # rank 0's rate, in every process of a DDP run
+    return ddp.from_main(learn, min(rate, most))  # rank 0's rate, in every process of a DDP run
