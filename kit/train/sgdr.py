@@ -136,7 +136,7 @@ def fine_tune_sgdr(
         if progress.finished(r, monitor, stage):
             continue
         start = progress.begin(stage)
-        sized(learn, r.start_size if stage != "final" else None)
+        sized(learn, r.start_size if r.start_size and stage != "final" else None)
         if not start:  # (un)freezing clears the optimizer's state: only when a stage begins
             learn.freeze() if stage == "head" else learn.unfreeze()
             if stage == "final":  # the best model is one of this size's: the others predict
