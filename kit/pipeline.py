@@ -53,7 +53,7 @@ from kit.runs.report import write_report
 from kit.train import distributed, launch
 from kit.train.budget import Clock, with_plan
 from kit.train.cam import maps_of
-from kit.train.finder import ceiling, describe, find_lr, resolve
+from kit.train.finder import bounds, describe, find_lr, resolve
 from kit.train.fit import Trained, train_model
 from kit.train.learner import build_learner, resolve_device
 from kit.train.models import check_arch
@@ -124,7 +124,7 @@ def lr_find(name: str, show=None, **options) -> float:
         learn.freeze()
     png = folder / f"{datetime.now():%Y%m%d-%H%M%S}-{arch_label(r.arch)}.png"
     rule, show = resolve(r.lr_rule, r.pretrained), IN_NOTEBOOK if show is None else show
-    return find_lr(learn, png, rule, show, ceiling(r.pretrained))
+    return find_lr(learn, png, rule, show, bounds(r.pretrained, frozen=bool(r.head_cycles)))
 
 
 def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun="", **options):

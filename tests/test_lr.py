@@ -233,4 +233,18 @@ def test_a_network_from_scratch_never_takes_a_rate_above_the_most_it_trained_wel
     monkeypatch.setattr(finder, "choose", lambda x, y, rule: (0.05, real(x, y, rule)[1]))
     assert kit.lr_find("mnist", sample=True, out=tmp_path, show=False) == finder.SCRATCH_MOST
     assert "learning rate 3e-03 instead: 5.00e-02 is above the most" in capsys.readouterr().out
-    assert finder.ceiling(pretrained=True) == math.inf
+    assert finder.bounds(pretrained=True) == (0.0, math.inf)
+
+
+def test_a_new_head_on_a_frozen_pretrained_body_never_takes_a_rate_below_the_least(
+    tmp_path, monkeypatch, capsys
+):
+    """On 600 transfer photos of 64 px the frozen body's curve bottomed out flat, minimum read
+    1.3e-3 at one seed (4e-3 and 8.3e-3 at the others) and that run ended 7 points under them:
+    a head's reading below HEAD_LEAST gives HEAD_LEAST, and the run says so."""
+    real = finder.choose
+    monkeypatch.setattr(finder, "choose", lambda x, y, rule: (1.3e-3, real(x, y, rule)[1]))
+    learn, png = digit_learner(tmp_path, mlp()), tmp_path / "head.png"
+    assert find_lr(learn, png, "minimum", within=finder.bounds(True, frozen=True)) == 5e-3
+    assert "learning rate 5e-03 instead: 1.30e-03 is below the least" in capsys.readouterr().out
+    assert find_lr(learn, png, "minimum", within=finder.bounds(True)) == 1.3e-3  # unfrozen

@@ -16,6 +16,8 @@ from kit.data.folds import split
 from kit.data.loader import dataloaders
 from kit.errors import KitError
 from kit.recipe import Recipe, override
+from kit.train import sgdr
+from kit.train.finder import HEAD_LEAST
 from kit.train.learner import make_learner
 from kit.train.models import create_model
 from kit.train.plan import Follow, Judge, Plan, said, standard_error
@@ -172,6 +174,22 @@ def test_a_start_size_trains_small_then_a_final_cycle_at_the_full_size_and_keeps
     learn = seen.learn
     assert learn.dls.train.size is learn.dls.valid.size is None
     assert learn.validate()[1] == pytest.approx(history[-1]["accuracy"])
+
+
+def test_only_the_head_of_a_pretrained_network_has_a_least_rate(digits, tmp_path, monkeypatch):
+    """The first finder run (the body frozen) is bounded below by HEAD_LEAST, the second (after
+    the head stage, everything trainable) is not."""
+    asked = []
+
+    def find_lr(learn, png, rule, show=False, within=(0.0, math.inf)):
+        asked.append((png.name, within))
+        return min(max(1e-3, within[0]), within[1])
+
+    monkeypatch.setattr(sgdr, "find_lr", find_lr)
+    rates, _, _ = fitted(digits, tmp_path, arch="resnet10t", pretrained=True, head_cycles=1,
+                         cycles=1, bs=256, lr_mult=100)  # fmt: skip
+    assert asked == [("lr_find_frozen.png", (HEAD_LEAST, math.inf)), ("lr_find.png", (0, math.inf))]
+    assert rates == {"head_lr": HEAD_LEAST, "lr": HEAD_LEAST / 2, "lr_low": 1e-3}
 
 
 def test_a_real_fit_stops_where_a_cycle_gained_nothing_and_a_resume_keeps_that(digits, tmp_path):

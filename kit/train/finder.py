@@ -42,6 +42,13 @@ FLAT = 0.01  # a fall under 1% of the starting loss is noise: real curves fall b
 # over the whole sweep (62 classes barely begin to learn in its 71 steps), and halfway read
 # 4.8e-2 and 5.8e-2, where they learnt nothing (test accuracy 0.017: chance).
 SCRATCH_MOST = 3e-3
+# The least a new head on a frozen pretrained body takes. Its curve often bottoms out flat, to
+# within its noise, over a decade (5e-3 to 7e-2 on 600 transfer photos of 64 px), and noise
+# places the lowest point anywhere along it: minimum read 1.3e-3 at one seed of three there
+# (4e-3 and 8.3e-3 at the others), the head stopped at a validation AUC of 0.75, and the run
+# ended 7 points under the others. In benchmarks/lr.py every pretrained set lost at fixed rates
+# below it (1e-3: 2.0 and 6.3 points; 3e-3: 0.8 and 3.7) and none lost 0.3 at 1e-2 to 3e-2.
+HEAD_LEAST = 5e-3
 
 
 def crossing(losses: torch.Tensor) -> int:
@@ -182,15 +189,22 @@ def run_sweep(learn: Learner, rule: str, stop_div=True) -> tuple[list, list]:
     return list(learn.recorder.lrs), [float(v) for v in learn.recorder.losses]
 
 
-def ceiling(pretrained: bool) -> float:
-    """The most rate a finder's reading gives: SCRATCH_MOST from scratch, no bound otherwise."""
-    return math.inf if pretrained else SCRATCH_MOST
+def bounds(pretrained: bool, frozen: bool = False) -> tuple[float, float]:
+    """The least and most rate a finder's reading gives: at most SCRATCH_MOST from scratch; at
+    least HEAD_LEAST for a new head on a `frozen` pretrained body; no bound otherwise."""
+    if not pretrained:
+        return 0.0, SCRATCH_MOST
+    return (HEAD_LEAST if frozen else 0.0), math.inf
 
 
-def find_lr(learn: Learner, png: Path, rule: str, show: bool = False, most=math.inf) -> float:
-    """fastai's learning-rate finder: the rate `rule` reads from its curve (at most `most`),
-    marked on the plot; the plot and the curve (lr_find.csv: rate and smoothed loss per step)
-    saved beside it."""
+BOUNDED = {"most": "above the most a network from scratch trained well at",
+           "least": "below the least a new head on pretrained weights trained well at"}  # fmt: skip
+
+
+def find_lr(learn: Learner, png: Path, rule: str, show=False, within=(0.0, math.inf)) -> float:
+    """fastai's learning-rate finder: the rate `rule` reads from its curve (`within` (least,
+    most) a rate it gives), marked on the plot; the plot and the curve (lr_find.csv: rate and
+    smoothed loss per step) saved beside it."""
     # in a DDP run every process records the same (mean) loss (ddp.SharedLoss): all stop
     # at the same step, and all agree on whether to look on
     lrs, losses = run_sweep(learn, rule)
@@ -201,12 +215,15 @@ def find_lr(learn: Learner, png: Path, rule: str, show: bool = False, most=math.
         print(f"{why}: the {rule} rule cannot read it; learning rate {rate:.0e} instead")
     if distributed.is_main():
         print(f"learning rate {rate:.2e} from the finder ({describe(0, rule)}); plot: {png}")
-        if rate > most:
-            print(f"learning rate {most:.0e} instead: {rate:.2e} is above the most a network "
-                  "from scratch trained well at (kit/train/finder.py)")  # fmt: skip
+        bound = "most" if rate > within[1] else "least" if rate < within[0] else ""
+        if bound:
+            given = within[bound == "most"]
+            print(f"learning rate {given:.0e} instead: {rate:.2e} is {BOUNDED[bound]} "
+                  "(kit/train/finder.py)")  # fmt: skip
     learn.recorder.plot_lr_find(suggestions=[point], nms=[f"{rule}: {rate:.2e}"])
     fig = plt.gcf()
     fig.axes[0].set_title(f"learning-rate finder: {rule} rule, {rate:.2e}")
     save_figure(fig, png, show)
     pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(png.with_suffix(".csv"), index=False)
-    return ddp.from_main(learn, min(rate, most))  # rank 0's rate, in every process of a DDP run
+    # rank 0's rate, in every process of a DDP run
+    return ddp.from_main(learn, min(max(rate, within[0]), within[1]))

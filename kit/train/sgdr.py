@@ -16,7 +16,7 @@ from kit.train import ddp, distributed
 from kit.train.budget import Budget
 from kit.train.callbacks import Checkpoint, Continue, Snapshots, epoch_row, restore, tensorboard
 from kit.train.curves import Steps, plot_curves
-from kit.train.finder import ceiling, find_lr, resolve, stage_rule
+from kit.train.finder import bounds, find_lr, resolve, stage_rule
 from kit.train.learner import monitor_name
 from kit.train.plan import STAGES, Follow, Judge, Plan, epochs
 from kit.train.progress import Progress
@@ -146,15 +146,15 @@ def fine_tune_sgdr(
         if stage == "head":
             if "head_lr" not in rates:
                 rates["head_lr"] = r.lr or find_lr(
-                    learn, run_dir / "lr_find_frozen.png", rule, show, ceiling(r.pretrained)
+                    learn, run_dir / "lr_find_frozen.png", rule, show, bounds(r.pretrained, True)
                 )
             lr = rates["head_lr"]
         else:  # the final stage (--start-size) takes the unfrozen stage's rates
             if "lr" not in rates:  # a time limit may skip this finder run: fine_tune's rates
                 unfrozen = stage_rule(rule, "head_lr" in rates)
                 finder = plan.finder and stage == "all"
-                png, most = run_dir / "lr_find.png", ceiling(r.pretrained)
-                found = r.lr or (find_lr(learn, png, unfrozen, show, most) if finder else 0.0)
+                png, within = run_dir / "lr_find.png", bounds(r.pretrained)
+                found = r.lr or (find_lr(learn, png, unfrozen, show, within) if finder else 0.0)
                 rates["lr"], rates["lr_low"] = unfrozen_rates(r, found, rates.get("head_lr"))
             lr = (
                 slice(rates["lr_low"], rates["lr"])
