@@ -211,19 +211,18 @@ def find_lr(learn: Learner, png: Path, rule: str, show=False, within=(0.0, math.
     if len(curve(lrs, losses)[0]) < 2:  # the loss rose at once (a trained head): look on
         lrs, losses = run_sweep(learn, rule, stop_div=False)
     rate, point = choose(lrs, losses, rule)
+    bounded = min(max(rate, within[0]), within[1])
     if distributed.is_main() and (why := fallback(lrs, losses, rule)):
         print(f"{why}: the {rule} rule cannot read it; learning rate {rate:.0e} instead")
     if distributed.is_main():
         print(f"learning rate {rate:.2e} from the finder ({describe(0, rule)}); plot: {png}")
-        bound = "most" if rate > within[1] else "least" if rate < within[0] else ""
-        if bound:
-            given = within[bound == "most"]
-            print(f"learning rate {given:.0e} instead: {rate:.2e} is {BOUNDED[bound]} "
+        if bounded != rate:
+            bound = BOUNDED["most" if rate > bounded else "least"]
+            print(f"learning rate {bounded:.0e} instead: {rate:.2e} is {bound} "
                   "(kit/train/finder.py)")  # fmt: skip
     learn.recorder.plot_lr_find(suggestions=[point], nms=[f"{rule}: {rate:.2e}"])
     fig = plt.gcf()
     fig.axes[0].set_title(f"learning-rate finder: {rule} rule, {rate:.2e}")
     save_figure(fig, png, show)
     pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(png.with_suffix(".csv"), index=False)
-    # rank 0's rate, in every process of a DDP run
-    return ddp.from_main(learn, min(max(rate, within[0]), within[1]))
+    return ddp.from_main(learn, bounded)  # rank 0's rate, in every process of a DDP run
