@@ -41,6 +41,14 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=f.name, type=f.type, metavar=metavar, help=text)
 
 
+def add_process_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc", metavar="N", help="train in N processes started by torchrun: "
+                   "DDP, or with --folds one fold per device; auto: one per GPU (on a CPU "
+                   "one process is faster)")  # fmt: skip
+    p.add_argument("--torchrun", metavar="OPTS", default="", help="torchrun's own options for "
+                   "--nproc, e.g. \"--nnodes 2 --rdzv-endpoint HOST:PORT\"")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="kit", description="Kaggle image-classification recipes on fastai.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -49,17 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = command(sub, "run", "train a recipe and write a checked submission")
     add_recipe_flags(run)
     run.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (its id)")
-    run.add_argument("--nproc", metavar="N", help="train in N processes started by torchrun: "
-                     "DDP, or with --folds one fold per device; auto: one per GPU (on a CPU "
-                     "one process is faster)")  # fmt: skip
-    run.add_argument("--torchrun", metavar="OPTS", default="", help="torchrun's own options for "
-                     "--nproc, e.g. \"--nnodes 2 --rdzv-endpoint HOST:PORT\"")  # fmt: skip
+    add_process_flags(run)
     add_recipe_flags(command(sub, "lr-find", "run only the learning-rate finder"))
     distill = command(sub, "distill", "train one student on a k-fold run's or ensemble's "
                       "out-of-fold probabilities: `kit run NAME --distill RUN`")  # fmt: skip
     distill.add_argument("teacher", metavar="RUN", help="the finished k-fold run or ensemble "
                          "(its id or folder) whose probabilities the student learns")  # fmt: skip
     add_recipe_flags(distill)
+    add_process_flags(distill)
     new = sub.add_parser("new", help="inspect a competition folder and write a recipe for it")
     new.add_argument("name", help="the new recipe's name (competitions/NAME.py, written here)")
     new.add_argument("--data", metavar="DIR", required=True, help="the downloaded competition")
@@ -142,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "distill":
             from kit.pipeline import run
 
-            run(args.name, **{**overrides(args), "distill": args.teacher})
+            run(args.name, nproc=args.nproc, torchrun=args.torchrun,
+                **{**overrides(args), "distill": args.teacher})  # fmt: skip
         elif args.command == "lr-find":
             from kit.pipeline import lr_find
 

@@ -39,7 +39,6 @@ from kit.pseudo import with_pseudo
 from kit.recipe import load_competition
 from kit.runs.folder import finished_run
 from kit.runs.record import read_record
-from kit.train import distributed
 
 
 @dataclasses.dataclass
@@ -56,8 +55,6 @@ def run_options(name: str, options: dict) -> dict:
     run = options.get("distill")
     if not run:
         return options
-    if distributed.in_worker():
-        one_process(options)
     if options.get("pseudo_label"):
         raise KitError("--distill and --pseudo-label do not go together; distill a run that "
                        "was trained with --pseudo-label instead")  # fmt: skip
@@ -70,12 +67,6 @@ def run_options(name: str, options: dict) -> dict:
     load_competition(name)  # an unknown recipe is said as such, not as a missing run
     teacher(output_root(options.get("out")) / "runs" / name, name, run)
     return {**options, "folds": 0}  # a recipe that defaults to folds still trains one student
-
-
-def one_process(options: dict) -> None:
-    """--distill is refused across processes (--nproc, torchrun): not tested there yet."""
-    if options.get("distill"):
-        raise KitError("--distill trains in one process for now; drop --nproc")
 
 
 def teacher(runs: Path, name: str, run: str) -> Path:

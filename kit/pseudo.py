@@ -26,7 +26,6 @@ from kit.files import read_json, replacing
 from kit.paths import output_root
 from kit.runs.folder import finished_run, member_runs
 from kit.runs.record import read_record
-from kit.train import distributed
 
 FILE = "pseudo.csv"  # in each fold's folder: the test images it trained on, their labels
 
@@ -60,8 +59,6 @@ def run_options(name: str, options: dict) -> dict:
     run = options.get("pseudo_label")
     if not run:
         return options
-    if distributed.in_worker():
-        one_process(options)
     threshold = options.get("pseudo_threshold")
     if threshold is not None and not 0 < threshold < 1:
         raise KitError(f"--pseudo-threshold must be between 0 and 1, e.g. 0.9 (got {threshold})")
@@ -75,12 +72,6 @@ def run_options(name: str, options: dict) -> dict:
             raise KitError(f"--pseudo-label {run} trains on that run's folds ({flag} "
                            f"{saved.get(key)}); drop {flag} {given}")  # fmt: skip
     return {**options, "folds": saved["folds"], "folds_csv": source / FOLDS_CSV}
-
-
-def one_process(options: dict) -> None:
-    """--pseudo-label is refused across processes (--nproc, torchrun): not tested there yet."""
-    if options.get("pseudo_label"):
-        raise KitError("--pseudo-label trains in one process for now; drop --nproc")
 
 
 def fold_probs(members: list[Path], k: int, d: Data) -> np.ndarray:

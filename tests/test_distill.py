@@ -1,11 +1,14 @@
 """`kit distill NAME RUN`: one student trained on RUN's out-of-fold probabilities (and its test
 probabilities for the test images), validated on the true labels; a normal run for `kit predict`
-and the inference notebook's model dataset; resumed from its recipe; bad input is one line."""
+and the inference notebook's model dataset; resumed from its recipe; trained across processes;
+bad input is one line."""
 
 import contextlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,6 +33,7 @@ from kit.train.learner import class_weights, loss_function
 FAST = ["--cycles", "1", "--cycle-len", "1", "--cycle-mult", "1", "--lr", "3e-3", "--seed", "3",
         "--no-tta"]  # fmt: skip
 TEXT = {"item": str, "label": str, "id": str}
+KIT = Path(sys.executable).with_name("kit")
 
 
 @contextlib.contextmanager
@@ -197,7 +201,7 @@ def test_a_resumed_student_is_the_student_again(runs, tmp_path):
         (["--distill-alpha", "1.5"], {}, "--distill-alpha must be between 0 and 1"),
         ([], "unfinished", "is still incomplete"),
         ([], "missing", "no finished run"),
-        (["--nproc", "2", "--device", "cpu"], {}, "drop --nproc"),
+        (["--nproc", "2", "--device", "cpu", "--folds", "3"], {}, "drop --folds 3"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys, argv, change, message):
@@ -221,10 +225,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys, argv, 
             path = runs_dir / run / file
             path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
     before = sorted(p.name for p in runs_dir.iterdir())
-    if "--nproc" in argv:  # kit run's flag: `kit distill` trains in one process
-        code = main(["run", "mnist", "--distill", run, "--sample", "--out", str(out), *argv])
-    else:
-        code = main(["distill", "mnist", run, "--sample", "--out", str(out), *argv])
+    code = main(["distill", "mnist", run, "--sample", "--out", str(out), *argv])
     err = capsys.readouterr().err
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in runs_dir.iterdir()) == before
@@ -245,3 +246,23 @@ def test_the_students_loss_takes_probability_targets_and_class_indices():
     train = SimpleNamespace(y=torch.tensor([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8]]), rows=None,
                             device=torch.device("cpu"))  # fmt: skip
     assert torch.allclose(class_weights(r, train), torch.tensor([3 / 3.6, 3 / 2.4]))
+
+
+def test_a_student_trains_across_processes_on_the_teachers_targets(runs, tmp_path):
+    """--nproc 2: one student, two processes (DDP), each training on its share of every batch
+    of the teacher's targets; a normal run of the same digits, validated on the same split."""
+    out, teacher, student, *_ = runs
+    out = shutil.copytree(out, tmp_path / "out")
+    argv = ["distill", "mnist", teacher.name, "--sample", "--out", out, *FAST, "--nproc", "2"]
+    done = subprocess.run([KIT, *argv, "--device", "cpu"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"distilling {teacher.name}:" in done.stdout  # rank 0 says what it learns from
+    two = newest(out)
+    assert json.loads((two / "recipe.json").read_text())["distill"] == teacher.name
+    one, both = (json.loads((p / "metrics.json").read_text()) for p in (student, two))
+    assert (one["processes"], both["processes"]) == (1, 2)
+    held, alone = (pd.read_csv(p / "valid_preds.csv", dtype=TEXT) for p in (two, student))
+    assert held["item"].tolist() == alone["item"].tolist()
+    # the processes' shares of validation put together, scored on the true labels
+    right = held[columns(range(10))].to_numpy().argmax(1) == held["label"].astype(int).to_numpy()
+    assert both["valid_accuracy"] == pytest.approx(right.mean())

@@ -1,11 +1,13 @@
 """--pseudo-label RUN: fold k trains on exactly the test images fold k's own model in RUN labelled
 confidently; labels from the whole ensemble would leak, the kit's do not; bad input is one line;
-a resumed run ends as an uninterrupted one."""
+a resumed run ends as an uninterrupted one, and across processes each fold takes the same."""
 
 import contextlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from kit.pseudo import confident, with_pseudo
 # two epochs per fold, a pinned rate (no finder), no TTA and no plots: about 8 s a run
 FAST = dict(cycles=2, cycle_len=1, cycle_mult=1, lr=3e-3, seed=3, bs=64, tta=False)
 THRESHOLD = 0.5  # two epochs' model is unsure: this takes some of the test images, not all
+KIT = Path(sys.executable).with_name("kit")
 
 
 @contextlib.contextmanager
@@ -185,7 +188,7 @@ def finished_copy(out, base_id, tmp_path, **changes):
         (["--pseudo-threshold", "1.5"], {}, "--pseudo-threshold must be between 0 and 1"),
         ([], "unfinished", "is still incomplete"),
         ([], "missing", "no finished run"),
-        (["--nproc", "2", "--device", "cpu"], {}, "drop --nproc"),
+        (["--nproc", "2", "--device", "cpu", "--folds", "3"], {}, "drop --folds 3"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys, argv, change, message):
@@ -203,3 +206,24 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys, argv, 
     err = capsys.readouterr().err
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in (out / "runs" / "mnist").iterdir()) == before
+
+
+def test_across_processes_each_fold_takes_the_test_images_it_takes_in_one(runs, tmp_path):
+    """--nproc 2: the two folds train side by side, one per process, each adding exactly the
+    test images (and labels) that its fold's model in RUN gave it in one process."""
+    out, base_id, labelled, *_ = runs
+    out = shutil.copytree(out, tmp_path / "out")
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items() if k != "tta"]
+    done = subprocess.run([KIT, "run", "mnist", "--sample", "--out", out, "--pseudo-label", base_id,
+                           "--pseudo-threshold", str(THRESHOLD), "--nproc", "2", "--device", "cpu",
+                           "--no-tta", *flags], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    runs_dir, one = out / "runs" / "mnist", Path(labelled["run_dir"]).name
+    (two,) = [p for p in runs_dir.iterdir() if p.name not in (base_id, one)]
+    units = [json.loads((two / f"fold{k}" / "unit.json").read_text()) for k in (0, 1)]
+    assert [u["process"] for u in units] == [0, 1]  # side by side, one fold each
+    for k in (0, 1):
+        taken = (two / f"fold{k}" / "pseudo.csv").read_text()
+        assert taken == (runs_dir / one / f"fold{k}" / "pseudo.csv").read_text()
+        assert len(taken.splitlines()) > 1  # some test images, to compare
+    assert json.loads((two / "recipe.json").read_text())["pseudo_label"] == base_id
