@@ -5,8 +5,8 @@ The distillation benchmark's three sets (benchmarks/distill.py, made the same wa
 scratch (scikit-learn's 1,797 digits, `--labelled` for training, the rest the test set),
 transfer 64 px JPEG (EfficientNet-Lite0 from its packaged ImageNet weights, at 64 px) and breeds
 64 px PNG (the recipe kit new writes: Lite0 at 96 px); `--labelled` training photos, three
-times as many test photos. The test labels are
-kept aside in solution.csv and scored here on each run's submission. On each: one k-fold run
+times as many test photos. The test labels are kept aside in solution.csv and scored here on
+each run's submission. On each: one k-fold run
 (`--folds` folds, the house schedule), then one pseudo-labelled run per threshold on the same
 folds, fold k adding the test images fold k's own model labelled confidently. Each row: the test
 images each fold took (mean), the share of their labels that is right, the out-of-fold score and

@@ -141,7 +141,7 @@ def run(name: str, show=None, resume: str | None = None, nproc=None, torchrun=""
             resume_options(output_root(options.get("out")), name, resume, given)
         n = launch.resolve_nproc(nproc, options.get("device") or "auto", options.get("sync_bn"))
         if n > 1:  # --pseudo-label's and --distill's bad input said before any process starts
-            distill.run_options(name, pseudo.run_options(name, options))
+            pseudo.run_options(name, distill.run_options(name, options))  # in the order below
             root = output_root(options.get("out"))
             show = IN_NOTEBOOK if show is None else show
             return launch.launch(name, n, root, options, resume, torchrun, show)
