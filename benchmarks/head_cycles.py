@@ -1,0 +1,108 @@
+"""The pretrained head stage's length: `--head-cycles 3` (the seed's `fit(lr, 3, cycle_len=1)`,
+the invasive recipe's until this benchmark) against 1 (the recipe default, `kit new`'s), side by
+side at the same seeds; prints each set's held-out score and wall time for both, seed by seed.
+
+A head epoch costs about as much as an unfrozen one: fastai's freeze keeps batch-norm layers
+training, so the backward pass still runs through the whole body. Two head epochs fewer are
+about a fifth of a transfer run's ten epochs.
+
+Sets: benchmarks/equal_time.py's photo sets (made as it makes them, in the same work folder, all
+from what installed wheels ship): the invasive sample's 400x300 JPEG photos at 128 px, 3,000
+transfer photos of 64 px as JPEG and as PNG (invasive's recipe), and 2,700 photos of nine breeds
+at 64 px through the recipe `kit new` writes (log loss). A seed moves the validation split too
+(`--fold-seed`). Every run is `kit run` in its own process, timed whole, and scored on held-out
+test labels no run saw.
+
+Run: `python -m benchmarks.head_cycles [--work DIR] [--seeds 3]` on a quiet machine (about 50
+minutes on 2 CPU cores). Results are kept in DIR/head_cycles.jsonl: a run that was cut off goes
+on where it stopped.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks import pages
+from benchmarks.equal_time import kit_run, make, sets
+from benchmarks.lr import keep, read_rows
+
+SETS = ("photos 400x300 JPEG", "transfer 64 px JPEG", "transfer 64 px PNG", "breeds 64 px PNG")
+CYCLES = (3, 1)  # before, then the candidate
+LOWER = {"logloss"}  # metrics where lower is better
+
+
+def measure(work: Path, seeds: int) -> list[dict]:
+    """Each (set, seed) at 3 head cycles and at 1, appended to head_cycles.jsonl as it ends."""
+    path = work / "head_cycles.jsonl"
+    rows = read_rows(path)
+    have = {(r["set"], r["seed"], r["head_cycles"]) for r in rows}
+    for name in SETS:
+        folder, how, metric = sets(work, False)[name]
+        if not folder.exists():  # made whole under another name, then renamed
+            partial = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            make(name, partial, False)
+            partial.rename(folder)
+        for seed in range(seeds):
+            for n in CYCLES:
+                if (name, seed, n) in have:
+                    continue
+                out = work / "out" / f"head-cycles-{name.replace(' ', '_')}-{seed}-{n}"
+                shutil.rmtree(out, ignore_errors=True)  # a run cut off half-way starts again
+                flags = ("--head-cycles", str(n), "--seed", str(seed), "--fold-seed", str(seed))
+                got = kit_run(folder, (*how, *flags), metric, out)
+                rows.append(keep(path, {"set": name, "seed": seed, "head_cycles": n, **got}))
+    return rows
+
+
+def report(rows: list[dict]) -> None:
+    """One row per (set, head cycles): the scores seed by seed and their mean, the mean time,
+    and for 1 cycle the points gained at each seed and the time against 3 cycles."""
+    print(
+        "\n| set | head cycles | held-out score, seed by seed | mean | mean time | "
+        "points gained, seed by seed (mean) | better at | time against 3 cycles |"
+    )
+    print("|---|---|---|---|---|---|---|---|")  # fmt: skip
+    df = pd.DataFrame(rows)
+    for name in SETS:
+        d = df[df["set"] == name]
+        if d.empty:
+            continue
+        metric = sets(Path(), False)[name][2]
+        sign = -1 if metric in LOWER else 1
+        base = d[d["head_cycles"] == CYCLES[0]].set_index("seed")
+        for n in CYCLES:
+            t = d[d["head_cycles"] == n].set_index("seed")
+            t = t[t.index.isin(base.index)]
+            scores = " ".join(f"{s:.4f}" for s in t["score"])
+            line = (f"| {name} ({metric}) | {n} | {scores} | {t['score'].mean():.4f} | "
+                    f"{t['seconds'].mean():.0f} s |")  # fmt: skip
+            if n == CYCLES[0]:
+                print(line + " | | |")
+                continue
+            gains = [100 * sign * (t.at[i, "score"] - base.at[i, "score"]) for i in t.index]
+            ratio = t["seconds"].sum() / base.loc[t.index, "seconds"].sum()
+            print(
+                f"{line} {' '.join(f'{g:+.2f}' for g in gains)} ({np.mean(gains):+.2f}) | "
+                f"{sum(g > 0 for g in gains)} of {len(gains)} | {ratio:.2f}x |"
+            )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", type=Path, default=Path(".bench/equal-time"))
+    p.add_argument("--seeds", type=int, default=3)
+    args = p.parse_args()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("KIT_CACHE", str(work / "cache"))
+    report(measure(work, args.seeds))
+
+
+if __name__ == "__main__":
+    sys.exit(pages.run(main, "head_cycles"))
