@@ -30,9 +30,9 @@ RECIPE = Recipe(
     zoom=1.1,  # a little closer or further, as the seed's max_zoom=1.1,
     flip=True,  # mirrored left-right, never upside down,
     lighting=0.2,  # and in every light
-    # the seed's fit(lr, 3, cycle_len=1) on the new head; 1 instead, measured side by side on
-    # 3,000 photos at 64 px (benchmarks/equal_time.py's sets): 26 s less of 190 on the JPEGs at
-    # the same held-out AUC (1.0000), 25 s less of 196 on the PNGs at 0.9963 against 0.99997
+    # the seed's fit(lr, 3, cycle_len=1) on the new head, kept: 1 cycle (the house default) was as
+    # good on photos in this layout and 1-21% faster, but lost on nine breeds (log loss 0.057
+    # against 0.037, 3 seeds each: benchmarks/head_cycles.py)
     head_cycles=3,
 )
 
