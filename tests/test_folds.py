@@ -97,8 +97,11 @@ def test_each_ensemble_method_blends_the_runs_out_of_fold(fold_runs, out, capsys
     blend = next((out / "runs" / "mnist").glob(f"*-ensemble-{method}"))
     metrics = json.loads((blend / "metrics.json").read_text())
     members = [pd.read_csv(out / "runs" / "mnist" / r / "oof.csv") for r in (a_id, b_id)]
-    cols_a = [f"p_{d}_tta" for d in range(10)]  # run a submitted its TTA predictions
+    # run a has TTA; its TTA predictions are the member where validation chose them (the
+    # choice can go either way between CPUs and thread counts)
+    submitted = json.loads((out / "runs" / "mnist" / a_id / "metrics.json").read_text())
     cols = [f"p_{d}" for d in range(10)]
+    cols_a = [f"{c}_tta" for c in cols] if submitted["submitted"] == "tta" else cols
     pa, pb = members[0][cols_a].to_numpy(), members[1][cols].to_numpy()
     y = members[0]["label"].to_numpy()
     got = pd.read_csv(blend / "oof.csv")[cols].to_numpy()
