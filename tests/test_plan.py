@@ -254,3 +254,55 @@ def test_tensorboard_without_its_package_is_one_line(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(KitError, match="pip install tensorboard"):
         override(mnist.RECIPE, log="tensorboard")
+
+
+class HeadNorm(Callback):
+    """At each validation: the running mean of the network's first BatchNorm1d (the pretrained
+    head's, on the pooled features), and the mean of its input over the training images with
+    the weights of that moment (body in train mode, as the fit sees them; nothing updated)."""
+
+    order = 90  # after the kit's callbacks have seen before_validate
+
+    def __init__(self):
+        self.seen = []
+
+    def before_validate(self):
+        model = self.learn.model
+        norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+        running = norm.running_mean.clone()
+        inputs = []
+        hook = norm.register_forward_hook(lambda m, i, o: inputs.append(i[0].mean(0)))
+        momenta = {m: m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+        model.train()
+        try:
+            with torch.no_grad():
+                for m in (*momenta, norm):
+                    m.momentum = 0.0  # batch statistics, running ones left as they are
+                for xb, _ in self.dls.train.new(shuffle=False):
+                    model(xb)
+        finally:
+            hook.remove()
+            norm.momentum = 0.1
+            for m, v in momenta.items():
+                m.momentum = v
+            model.eval()
+        self.seen.append((running, torch.stack(inputs).mean(0)))
+
+
+def test_with_few_batches_an_epoch_validation_uses_the_training_data_s_norm_statistics(
+    digits, tmp_path, monkeypatch
+):
+    """A pretrained head on 1,150 digits in batches of 256: 4 batches an epoch. The head's
+    batch-norm statistics at validation are recomputed from the training data (PreciseBN);
+    left to momentum 0.1 they are a third of the way from 0 to the features' own."""
+
+    def gap(name: str) -> float:
+        watch = HeadNorm()
+        fitted(digits, tmp_path / name, watch=watch, arch="resnet10t",
+               pretrained=True, head_cycles=1, cycles=0, lr=1e-3, bs=256)  # fmt: skip
+        ((running, truth),) = watch.seen
+        return float((running - truth).norm() / truth.norm())
+
+    assert gap("recomputed") < 0.15  # augmented batches against the plain images
+    monkeypatch.setattr(sgdr, "FEW_BATCHES", 0)  # the running averages alone
+    assert gap("running") > 0.4  # 1 - 0.9**4 = 0.34 of the way
