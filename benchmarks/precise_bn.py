@@ -1,11 +1,11 @@
 """Batch-norm statistics on small sets: recomputed over the training data before each validation
-where an epoch has fewer than FEW_BATCHES batches (PreciseBN, kit/train/averaging.py), against
-the running averages alone (FEW_BATCHES set to 0 in this process), side by side at the same
-seeds; prints the held-out scores, the validation score after the first epoch, and the time.
+(`--precise-bn`, PreciseBN in kit/train/averaging.py) against the running averages alone (the
+default), side by side at the same seeds; prints the held-out scores, the validation score
+after the first epoch, the first layer group's rate the second finder read, and the time.
 
 A pretrained network keeps the recipe's batch on a small set (kit/data/loader.py train_batch),
-so a few hundred photos make a few batches an epoch; from scratch the batch shrinks until an
-epoch has 16, so no from-scratch run here would differ.
+so a few hundred photos make a few batches an epoch, where the running statistics lag most
+(from scratch the batch shrinks until an epoch has 16).
 
 Sets (benchmarks/distill.py's, made as it makes them from what installed wheels ship; a seed
 moves the validation split too): 300 and 600 transfer photos of 64 px (invasive's recipe at
@@ -32,10 +32,9 @@ import kit
 from benchmarks import pages
 from benchmarks.distill import SETS, held_out, make
 from benchmarks.lr import keep, read_rows
-from kit.train import sgdr
 
 TODO = (("transfer", 300), ("transfer", 600), ("breeds", 300))  # (set, labelled images)
-RULES = ("running averages (before)", "recomputed (now)")
+RULES = ("running averages (the default)", "recomputed (`--precise-bn`)")
 LOWER = {"logloss"}
 
 
@@ -44,7 +43,6 @@ def measure(work: Path, seeds: int) -> list[dict]:
     path = work / "precise_bn.jsonl"
     rows = read_rows(path)
     have = {(r["set"], r["labelled"], r["seed"], r["rule"]) for r in rows}
-    few = sgdr.FEW_BATCHES
     for name, labelled in TODO:
         recipe, metric, fields = SETS[name]
         home = work / f"labelled-{labelled}"  # distill.py's layout: the breeds recipe in it
@@ -57,20 +55,17 @@ def measure(work: Path, seeds: int) -> list[dict]:
             for rule in RULES:
                 if (name, labelled, seed, rule) in have:
                     continue
-                sgdr.FEW_BATCHES = few if rule == RULES[1] else 0
                 start = time.perf_counter()
-                try:
-                    with pages.quiet(work / "runs.log"):
-                        got = kit.run(recipe, data=folder, out=work / "out", seed=seed,
-                                      fold_seed=seed, **fields)  # fmt: skip
-                finally:
-                    sgdr.FEW_BATCHES = few
+                options = dict(seed=seed, fold_seed=seed, precise_bn=rule == RULES[1], **fields)
+                with pages.quiet(work / "runs.log"):
+                    got = kit.run(recipe, data=folder, out=work / "out", **options)
                 run_dir = Path(got["run_dir"])
                 history = pd.read_csv(run_dir / "history.csv")
                 rows.append(keep(path, {
                     "set": name, "labelled": labelled, "seed": seed, "rule": rule,
                     "score": held_out(metric, folder, run_dir), "metric": metric,
                     "first_valid": float(history.iloc[0, -1]), "epochs": len(history),
+                    "lr_low": got.get("lr_low"), "run": run_dir.name,
                     "seconds": round(time.perf_counter() - start, 1),
                 }))  # fmt: skip
     return rows
@@ -80,9 +75,12 @@ def report(rows: list[dict]) -> None:
     """One row per (set, rule): held-out scores seed by seed, their mean, the validation score
     after the first epoch (mean), the mean time; for the recomputed statistics, the gain at
     each seed (AUC in points, log loss as itself, lower better)."""
-    print("\n| set | batch-norm statistics at validation | held-out score, seed by seed | mean "
-          "| validation after epoch 1 (mean) | mean time | gained, seed by seed (mean) | "
-          "better at |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    print(
+        "\n| set | batch-norm statistics at validation | held-out score, seed by seed | mean "
+        "| validation after epoch 1 (mean) | first group's rate, seed by seed | mean time | "
+        "gained, seed by seed (mean) | better at |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     df = pd.DataFrame(rows)
     for (name, labelled), d in df.groupby(["set", "labelled"], sort=False):
         metric = d["metric"].iloc[0]
@@ -91,9 +89,11 @@ def report(rows: list[dict]) -> None:
         for rule in RULES:
             t = d[d["rule"] == rule].set_index("seed")
             t = t[t.index.isin(base.index)]
-            line = (f"| {name} {labelled} ({metric}) | {rule} | "
-                    f"{' '.join(f'{s:.4f}' for s in t['score'])} | {t['score'].mean():.4f} | "
-                    f"{t['first_valid'].mean():.3f} | {t['seconds'].mean():.0f} s |")  # fmt: skip
+            rates = " ".join(f"{x:.0e}" for x in t["lr_low"])
+            scores = " ".join(f"{s:.4f}" for s in t["score"])
+            line = (f"| {name} {labelled} ({metric}) | {rule} | {scores} | "
+                    f"{t['score'].mean():.4f} | {t['first_valid'].mean():.3f} | {rates} | "
+                    f"{t['seconds'].mean():.0f} s |")  # fmt: skip
             if rule == RULES[0]:
                 print(line + " | |")
                 continue

@@ -19,10 +19,6 @@ from kit.train import ddp
 from kit.train.predict import predictions
 
 SWA = "swa.pth"
-# Under this many training batches an epoch, the batch-norm layers' running statistics are
-# recomputed before every validation (PreciseBN). Pretrained runs keep the recipe's batch on a
-# small set (kit/data/loader.py train_batch), so 300 photos make 3-8 batches an epoch.
-FEW_BATCHES = 16
 
 
 def snapshot_paths(folder: Path) -> list[Path]:
@@ -49,16 +45,17 @@ def update_bn(learn: Learner) -> None:
 
 
 class PreciseBN(Callback):
-    """Batch-norm statistics recomputed over the training data before each validation.
+    """Batch-norm statistics recomputed over the training data before each validation
+    (--precise-bn).
 
     The running statistics follow the batches by momentum 0.1: they need tens of steps to
-    forget where they started (a new head's 0 and 1, ImageNet's in the body) and then hold the
-    last ten or so steps' weights. With a few batches an epoch they lag the weights by epochs,
-    and validation predicts with other statistics than training: on 300 photos of nine breeds
-    (3 batches an epoch) the validation log loss stayed at 9-27 for the first epochs while the
-    training loss fell. Recomputed, it was 2.9-3.7 after the first epoch and the held-out log
-    loss 0.57, 0.69 and 0.60 against 1.17, 0.89 and 0.60 at three seeds. The pass costs a
-    forward pass over the training set, a third of an epoch's time at most."""
+    forget where they started (a new head's 0 and 1, ImageNet's in the body), and with a few
+    batches an epoch validation predicts with other statistics than training does. On 300
+    photos of nine breeds (3 batches an epoch) the validation log loss was 9-27 through the
+    first three epochs while the training loss fell; recomputed, 2.9-3.7 after the first, and
+    the held-out log loss 0.57, 0.69, 0.60 against 1.17, 0.89, 0.60. On transfer photos (7 and
+    15 batches an epoch) it lost on average, so it is not a default (benchmarks/precise_bn.py).
+    The pass costs a forward pass over the training set each epoch."""
 
     def before_validate(self):  # after fastai's TrainEvalCallback put the model in eval mode
         update_bn(self.learn)

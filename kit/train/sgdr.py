@@ -13,7 +13,7 @@ from fastai.learner import Learner
 from kit.evaluate.metrics import greater_is_better
 from kit.recipe import Recipe
 from kit.train import ddp, distributed
-from kit.train.averaging import FEW_BATCHES, PreciseBN
+from kit.train.averaging import PreciseBN
 from kit.train.budget import Budget
 from kit.train.callbacks import Checkpoint, Continue, Snapshots, epoch_row, restore, tensorboard
 from kit.train.curves import Steps, plot_curves
@@ -113,7 +113,7 @@ def fine_tune_sgdr(
         cbs.append(early)
     if r.log == "tensorboard":
         cbs.append(tensorboard(run_dir / "tensorboard"))
-    if len(learn.dls.train) < FEW_BATCHES:
+    if r.precise_bn:
         cbs.append(PreciseBN())
     learn.create_opt()
     if clock is not None:
