@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # the suite never touches the network
-# pytest-xdist's workers share the cores out (the kit's processes and torchrun's inherit it):
-# two workers at two threads each on two cores spend their time waiting on each other
+# pytest-xdist's workers share the cores out, so that their threads (and those of the kit's
+# processes and torchrun's, which inherit it) do not outnumber the cores
 if (workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))) > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
