@@ -36,6 +36,16 @@ CYCLES = (3, 1)  # before, then the candidate
 LOWER = {"logloss"}  # metrics where lower is better
 
 
+def gained(metric: str, now: pd.DataFrame, before: pd.DataFrame) -> str:
+    """`now`'s score against `before`'s, seed by seed (both indexed by seed): each gain (a score
+    out of 1 in points, log loss as itself, lower better), their mean, and at how many seeds
+    `now` was better, as two table cells."""
+    scale, form = (-1, ".4f") if metric in LOWER else (100, ".2f")
+    gains = [scale * (now.at[i, "score"] - before.at[i, "score"]) for i in now.index]
+    listed = " ".join(f"{g:+{form}}" for g in gains)
+    return f"{listed} ({np.mean(gains):+{form}}) | {sum(g > 0 for g in gains)} of {len(gains)}"
+
+
 def measure(work: Path, seeds: int) -> list[dict]:
     """Each (set, seed) at 3 head cycles and at 1, appended to head_cycles.jsonl as it ends."""
     path = work / "head_cycles.jsonl"
@@ -75,7 +85,6 @@ def report(rows: list[dict]) -> None:
         if d.empty:
             continue
         metric = sets(Path(), False)[name][2]
-        scale = -1 if metric in LOWER else 100  # points of a score out of 1; lower log loss
         base = d[d["head_cycles"] == CYCLES[0]].set_index("seed")
         for n in CYCLES:
             t = d[d["head_cycles"] == n].set_index("seed")
@@ -86,13 +95,8 @@ def report(rows: list[dict]) -> None:
             if n == CYCLES[0]:
                 print(line + " | | |")
                 continue
-            gains = [scale * (t.at[i, "score"] - base.at[i, "score"]) for i in t.index]
             ratio = t["seconds"].sum() / base.loc[t.index, "seconds"].sum()
-            form = ".2f" if metric not in LOWER else ".4f"
-            print(
-                f"{line} {' '.join(f'{g:+{form}}' for g in gains)} ({np.mean(gains):+{form}}) "
-                f"| {sum(g > 0 for g in gains)} of {len(gains)} | {ratio:.2f}x |"
-            )
+            print(f"{line} {gained(metric, t, base)} | {ratio:.2f}x |")
 
 
 def main() -> None:

@@ -25,17 +25,16 @@ import time
 from pathlib import Path
 
 import fastprogress.fastprogress as fastprogress
-import numpy as np
 import pandas as pd
 
 import kit
 from benchmarks import pages
 from benchmarks.distill import SETS, held_out, make
+from benchmarks.head_cycles import gained
 from benchmarks.lr import keep, read_rows
 
 TODO = (("transfer", 300), ("transfer", 600), ("breeds", 300))  # (set, labelled images)
 RULES = ("running averages (the default)", "recomputed (`--precise-bn`)")
-LOWER = {"logloss"}
 
 
 def measure(work: Path, seeds: int) -> list[dict]:
@@ -84,7 +83,6 @@ def report(rows: list[dict]) -> None:
     df = pd.DataFrame(rows)
     for (name, labelled), d in df.groupby(["set", "labelled"], sort=False):
         metric = d["metric"].iloc[0]
-        scale = -1 if metric in LOWER else 100
         base = d[d["rule"] == RULES[0]].set_index("seed")
         for rule in RULES:
             t = d[d["rule"] == rule].set_index("seed")
@@ -97,12 +95,7 @@ def report(rows: list[dict]) -> None:
             if rule == RULES[0]:
                 print(line + " | |")
                 continue
-            gains = [scale * (t.at[i, "score"] - base.at[i, "score"]) for i in t.index]
-            form = ".4f" if metric in LOWER else ".2f"
-            print(
-                f"{line} {' '.join(f'{g:+{form}}' for g in gains)} ({np.mean(gains):+{form}}) "
-                f"| {sum(g > 0 for g in gains)} of {len(gains)} |"
-            )
+            print(f"{line} {gained(metric, t, base)} |")
 
 
 def main() -> None:
