@@ -36,7 +36,8 @@ def average_weights(states: list[dict]) -> dict:
 
 
 def update_bn(learn: Learner) -> None:
-    """Recompute batch-norm statistics for averaged weights with a pass over the training data."""
+    """Recompute batch-norm statistics with a pass over the training data (for averaged weights,
+    and before each validation with --precise-bn)."""
     from torch.optim.swa_utils import update_bn as torch_update_bn
 
     with torch.no_grad():
