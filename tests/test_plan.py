@@ -272,18 +272,18 @@ class HeadNorm(Callback):
         running = norm.running_mean.clone()
         inputs = []
         hook = norm.register_forward_hook(lambda m, i, o: inputs.append(i[0].mean(0)))
-        momenta = {m: m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
         model.train()
         try:
             with torch.no_grad():
-                for m in (*momenta, norm):
+                for m in norms:
                     m.momentum = 0.0  # batch statistics, running ones left as they are
                 for xb, _ in self.dls.train.new(shuffle=False):
                     model(xb)
         finally:
             hook.remove()
-            norm.momentum = 0.1
-            for m, v in momenta.items():
+            for m, v in zip(norms, momenta):
                 m.momentum = v
             model.eval()
         self.seen.append((running, torch.stack(inputs).mean(0)))
