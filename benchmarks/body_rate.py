@@ -62,11 +62,10 @@ def sets(work: Path) -> dict:
         "breeds 300, 96 px (kit new's recipe)": (work / "breeds-300", ("breeds",), "logloss",
                                                  small("breeds", 300)),
     }  # fmt: skip
-    for name in ("photos 400x300 JPEG", "transfer 64 px PNG", "breeds 64 px PNG"):
-        folder, how, metric = large[name]
-        out[name.replace("transfer", "transfer 3,000,").replace("breeds", "breeds 2,700,")] = (
-            folder, how, metric, made_as_equal_time(name)
-        )
+    for name, shown in (("photos 400x300 JPEG", "photos 400x300 JPEG"),
+                        ("transfer 64 px PNG", "transfer 3,000, 64 px PNG"),
+                        ("breeds 64 px PNG", "breeds 2,700, 64 px PNG")):  # fmt: skip
+        out[shown] = (*large[name], made_as_equal_time(name))
     return out
 
 
