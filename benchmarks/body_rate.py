@@ -1,7 +1,7 @@
 """The unfrozen body's rate on pretrained weights: read off a second finder run (the default)
-against a fixed share of the top rate with no second finder (`--no-refind --lr-mult 10`, and
-`--lr-mult 3`), side by side at the same seeds; prints each set's held-out score, the first layer
-group's rate and the wall time for each.
+against a fixed share of the top rate with no second finder (`--no-refind --lr-mult 10`, `3` and
+`1`), side by side at the same seeds; prints each set's held-out score, the first layer group's
+rate and the wall time for each.
 
 After the head stage the top layers keep half the head's rate (fastai's `fine_tune` rule). The
 default then runs the finder again on the unfrozen network and takes the first layer group's
@@ -16,8 +16,8 @@ benchmarks/equal_time.py's larger ones (the invasive sample's 400x300 JPEG photo
 it. A seed moves the validation split too (`--fold-seed`). Every run is `kit run` in its own
 process, timed whole, and scored on held-out test labels no run saw.
 
-Run: `python -m benchmarks.body_rate [--work DIR] [--seeds 3]` on a quiet machine (about 90
-minutes on 2 CPU cores). Seeds run in turn over every set, so a pass cut short still compares
+Run: `python -m benchmarks.body_rate [--work DIR] [--seeds 3]` on a quiet machine (about two
+hours on 2 CPU cores). Seeds run in turn over every set, so a pass cut short still compares
 whole seeds. Results are kept in DIR/body_rate.jsonl: a run that was cut off goes on where it
 stopped.
 """
@@ -40,6 +40,7 @@ RULES = {  # name: the run's flags
     "second finder (the default)": (),
     "a tenth of the top": ("--no-refind", "--lr-mult", "10"),
     "a third of the top": ("--no-refind", "--lr-mult", "3"),
+    "the top (one rate throughout)": ("--no-refind", "--lr-mult", "1"),
 }
 
 
