@@ -1,12 +1,13 @@
 """The unfrozen body's rate on pretrained weights: read off a second finder run (the default)
 against a fixed share of the top rate with no second finder (`--no-refind --lr-mult 10`, `3` and
-`1`), side by side at the same seeds; prints each set's held-out score, the first layer group's
-rate and the wall time for each.
+`1`) and against one fixed rate (`--body-lr 2e-3`), side by side at the same seeds; prints each
+set's held-out score, the first layer group's rate and the wall time for each.
 
 After the head stage the top layers keep half the head's rate (fastai's `fine_tune` rule). The
 default then runs the finder again on the unfrozen network and takes the first layer group's
 rate from its curve, between a hundredth of the top and the top; `--no-refind` skips that run and
-takes the top over `--lr-mult`.
+takes the top over `--lr-mult`; `--body-lr` skips it
+and takes that rate, or the top where that is lower.
 
 Sets, all from what installed wheels ship: benchmarks/distill.py's small sets (300 and 600
 transfer photos of 64 px through invasive's recipe, AUC on three times as many test photos; 300
@@ -41,6 +42,7 @@ RULES = {  # name: the run's flags
     "a tenth of the top": ("--no-refind", "--lr-mult", "10"),
     "a third of the top": ("--no-refind", "--lr-mult", "3"),
     "the top (one rate throughout)": ("--no-refind", "--lr-mult", "1"),
+    "2e-3, at most the top": ("--body-lr", "2e-3"),
 }
 
 

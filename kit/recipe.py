@@ -131,6 +131,11 @@ class Recipe:
     refind: bool = field(
         True, "run the finder again once the body unfreezes (off: fastai's fine_tune rates)"
     )
+    # a pretrained body's first layer group at a fixed rate (at most the top's) instead of the
+    # second finder's reading: no second finder run (benchmarks/body_rate.py)
+    body_lr: float = field(
+        0.0, "the first layer group's rate once the body unfreezes (0: the second finder's)"
+    )
     head_cycles: int = field(1, "SGDR cycles with the body frozen (0 skips the stage)")
     head_cycle_len: int = field(1, "epochs in each head cycle (the head's cycles do not grow)")
     cycles: int = field(3, "SGDR cycles with everything trainable")

@@ -192,6 +192,26 @@ def test_only_the_head_of_a_pretrained_network_has_a_least_rate(digits, tmp_path
     assert rates == {"head_lr": HEAD_LEAST, "lr": HEAD_LEAST / 2, "lr_low": 1e-3}
 
 
+def test_a_body_rate_replaces_the_second_finder_run_and_stays_under_the_top(
+    digits, tmp_path, monkeypatch
+):
+    """--body-lr: the first layer group learns at that rate once everything trains (at most
+    the top layers' rate), and the finder runs once, on the frozen body only."""
+    asked = []
+
+    def find_lr(learn, png, rule, show=False, within=(0.0, math.inf)):
+        asked.append(png.name)
+        return within[0]
+
+    monkeypatch.setattr(sgdr, "find_lr", find_lr)
+    rates, _, plan = fitted(digits, tmp_path, arch="resnet10t", pretrained=True, head_cycles=1,
+                            cycles=1, bs=256, body_lr=1e-3)  # fmt: skip
+    assert asked == ["lr_find_frozen.png"] and not plan.finder
+    assert rates == {"head_lr": HEAD_LEAST, "lr": HEAD_LEAST / 2, "lr_low": 1e-3}
+    high = Recipe(name="t", slug="t", pretrained=True, body_lr=1.0)  # above the top: the top
+    assert sgdr.unfrozen_rates(high, 0.0, HEAD_LEAST) == (HEAD_LEAST / 2, HEAD_LEAST / 2)
+
+
 def test_a_real_fit_stops_where_a_cycle_gained_nothing_and_a_resume_keeps_that(digits, tmp_path):
     """At a rate too small to learn, cycle 2 gains nothing: the stage stops after 2 of the 4
     cycles; with --exact-cycles all 4 train; a run resumed from the last checkpoint, which

@@ -51,8 +51,8 @@ def fit_schedule(r: Recipe, epoch_s: float, left_s: float, finder=0.0, predict=0
     back the cycles that the later cuts made room for, and where the next whole cycle does not
     fit, a shorter one in the epochs left (SGDR anneals it to the end all the same; dropping it
     left a third of a 2.6-minute budget unused on 3,000 photos at 64 px)."""
-    p = {"head_cycles": r.head_cycles, "cycles": r.cycles, "tta": r.tta, "finder": r.refind,
-         "last_len": 0}  # fmt: skip
+    p = {"head_cycles": r.head_cycles, "cycles": r.cycles, "tta": r.tta,
+         "finder": Plan.of(r).finder, "last_len": 0}  # fmt: skip
     done = 1 + (0 if r.lr else finder)  # the first epoch and the first finder run are spent
 
     def fits():

@@ -50,7 +50,7 @@ class Plan:
     @classmethod
     def of(cls, r: Recipe) -> "Plan":
         return cls(r.head_cycles, r.cycles, r.head_cycle_len, r.cycle_len, r.cycle_mult,
-                   not r.exact_cycles, r.tta, r.refind,
+                   not r.exact_cycles, r.tta, r.refind and not r.body_lr,
                    final_epochs=r.final_epochs if r.start_size else 0)  # fmt: skip
 
     def shape(self, stage: str) -> tuple[int, int, int]:

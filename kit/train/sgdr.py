@@ -67,13 +67,14 @@ def unfrozen_rates(r: Recipe, found: float, head_lr: float | None) -> tuple[floa
     """(last group's rate, first group's rate) once everything trains.
 
     From scratch, or with a pinned rate: `found` and `found / lr_mult`. After a head stage the
-    head keeps half its rate (fastai's `fine_tune` rule) and the finder, run again on the
-    unfrozen network, sets the first group's rate, at least `lr_mult` times below the head's.
+    head keeps half its rate (fastai's `fine_tune` rule) and the first group learns at
+    `body_lr` where given, else at the rate the finder read on the unfrozen network, at least
+    `lr_mult` times below the head's; never above the head's.
     """
     if r.lr or head_lr is None:
         return found, found / r.lr_mult
     top = head_lr / 2
-    return top, min(max(found, top / r.lr_mult), top)
+    return top, min(r.body_lr or max(found, top / r.lr_mult), top)
 
 
 def sized(learn: Learner, size: int | None) -> None:
