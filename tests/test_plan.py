@@ -196,12 +196,13 @@ def test_a_body_rate_replaces_the_second_finder_run_and_stays_under_the_top(
     digits, tmp_path, monkeypatch
 ):
     """--body-lr: the first layer group learns at that rate once everything trains (at most
-    the top layers' rate), and the finder runs once, on the frozen body only."""
+    the top layers' rate), and the finder runs once, on the frozen body only. From scratch
+    there is no head stage and the finder's one run stays, --body-lr or --no-refind."""
     asked = []
 
     def find_lr(learn, png, rule, show=False, within=(0.0, math.inf)):
         asked.append(png.name)
-        return within[0]
+        return max(within[0], 1e-3)
 
     monkeypatch.setattr(sgdr, "find_lr", find_lr)
     rates, _, plan = fitted(digits, tmp_path, arch="resnet10t", pretrained=True, head_cycles=1,
@@ -210,6 +211,9 @@ def test_a_body_rate_replaces_the_second_finder_run_and_stays_under_the_top(
     assert rates == {"head_lr": HEAD_LEAST, "lr": HEAD_LEAST / 2, "lr_low": 1e-3}
     high = Recipe(name="t", slug="t", pretrained=True, body_lr=1.0)  # above the top: the top
     assert sgdr.unfrozen_rates(high, 0.0, HEAD_LEAST) == (HEAD_LEAST / 2, HEAD_LEAST / 2)
+    asked.clear()
+    rates, _, _ = fitted(digits, tmp_path / "scratch", cycles=1, body_lr=1e-3, refind=False)
+    assert asked == ["lr_find.png"] and rates == {"lr": 1e-3, "lr_low": 1e-3}  # lr_mult 1
 
 
 def test_a_real_fit_stops_where_a_cycle_gained_nothing_and_a_resume_keeps_that(digits, tmp_path):

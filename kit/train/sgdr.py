@@ -154,9 +154,9 @@ def fine_tune_sgdr(
                 )
             lr = rates["head_lr"]
         else:  # the final stage (--start-size) takes the unfrozen stage's rates
-            if "lr" not in rates:  # a time limit may skip this finder run: fine_tune's rates
-                unfrozen = stage_rule(rule, "head_lr" in rates)
-                finder = plan.finder and stage == "all"
+            if "lr" not in rates:  # after a head stage the plan may skip this finder run
+                unfrozen = stage_rule(rule, "head_lr" in rates)  # (from scratch it is the only)
+                finder = stage == "all" and (plan.finder or "head_lr" not in rates)
                 png, within = run_dir / "lr_find.png", bounds(r.pretrained)
                 found = r.lr or (find_lr(learn, png, unfrozen, show, within) if finder else 0.0)
                 rates["lr"], rates["lr_low"] = unfrozen_rates(r, found, rates.get("head_lr"))
