@@ -313,6 +313,12 @@ def check(r: Recipe) -> Recipe:
         (r.min_batches >= 0, "min_batches", "0 (auto) or more (1: the batch is always bs)"),
         (r.lr >= 0, "lr", "positive, or 0 for the finder's suggestion"),
         (r.lr_rule in LR_RULES, "lr_rule", f"one of {', '.join(LR_RULES)}"),
+        (
+            r.body_lr == 0 or (r.body_lr > 0 and r.head_cycles and not r.lr),
+            "body_lr",
+            "0, or a positive rate with a head stage and no --lr (it sets the first layer "
+            "group's rate once a frozen body unfreezes)",
+        ),
         (r.head_cycles >= 0 and r.cycles >= 0, "cycles", "0 or more"),
         (r.head_cycles + r.cycles >= 1, "cycles", "at least one cycle in all"),
         (r.cycle_len >= 1 and r.head_cycle_len >= 1, "cycle_len", "at least 1 epoch"),

@@ -15,7 +15,7 @@ from competitions import mnist
 from kit.data.folds import split
 from kit.data.loader import dataloaders
 from kit.errors import KitError
-from kit.recipe import Recipe, override
+from kit.recipe import Recipe, check, override
 from kit.train import sgdr
 from kit.train.finder import HEAD_LEAST
 from kit.train.learner import make_learner
@@ -197,7 +197,7 @@ def test_a_body_rate_replaces_the_second_finder_run_and_stays_under_the_top(
 ):
     """--body-lr: the first layer group learns at that rate once everything trains (at most
     the top layers' rate), and the finder runs once, on the frozen body only. From scratch
-    there is no head stage and the finder's one run stays, --body-lr or --no-refind."""
+    there is no head stage: --no-refind keeps the finder's one run, and --body-lr is refused."""
     asked = []
 
     def find_lr(learn, png, rule, show=False, within=(0.0, math.inf)):
@@ -212,8 +212,10 @@ def test_a_body_rate_replaces_the_second_finder_run_and_stays_under_the_top(
     high = Recipe(name="t", slug="t", pretrained=True, body_lr=1.0)  # above the top: the top
     assert sgdr.unfrozen_rates(high, 0.0, HEAD_LEAST) == (HEAD_LEAST / 2, HEAD_LEAST / 2)
     asked.clear()
-    rates, _, _ = fitted(digits, tmp_path / "scratch", cycles=1, body_lr=1e-3, refind=False)
+    rates, _, _ = fitted(digits, tmp_path / "scratch", cycles=1, refind=False)
     assert asked == ["lr_find.png"] and rates == {"lr": 1e-3, "lr_low": 1e-3}  # lr_mult 1
+    with pytest.raises(KitError, match="--body-lr must be 0"):  # no head stage to follow
+        check(override(mnist.RECIPE, body_lr=1e-3))
 
 
 def test_a_real_fit_stops_where_a_cycle_gained_nothing_and_a_resume_keeps_that(digits, tmp_path):
