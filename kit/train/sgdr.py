@@ -67,9 +67,9 @@ def unfrozen_rates(r: Recipe, found: float, head_lr: float | None) -> tuple[floa
     """(last group's rate, first group's rate) once everything trains.
 
     From scratch, or with a pinned rate: `found` and `found / lr_mult`. After a head stage the
-    head keeps half its rate (fastai's `fine_tune` rule) and the first group learns at
-    `body_lr` where given, else at the rate the finder read on the unfrozen network, at least
-    `lr_mult` times below the head's; never above the head's.
+    head keeps half its rate (fastai's `fine_tune` rule, the top) and the first group learns at
+    `body_lr` where given, else at the rate the finder read on the unfrozen network but no
+    more than `lr_mult` times below the top; never above the top.
     """
     if r.lr or head_lr is None:
         return found, found / r.lr_mult
