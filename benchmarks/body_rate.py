@@ -84,11 +84,7 @@ def measure(work: Path, seeds: int, rules: list[str]) -> list[dict]:
     have = {(r["set"], r["seed"], r["rule"]) for r in rows}
     for seed in range(seeds):
         for name, (folder, how, metric, write) in sets(work).items():
-            if not folder.exists():  # made whole under another name, then renamed
-                partial = folder.with_name(folder.name + ".partial")
-                shutil.rmtree(partial, ignore_errors=True)
-                write(partial)
-                partial.rename(folder)
+            equal_time.made(folder, write)
             for rule in rules:
                 if (name, seed, rule) in have:
                     continue

@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -77,13 +78,24 @@ def make(name: str, folder: Path, quick: bool) -> None:
         layouts.write_folder(folder)
     else:
         sample = folder.parent / "digits-sample"
-        if not sample.exists():
-            partial = sample.with_name(sample.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
+
+        def write_sample(partial: Path) -> None:
             partial.mkdir(parents=True)
             digits.write_sample(partial)  # the sample writer lives with the recipe
-            partial.rename(sample)
+
+        made(sample, write_sample)
         mnist.build_folder(sample, folder, int(folder.name.split("-")[1].split(".")[0]))
+
+
+def made(folder: Path, write: Callable[[Path], None]) -> None:
+    """`folder` as `write` makes it, unless it exists: made whole under another name, then
+    renamed, so that a set cut off while made is made again, never taken for whole."""
+    if folder.exists():
+        return
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    write(partial)
+    partial.rename(folder)
 
 
 def score(metric: str, folder: Path, sub: pd.DataFrame) -> float:
@@ -184,11 +196,7 @@ def measure(work: Path, names: list[str], quick: bool) -> list[dict]:
     have = {(r["set"], r["run"]) for r in rows}
     for name in names:
         folder, how, metric = sets(work, quick)[name]
-        if not folder.exists():  # made whole under another name, then renamed: a set cut off
-            partial = folder.with_name(folder.name + ".partial")  # while made is made again
-            shutil.rmtree(partial, ignore_errors=True)
-            make(name, partial, quick)
-            partial.rename(folder)
+        made(folder, lambda partial, name=name: make(name, partial, quick))
         if (name, "peer") not in have:
             cmd = [sys.executable, "-m", "benchmarks.equal_time", "--peer", name, "--work",
                    str(work)] + ["--quick"] * quick  # fmt: skip

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import pages
-from benchmarks.equal_time import kit_run, make, sets
+from benchmarks.equal_time import kit_run, made, make, sets
 from benchmarks.lr import keep, read_rows
 
 SETS = ("photos 400x300 JPEG", "transfer 64 px JPEG", "transfer 64 px PNG", "breeds 64 px PNG")
@@ -53,11 +53,7 @@ def measure(work: Path, seeds: int) -> list[dict]:
     have = {(r["set"], r["seed"], r["head_cycles"]) for r in rows}
     for name in SETS:
         folder, how, metric = sets(work, False)[name]
-        if not folder.exists():  # made whole under another name, then renamed
-            partial = folder.with_name(folder.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            make(name, partial, False)
-            partial.rename(folder)
+        made(folder, lambda partial, name=name: make(name, partial, False))
         for seed in range(seeds):
             for n in CYCLES:
                 if (name, seed, n) in have:
