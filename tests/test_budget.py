@@ -17,7 +17,7 @@ from kit.train import budget
 from kit.train.budget import MARGIN, UNFROZEN, fit_schedule
 
 DIGITS = override(mnist.RECIPE, cycles=4, time_limit=10)  # from scratch: 1 + 2 + 4 + 8 epochs
-PHOTOS = override(invasive.RECIPE, time_limit=10)  # 3 head cycles, then 1 + 2 + 4 epochs
+PHOTOS = override(invasive.RECIPE, time_limit=10, head_cycles=3)  # then 1 + 2 + 4 epochs
 
 
 def left_for(epochs: float) -> float:
