@@ -9,11 +9,12 @@ about a fifth of a transfer run's ten epochs.
 Sets: benchmarks/equal_time.py's photo sets (made as it makes them, in the same work folder, all
 from what installed wheels ship): the invasive sample's 400x300 JPEG photos at 128 px, 3,000
 transfer photos of 64 px as JPEG and as PNG (invasive's recipe), and 2,700 photos of nine breeds
-at 64 px through the recipe `kit new` writes (log loss). A seed moves the validation split too
-(`--fold-seed`). Every run is `kit run` in its own process, timed whole, and scored on held-out
-test labels no run saw.
+at 64 px through the recipe `kit new` writes (log loss); and 600 transfer photos of 64 px as PNG
+(200 test), made here as equal_time makes its 3,000, where an epoch is 15 steps. A seed moves
+the validation split too (`--fold-seed`). Every run is `kit run` in its own process, timed
+whole, and scored on held-out test labels no run saw.
 
-Run: `python -m benchmarks.head_cycles [--work DIR] [--seeds 3]` on a quiet machine (about 50
+Run: `python -m benchmarks.head_cycles [--work DIR] [--seeds 3]` on a quiet machine (about 55
 minutes on 2 CPU cores). Results are kept in DIR/head_cycles.jsonl: a run that was cut off goes
 on where it stopped.
 """
@@ -27,11 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks import pages
-from benchmarks.equal_time import kit_run, made, make, sets
+from benchmarks import equal_time, pages
+from benchmarks.equal_time import kit_run, made
 from benchmarks.lr import keep, read_rows
+from benchmarks.photo_sets import write_transfer
 
-SETS = ("photos 400x300 JPEG", "transfer 64 px JPEG", "transfer 64 px PNG", "breeds 64 px PNG")
+SMALL = "transfer 600 64 px PNG"
+SETS = ("photos 400x300 JPEG", SMALL, "transfer 64 px JPEG", "transfer 64 px PNG",
+        "breeds 64 px PNG")  # fmt: skip
 CYCLES = (3, 1)  # before, then the candidate
 LOWER = {"logloss"}  # metrics where lower is better
 
@@ -46,14 +50,27 @@ def gained(metric: str, now: pd.DataFrame, before: pd.DataFrame) -> str:
     return f"{listed} ({np.mean(gains):+{form}}) | {sum(g > 0 for g in gains)} of {len(gains)}"
 
 
+def sets(work: Path) -> dict:
+    """name: (its folder, the kit's recipe and flags, its metric): equal_time's, and SMALL."""
+    png = ("invasive", "--size", "64", "--ext", ".png")
+    return equal_time.sets(work, False) | {SMALL: (work / "transfer-600-png", png, "auc")}
+
+
+def make(name: str, folder: Path) -> None:
+    if name == SMALL:
+        write_transfer(folder, 600, 200, 64, ext=".png")
+    else:
+        equal_time.make(name, folder, False)
+
+
 def measure(work: Path, seeds: int) -> list[dict]:
     """Each (set, seed) at 3 head cycles and at 1, appended to head_cycles.jsonl as it ends."""
     path = work / "head_cycles.jsonl"
     rows = read_rows(path)
     have = {(r["set"], r["seed"], r["head_cycles"]) for r in rows}
     for name in SETS:
-        folder, how, metric = sets(work, False)[name]
-        made(folder, lambda partial, name=name: make(name, partial, False))
+        folder, how, metric = sets(work)[name]
+        made(folder, lambda partial, name=name: make(name, partial))
         for seed in range(seeds):
             for n in CYCLES:
                 if (name, seed, n) in have:
@@ -80,7 +97,7 @@ def report(rows: list[dict]) -> None:
         d = df[df["set"] == name]
         if d.empty:
             continue
-        metric = sets(Path(), False)[name][2]
+        metric = sets(Path())[name][2]
         base = d[d["head_cycles"] == CYCLES[0]].set_index("seed")
         for n in CYCLES:
             t = d[d["head_cycles"] == n].set_index("seed")
