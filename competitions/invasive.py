@@ -30,9 +30,9 @@ RECIPE = Recipe(
     zoom=1.1,  # a little closer or further, as the seed's max_zoom=1.1,
     flip=True,  # mirrored left-right, never upside down,
     lighting=0.2,  # and in every light
-    # one head cycle (the house default), not the seed's fit(lr, 3, cycle_len=1): on this layout's
-    # photos, 3 seeds a set, its mean held-out AUC was higher on every set, at 0.79-0.99x the time
-    # (benchmarks/head_cycles.py; 1.04x on 600 photos, where the unfrozen stage ran longer)
+    # one head cycle (the house default), not the seed's fit(lr, 3, cycle_len=1): on four sets of
+    # this layout's photos, 3 seeds each, its mean held-out AUC was higher on every set, in
+    # 0.77-1.04x the time (the rule trains more of the unfrozen stage; benchmarks/head_cycles.py)
 )
 
 # The bundled sample's photos are small: 128 px keeps the whole recipe to minutes on 2 CPU cores.
