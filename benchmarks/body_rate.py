@@ -49,14 +49,11 @@ RULES = {  # name: the run's flags
 
 def sets(work: Path) -> dict:
     """name: (its folder, the recipe and flags, its metric, how to make it)."""
-    large = equal_time.sets(work, False)
+    large = equal_time.sets_to_make(work)
 
     def small(kind: str, n: int):
         write = write_transfer if kind == "transfer" else write_breeds
         return lambda folder: write(folder, n, 3 * n, 64)
-
-    def made_as_equal_time(name: str):
-        return lambda folder: equal_time.make(name, folder, False)
 
     out = {
         "transfer 300, 64 px JPEG": (work / "transfer-300", ("invasive", "--size", "64"), "auc",
@@ -69,7 +66,7 @@ def sets(work: Path) -> dict:
     for name, shown in (("photos 400x300 JPEG", "photos 400x300 JPEG"),
                         ("transfer 64 px PNG", "transfer 3,000, 64 px PNG"),
                         ("breeds 64 px PNG", "breeds 2,700, 64 px PNG")):  # fmt: skip
-        out[shown] = (*large[name], made_as_equal_time(name))
+        out[shown] = large[name]
     return out
 
 

@@ -87,6 +87,12 @@ def make(name: str, folder: Path, quick: bool) -> None:
         mnist.build_folder(sample, folder, int(folder.name.split("-")[1].split(".")[0]))
 
 
+def sets_to_make(work: Path, quick: bool = False) -> dict:
+    """name: (its folder, the kit's recipe and flags, its metric, how to make it)."""
+    return {name: (*spec, lambda folder, name=name: make(name, folder, quick))
+            for name, spec in sets(work, quick).items()}  # fmt: skip
+
+
 def made(folder: Path, write: Callable[[Path], None]) -> None:
     """`folder` as `write` makes it, unless it exists: made whole under another name, then
     renamed, so that a set cut off while made is made again, never taken for whole."""
@@ -195,8 +201,8 @@ def measure(work: Path, names: list[str], quick: bool) -> list[dict]:
     rows = read_rows(path)
     have = {(r["set"], r["run"]) for r in rows}
     for name in names:
-        folder, how, metric = sets(work, quick)[name]
-        made(folder, lambda partial, name=name: make(name, partial, quick))
+        folder, how, metric, write = sets_to_make(work, quick)[name]
+        made(folder, write)
         if (name, "peer") not in have:
             cmd = [sys.executable, "-m", "benchmarks.equal_time", "--peer", name, "--work",
                    str(work)] + ["--quick"] * quick  # fmt: skip

@@ -51,16 +51,12 @@ def gained(metric: str, now: pd.DataFrame, before: pd.DataFrame) -> str:
 
 
 def sets(work: Path) -> dict:
-    """name: (its folder, the kit's recipe and flags, its metric): equal_time's, and SMALL."""
+    """name: (its folder, the kit's recipe and flags, its metric, how to make it): equal_time's,
+    and SMALL."""
     png = ("invasive", "--size", "64", "--ext", ".png")
-    return equal_time.sets(work, False) | {SMALL: (work / "transfer-600-png", png, "auc")}
-
-
-def make(name: str, folder: Path) -> None:
-    if name == SMALL:
-        write_transfer(folder, 600, 200, 64, ext=".png")
-    else:
-        equal_time.make(name, folder, False)
+    small = (work / "transfer-600-png", png, "auc",
+             lambda folder: write_transfer(folder, 600, 200, 64, ext=".png"))  # fmt: skip
+    return equal_time.sets_to_make(work) | {SMALL: small}
 
 
 def measure(work: Path, seeds: int) -> list[dict]:
@@ -69,8 +65,8 @@ def measure(work: Path, seeds: int) -> list[dict]:
     rows = read_rows(path)
     have = {(r["set"], r["seed"], r["head_cycles"]) for r in rows}
     for name in SETS:
-        folder, how, metric = sets(work)[name]
-        made(folder, lambda partial, name=name: make(name, partial))
+        folder, how, metric, write = sets(work)[name]
+        made(folder, write)
         for seed in range(seeds):
             for n in CYCLES:
                 if (name, seed, n) in have:
