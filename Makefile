@@ -39,7 +39,7 @@ bench: install  ## the speed and accuracy tables in the README
 bench-lr: install  ## the learning-rate rules across data sets and seeds (about 3 hours)
 	$(BIN)/python -m benchmarks.lr
 
-bench-tricks: install  ## label smoothing, MixUp, CutMix, EMA, epochs, width against the defaults (about 2 hours)
+bench-tricks: install  ## label smoothing, MixUp, CutMix, EMA, epochs, width against the defaults (about 40 minutes)
 	$(BIN)/python -m benchmarks.tricks
 
 bench-glyphs: install  ## the schedule's length against the data's size on 62 printed characters (about an hour)
