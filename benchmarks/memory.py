@@ -290,4 +290,5 @@ def main():
 if __name__ == "__main__":
     import pages  # the docs page: what this printed
 
-    sys.exit(pages.run(main, "memory"))
+    # a --child measures one row for its parent and prints one JSON line: no page of its own
+    sys.exit(main() if "--child" in sys.argv else pages.run(main, "memory"))

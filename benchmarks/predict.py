@@ -17,7 +17,6 @@ Run: `python benchmarks/predict.py [--images N] [--work DIR]`. About 6 minutes o
 """
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -73,7 +72,8 @@ def bare_loop(run_dir: Path, folder: Path, ids: list[str]) -> np.ndarray:
 
 
 def kit_predict(run_dir: Path, folder: Path, out: Path) -> np.ndarray:
-    result = kit.predict("invasive", str(run_dir), data=folder, out=out)
+    with pages.quiet(out / "runs.log"):
+        result = kit.predict("invasive", str(run_dir), data=folder, out=out)
     return pd.read_csv(result["submission"])["invasive"].to_numpy()
 
 
@@ -92,9 +92,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="kit-bench-predict-"))
-    print(f"working in {work}")
-    trained = kit.run("invasive", sample=True, out=work, size=224, head_cycles=1, cycles=0,
-                      lr=1e-3, tta=False)  # fmt: skip
+    print(f"working in {work}", file=sys.stderr)
+    with pages.quiet(work / "runs.log"):  # the kit's own lines: not the page's
+        trained = kit.run("invasive", sample=True, out=work, size=224, head_cycles=1, cycles=0,
+                          lr=1e-3, tta=False)  # fmt: skip
     run_dir = Path(trained["run_dir"])
     folder = work / "hidden"
     ids = photos(folder, args.images)
@@ -128,7 +129,6 @@ def main() -> None:
         f"\npeak resident memory of `kit predict`: {small:.0f} MB for {len(ids)} images, "
         f"{large:.0f} MB for {4 * len(ids)} (their decoded pixels: {decoded:.0f} MB)"
     )
-    print(json.dumps({"ratio": round(ratio, 3), "rss_mb": [round(small), round(large)]}))
 
 
 if __name__ == "__main__":
