@@ -161,10 +161,12 @@ def main() -> None:
 
     sub, kit_tags_s = kit_run(tags_dir, work, "planet")
     kit_tags = score_tags(tags_dir, sub["tags"].str.split().tolist())
-    fa_tags, fa_tags_s = fastai_tags(tags_dir, args.epochs, work)
+    with pages.quiet(work / "fastai.log"):  # fastai's epoch tables: not the page's
+        fa_tags, fa_tags_s = fastai_tags(tags_dir, args.epochs, work)
     sub, kit_top_s = kit_run(whales_dir, work, "whales")
     kit_top = score_ranked(whales_dir, sub["Id"].str.split().tolist())
-    fa_top, fa_top_s = fastai_top5(whales_dir, args.epochs, work)
+    with pages.quiet(work / "fastai.log"):
+        fa_top, fa_top_s = fastai_top5(whales_dir, args.epochs, work)
 
     print(f"\n| {args.train:,} training images, 2 CPU cores | held-out score | wall time |"
           "\n|---|---|---|")  # fmt: skip
