@@ -58,6 +58,7 @@ def main():
     parser.add_argument("--recipes", nargs="+", default=list(MODELS))
     args = parser.parse_args()
     fastprogress.NO_BAR = True
+    args.work.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.recipes:
         out = args.work / name
@@ -65,7 +66,8 @@ def main():
         recipe = f"{name} ({'AUC' if metric == 'auc' else metric})"
         runs, first = [], len(rows)
         for label, options in MODELS[name]:
-            result = kit.run(name, sample=True, out=out, folds=args.folds, **options)
+            with pages.quiet(args.work / "runs.log"):  # the kit's own lines: not the page's
+                result = kit.run(name, sample=True, out=out, folds=args.folds, **options)
             runs.append(result["run_dir"])
             kind = "_tta" if result["submitted"] == "tta" else ""  # what the run submits
             label += ", TTA" if kind else ""
@@ -73,7 +75,8 @@ def main():
                          result[f"folds{kind}_{metric}_std"],
                          test_score(name, out, result["run_dir"], metric)])  # fmt: skip
         for method in ("mean", "weighted", "stack"):
-            blend = ensemble(name, runs, method, out=out)
+            with pages.quiet(args.work / "runs.log"):
+                blend = ensemble(name, runs, method, out=out)
             weights = [m["weight"] for m in blend["members"] if "weight" in m]
             note = f" (weights {', '.join(f'{w:.2f}' for w in weights)})" if weights else ""
             rows.append([recipe, f"`{method}` blend{note}", blend[f"valid_{metric}"], None,
