@@ -1,6 +1,6 @@
 """Learning-rate rule benchmark: prints the README's stability table.
 
-On each data set, at each of five seeds (a seed moves the validation split too: `fold_seed` is
+On each data set, at each of three seeds (a seed moves the validation split too: `fold_seed` is
 set to it), `kit run` trains with the recipe's defaults once per learning-rate rule compared
 (`--lr-rule`: the finder runs, the rule reads its rate from the curve) and once per rate of a
 fixed grid (`--lr`, both stages). Every run is scored on held-out test labels it never saw.
@@ -17,7 +17,7 @@ Data sets, all made from what installed wheels ship:
 - digits 1.4k, pretrained: the bundled sample through the same ImageNet weights (the stem's
   colours summed for grey input) at 48 px, with the invasive recipe's head stage.
 
-Run: `python -m benchmarks.lr [--work DIR] [--seeds 5]`. Results are kept in
+Run: `python -m benchmarks.lr [--work DIR] [--seeds 3]`. Results are kept in
 DIR/results.jsonl: a run that was cut off goes on where it stopped. About 3 hours on 2 cores.
 """
 
@@ -193,7 +193,7 @@ def report(rows: list[dict], sets: dict) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/kit-bench-lr"))
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=3)
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sets = data_sets(args.work)

@@ -222,9 +222,11 @@ def peak_rss(work: Path, photos: int, size: int, kit_path: Path) -> dict:
     competition_folder(folder, photos, size)
     env = {**os.environ, "KIT_CACHE": str(work / f"run-cache-{kit_path.name}"),
            "PYTHONPATH": str(kit_path)}  # fmt: skip
+    # batch 64 at every size: the least-batches rule would shrink the small set's batch, and its
+    # activations, which are most of a step's memory (a checkout before --min-batches lacks it)
     argv = ["-m", "kit.cli", "run", "invasive", "--data", str(folder), "--size", str(size),
             "--arch", "digitnet", "--no-pretrained", "--lr", "3e-3", "--no-tta",
-            "--head-cycles", "0", "--cycles", "1", "--bs", "64",
+            "--head-cycles", "0", "--cycles", "1", "--bs", "64", "--min-batches", "1",
             "--out", str(work / "out")]  # fmt: skip
     build = ("from competitions import invasive; from dataclasses import replace; "
              "from pathlib import Path; "
