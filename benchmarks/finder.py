@@ -55,13 +55,13 @@ def one_sweep(learn, rule: str, how: str, seed: int) -> dict:
 
 def sweeps(work: Path, name: str, recipe: str, folder: Path, options: dict, seed: int) -> list:
     """Every sweep at one seed: the rows of its first stage, then (after a head) its second."""
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()):  # the kit's own lines: not the page's
         job = prepare(recipe, data=folder, out=work / "out", seed=seed, fold_seed=seed,
                       **options)  # fmt: skip
-    r = job.recipe
+        r = job.recipe
+        learn = build_learner(r, job.data, job.device, job.weights, work / "out",
+                              np.flatnonzero(job.fold == 0))  # fmt: skip
     rule = resolve(r.lr_rule, r.pretrained)
-    learn = build_learner(r, job.data, job.device, job.weights, work / "out",
-                          np.flatnonzero(job.fold == 0))  # fmt: skip
     learn.create_opt()
     if r.head_cycles:
         learn.freeze()
