@@ -159,13 +159,14 @@ def main() -> None:
     humpback(whales_dir, args.inks, args.most, new=4 * args.inks)
     n_whales = pd.read_csv(whales_dir / "train.csv")["Id"].nunique()
 
-    sub, kit_tags_s = kit_run(tags_dir, work, "planet")
-    kit_tags = score_tags(tags_dir, sub["tags"].str.split().tolist())
-    with pages.quiet(work / "fastai.log"):  # fastai's epoch tables: not the page's
-        fa_tags, fa_tags_s = fastai_tags(tags_dir, args.epochs, work)
-    sub, kit_top_s = kit_run(whales_dir, work, "whales")
-    kit_top = score_ranked(whales_dir, sub["Id"].str.split().tolist())
+    # fastai's epoch tables go to a log, not the page (kit_run's commands print from their own
+    # processes, under the DEVNULL or terminal kit_run gives them)
     with pages.quiet(work / "fastai.log"):
+        sub, kit_tags_s = kit_run(tags_dir, work, "planet")
+        kit_tags = score_tags(tags_dir, sub["tags"].str.split().tolist())
+        fa_tags, fa_tags_s = fastai_tags(tags_dir, args.epochs, work)
+        sub, kit_top_s = kit_run(whales_dir, work, "whales")
+        kit_top = score_ranked(whales_dir, sub["Id"].str.split().tolist())
         fa_top, fa_top_s = fastai_top5(whales_dir, args.epochs, work)
 
     print(f"\n| {args.train:,} training images, 2 CPU cores | held-out score | wall time |"
